@@ -1,0 +1,277 @@
+"""Video / audio I/O (PyAV) and the one pixel convention.
+
+Pixels: networks see float NCHW in [-1, 1]; files hold uint8 HWC. `to_uint8` / `from_uint8` are the
+only conversions (round-to-nearest after clamping: no per-clip min-max stretch). `legacy_to_uint8`
+reproduces the original demos' global stretch for comparisons only.
+
+Video in: `read_video` decodes any container PyAV knows, resampled to a fixed fps by nearest
+timestamp (frame i shows the source frame displayed at t = i / fps). Video out: `VideoWriter` streams
+H.264 (yuv420p) frames and muxes AAC audio, so memory stays flat in the video length.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from types import TracebackType
+
+import av
+import numpy as np
+import torch
+
+FPS = 25
+SAMPLE_RATE = 16000
+
+
+class MediaError(ValueError):
+    """An input media file cannot be used (unreadable, no stream, too short...)."""
+
+
+# -- pixels ------------------------------------------------------------------------------------
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """float [-1, 1] (... x 3 x H x W) -> uint8 (... x H x W x 3), clamped, rounded to nearest."""
+    x = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.movedim(-3, -1).cpu()
+
+
+def from_uint8(images: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """uint8 (... x H x W x 3) -> float32 [-1, 1] (... x 3 x H x W)."""
+    t = torch.as_tensor(np.asarray(images)) if isinstance(images, np.ndarray) else images
+    return (t.movedim(-1, -3).float() / 127.5 - 1.0).contiguous()
+
+
+def legacy_to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """The original demos' `save_video`: clamp, then min-max stretch over the whole clip, truncate."""
+    x = images.detach().float().clamp(-1, 1)
+    x = (x - x.min()) / (x.max() - x.min()).clamp_min(1e-12) * 255
+    return x.to(torch.uint8).movedim(-3, -1).cpu()
+
+
+# -- video -------------------------------------------------------------------------------------
+@dataclass
+class VideoInfo:
+    path: Path
+    fps: float
+    num_frames: int
+    width: int
+    height: int
+    duration: float
+    has_audio: bool
+
+
+def probe_video(path: str | Path) -> VideoInfo:
+    """Stream facts of a video file; MediaError names the file when it cannot be read."""
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(f"video not found: {path}")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise MediaError(f"{path} has no video stream")
+            vs = container.streams.video[0]
+            fps = float(vs.average_rate or vs.guessed_rate or 0)
+            duration = float(vs.duration * vs.time_base) if vs.duration and vs.time_base else 0.0
+            if not duration and container.duration:
+                duration = container.duration / av.time_base
+            frames = vs.frames or (round(duration * fps) if fps else 0)
+            return VideoInfo(path, fps, int(frames), vs.width, vs.height, duration, bool(container.streams.audio))
+    except av.FFmpegError as err:
+        raise MediaError(f"cannot read video {path}: {err}; is the file complete and a video?") from err
+
+
+def iter_frames(path: str | Path, fps: float | None = FPS) -> Iterator[np.ndarray]:
+    """Yield RGB uint8 H x W x 3 frames, resampled to `fps` by nearest earlier timestamp (None: as stored)."""
+    path = Path(path)
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise MediaError(f"{path} has no video stream")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            yield from _resample(container.decode(stream), fps, path)
+    except av.FFmpegError as err:
+        raise MediaError(f"cannot decode video {path}: {err}; re-encode it (e.g. ffmpeg -i in.mp4 out.mp4)") from err
+
+
+def _resample(frames: Iterable[av.VideoFrame], fps: float | None, path: Path) -> Iterator[np.ndarray]:
+    """Output frame i shows the last source frame displayed at or before t = i / fps."""
+    next_index = 0
+    prev: np.ndarray | None = None
+    start = prev_t = 0.0
+    delta = 0.0
+    for n, frame in enumerate(frames):
+        image = frame.to_ndarray(format="rgb24")
+        if fps is None:
+            yield image
+            continue
+        t = float(frame.time) if frame.time is not None else n / fps
+        if n == 0:
+            start = t
+        t -= start
+        if prev is not None:
+            delta = t - prev_t
+            while next_index / fps < t - 1e-6:
+                yield prev
+                next_index += 1
+        prev, prev_t = image, t
+    if prev is not None and fps is not None:
+        end = prev_t + (delta if delta > 0 else 1.0 / fps)
+        while next_index / fps < end - 1e-6:
+            yield prev
+            next_index += 1
+
+
+def read_video(path: str | Path, fps: float | None = FPS, max_frames: int | None = None) -> np.ndarray:
+    """All frames as T x H x W x 3 uint8 (for short clips; use `iter_frames` to stream)."""
+    frames = []
+    for i, frame in enumerate(iter_frames(path, fps)):
+        if max_frames is not None and i >= max_frames:
+            break
+        frames.append(frame)
+    if not frames:
+        raise MediaError(f"{path} contains no decodable video frames")
+    return np.stack(frames)
+
+
+# -- audio -------------------------------------------------------------------------------------
+def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Mono float32 samples in [-1, 1] at `sample_rate` from any audio or video file."""
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(f"audio not found: {path}")
+    chunks: list[np.ndarray] = []
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise MediaError(f"{path} has no audio stream; give a .wav/.mp3 or a video with sound")
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+            for frame in container.decode(container.streams.audio[0]):
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1))
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().reshape(-1))
+    except av.FFmpegError as err:
+        raise MediaError(f"cannot decode audio {path}: {err}") from err
+    return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+
+
+def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Path:
+    """16-bit PCM mono wav."""
+    import soundfile as sf
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), np.clip(samples, -1, 1), sample_rate, subtype="PCM_16")
+    return path
+
+
+# -- writing -----------------------------------------------------------------------------------
+class VideoWriter:
+    """Streaming H.264 writer at a fixed fps, with optional AAC audio muxed in.
+
+    The file is written to a temporary name and renamed on a clean close, so an interrupted render
+    never leaves a truncated video at `path`. Audio longer than the video is cut to its length.
+
+    Example:
+        with VideoWriter("out.mp4", audio=wav) as w:
+            w.write(frames_uint8)  # T x H x W x 3
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        fps: int = FPS,
+        audio: np.ndarray | None = None,
+        sample_rate: int = SAMPLE_RATE,
+        crf: int = 18,
+    ) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix or '.mp4'}")
+        self.fps, self.crf = fps, crf
+        self.audio, self.sample_rate = audio, sample_rate
+        self.frames_written = 0
+        self._container = av.open(str(self._tmp), mode="w", format="mp4")
+        self._video: av.VideoStream | None = None
+        self._audio: av.AudioStream | None = None
+
+    def _open_stream(self, height: int, width: int) -> av.VideoStream:
+        stream = self._container.add_stream("libx264", rate=Fraction(self.fps))
+        stream.width, stream.height = width + width % 2, height + height % 2
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": str(self.crf), "preset": "veryfast"}
+        return stream
+
+    def write(self, frames: np.ndarray | torch.Tensor) -> None:
+        """frames: T x H x W x 3 uint8 (or one H x W x 3 frame)."""
+        arr = frames.numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)
+        if arr.ndim == 3:
+            arr = arr[None]
+        if arr.dtype != np.uint8:
+            raise TypeError(f"VideoWriter.write expects uint8 frames, got {arr.dtype}; use edtalk.io.to_uint8")
+        if self._video is None:
+            self._video = self._open_stream(arr.shape[1], arr.shape[2])
+            if self.audio is not None:  # every stream must exist before the first packet is muxed
+                self._audio = self._container.add_stream("aac", rate=self.sample_rate)
+                self._audio.layout = "mono"
+        for image in arr:
+            if image.shape[0] % 2 or image.shape[1] % 2:
+                image = np.pad(image, ((0, image.shape[0] % 2), (0, image.shape[1] % 2), (0, 0)), mode="edge")
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+            for packet in self._video.encode(frame):
+                self._container.mux(packet)
+            self.frames_written += 1
+
+    def _mux_audio(self) -> None:
+        if self.audio is None or self._audio is None:
+            return
+        n = min(len(self.audio), math.ceil(self.frames_written / self.fps * self.sample_rate))
+        samples = np.clip(self.audio[:n], -1, 1).astype(np.float32)
+        stream = self._audio
+        step = 1024 * 16
+        for i in range(0, len(samples), step):
+            frame = av.AudioFrame.from_ndarray(samples[None, i : i + step], format="flt", layout="mono")
+            frame.sample_rate = self.sample_rate
+            for packet in stream.encode(frame):
+                self._container.mux(packet)
+        for packet in stream.encode(None):
+            self._container.mux(packet)
+
+    def close(self) -> Path:
+        if self._video is not None:
+            for packet in self._video.encode(None):
+                self._container.mux(packet)
+        self._mux_audio()
+        self._container.close()
+        if self.frames_written == 0:
+            self._tmp.unlink(missing_ok=True)
+            raise MediaError(f"no frames were written to {self.path}")
+        self._tmp.replace(self.path)
+        return self.path
+
+    def abort(self) -> None:
+        self._container.close()
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def write_video(
+    path: str | Path, frames: np.ndarray | torch.Tensor, fps: int = FPS, audio: np.ndarray | None = None
+) -> Path:
+    """Write T x H x W x 3 uint8 frames (plus optional mono float audio at 16 kHz) in one call."""
+    with VideoWriter(path, fps=fps, audio=audio) as writer:
+        writer.write(frames)
+    return writer.path

@@ -1,0 +1,126 @@
+"""The EDTalk generator: one backbone shared by every training stage and by inference.
+
+    w_a, pyramid = E(source)                                   appearance (Sec. 3.1)
+    alpha_{mouth,pose,exp} = heads(fc(E(driver).w_a))          latent navigation (Sec. 3.2)
+    Q = qr([W_mouth | W_pose | W_exp] + 1e-8)                  orthonormal bases banks
+    w = w_a + alpha @ Q^T,  e = alpha_exp @ Q_exp^T
+    image = G(w, pyramid, EEM(e))                              flow-warping synthesis (Sec. 3.3)
+
+The lip-pose variant (`GeneratorConfig.variant = "lip_pose"`) has no ELN, no expression bank and no EEM.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from edtalk.config import GeneratorConfig
+from edtalk.nn.encoder import AppearanceEncoder
+from edtalk.nn.navigation import BasesBanks, MotionNavigator
+from edtalk.nn.synthesis import Synthesis
+
+COMPONENTS = ("mouth", "pose", "exp")
+
+
+@dataclass
+class SourceEncoding:
+    """Everything the renderer needs from a source image, computed once per video.
+
+    Attributes:
+        w_a: B x S appearance latent.
+        feats: pyramid [8x8 ... HxW] of B x C x r x r maps.
+        eem: per level InstanceNorm(EEM.conv(feat)) (full variant), the expression-independent EEM part.
+    """
+
+    w_a: torch.Tensor
+    feats: list[torch.Tensor]
+    eem: list[torch.Tensor] | None = None
+
+
+class Generator(nn.Module):
+    """E + motion MLP/heads + bases banks + synthesis G (+ EEM), configured by `GeneratorConfig`."""
+
+    def __init__(self, cfg: GeneratorConfig | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg or GeneratorConfig()
+        self.encoder = AppearanceEncoder(self.cfg)
+        self.navigator = MotionNavigator(self.cfg)
+        self.banks = BasesBanks(self.cfg)
+        self.synthesis = Synthesis(self.cfg)
+
+    # -- encoding ---------------------------------------------------------------------------
+    def encode(self, source: torch.Tensor) -> SourceEncoding:
+        """source: B x 3 x H x W in [-1, 1] -> appearance latent, pyramid and cached EEM features."""
+        w_a, feats = self.encoder(source)
+        eem = None
+        if self.synthesis.fineadainresblock is not None:
+            eem = [blk.prepare(f) for blk, f in zip(self.synthesis.fineadainresblock, feats)]
+        return SourceEncoding(w_a, feats, eem)
+
+    def coefficients(self, driver: torch.Tensor) -> dict[str, torch.Tensor]:
+        """driver: B x 3 x H x W -> bank weights {"mouth": Bx20, "pose": Bx6[, "exp": Bx10]}."""
+        w, _ = self.encoder(driver, with_features=False)
+        return self.navigator(w)
+
+    # -- latent arithmetic --------------------------------------------------------------------
+    def basis(self) -> torch.Tensor:
+        """Q: S x K orthonormal directions (recompute once per clip, not per frame)."""
+        return self.banks.basis()
+
+    def latent(
+        self,
+        w_a: torch.Tensor,
+        alpha: dict[str, torch.Tensor],
+        q: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """w = w_a + alpha @ Q^T and the expression latent e (None without expression weights).
+
+        Args:
+            w_a: B x S (or 1 x S, broadcast).
+            alpha: {"mouth": Bx20, "pose": Bx6, "exp": Bx10 (full variant; omit to render without EEM)}.
+            q: precomputed `basis()`.
+        """
+        q = self.basis() if q is None else q
+        blocks = self.banks.split(q)
+        direction = alpha["mouth"] @ blocks["mouth"].t() + alpha["pose"] @ blocks["pose"].t()
+        e = None
+        if "exp" in alpha and "exp" in blocks:
+            e = alpha["exp"] @ blocks["exp"].t()
+            direction = direction + e
+        return w_a + direction, e
+
+    def component_latents(self, alpha: dict[str, torch.Tensor], q: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Per-component directions alpha_c @ Q_c^T (B x S each), for the latent-consistency losses."""
+        blocks = self.banks.split(self.basis() if q is None else q)
+        return {k: alpha[k] @ blocks[k].t() for k in alpha if k in blocks}
+
+    # -- rendering ----------------------------------------------------------------------------
+    def render(self, src: SourceEncoding, w: torch.Tensor, e: torch.Tensor | None = None) -> torch.Tensor:
+        """Render B frames from one encoded source (batch 1 or B) and latents w (B x S), e (B x S)."""
+        feats = src.feats
+        blocks = self.synthesis.fineadainresblock
+        if e is not None and blocks is not None:
+            assert src.eem is not None
+            feats = [blk.modulate(f, n, e) for blk, f, n in zip(blocks, feats, src.eem)]
+        return self.synthesis(w, feats)
+
+    def forward(
+        self,
+        source: torch.Tensor,
+        mouth: torch.Tensor,
+        pose: torch.Tensor,
+        exp: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Video-driven reconstruction: mouth/pose/expression taken from three driving images.
+
+        source, mouth, pose, exp: B x 3 x H x W -> B x 3 x H x W. Without `exp` (or for the lip-pose
+        variant) no expression is applied.
+        """
+        src = self.encode(source)
+        alpha = {"mouth": self.coefficients(mouth)["mouth"], "pose": self.coefficients(pose)["pose"]}
+        if exp is not None and self.cfg.has_expression:
+            alpha["exp"] = self.coefficients(exp)["exp"]
+        w, e = self.latent(src.w_a, alpha)
+        return self.render(src, w, e)

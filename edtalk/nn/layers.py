@@ -1,0 +1,263 @@
+"""StyleGAN2 building blocks shared by the encoder, the synthesis network and the discriminator.
+
+Written once here (the original code carries ~15 copies). Numerics follow the StyleGAN2 / LIA
+reference: equalised learning rate (weights stored as N(0, 1), scaled by 1/sqrt(fan_in) at run
+time), fused leaky ReLU with gain sqrt(2), FIR blur/upsample with the [1, 3, 3, 1] kernel.
+
+Blur kernels are fixed, so they are non-persistent buffers: they are not in our state dict
+(`edtalk.weights` checks the official files' copies against `make_kernel` and drops them).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+BLUR_KERNEL = (1, 3, 3, 1)
+SQRT2 = math.sqrt(2.0)
+
+
+def make_kernel(k: Sequence[float] = BLUR_KERNEL) -> torch.Tensor:
+    """Separable FIR kernel: outer product of `k` with itself, normalised to sum 1 (K x K)."""
+    t = torch.tensor(k, dtype=torch.float32)
+    kernel = t[None, :] * t[:, None]
+    return kernel / kernel.sum()
+
+
+def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, pad: tuple[int, int] = (0, 0)) -> torch.Tensor:
+    """Zero-insertion upsampling by `up`, zero padding, then a per-channel FIR filter.
+
+    Args:
+        x: B x C x H x W.
+        kernel: K x K (symmetric, so correlation equals convolution).
+        up: upsampling factor.
+        pad: (before, after) padding applied to both spatial axes after upsampling.
+
+    Returns:
+        B x C x (H*up + p0 + p1 - K + 1) x (W*up + p0 + p1 - K + 1).
+    """
+    b, c, h, w = x.shape
+    out = x.reshape(b * c, 1, h, w)
+    if up > 1:
+        # -> (B*C) x 1 x H*up x W*up with the samples at the top-left of each up x up cell
+        out = out.reshape(b * c, 1, h, 1, w, 1)
+        out = F.pad(out, [0, up - 1, 0, 0, 0, up - 1])
+        out = out.reshape(b * c, 1, h * up, w * up)
+    p0, p1 = pad
+    out = F.pad(out, [p0, p1, p0, p1])
+    weight = torch.flip(kernel, [0, 1]).to(out.dtype)[None, None]
+    out = F.conv2d(out, weight)
+    return out.reshape(b, c, out.shape[-2], out.shape[-1])
+
+
+class Blur(nn.Module):
+    """FIR low-pass filter (used before strided convs and after transposed convs)."""
+
+    kernel: torch.Tensor
+
+    def __init__(self, pad: tuple[int, int], upsample_factor: int = 1) -> None:
+        super().__init__()
+        self.register_buffer("kernel", make_kernel() * upsample_factor**2, persistent=False)
+        self.pad = pad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return upfirdn2d(x, self.kernel, pad=self.pad)
+
+
+class Upsample(nn.Module):
+    """2x FIR upsampling (StyleGAN2 skip connections)."""
+
+    kernel: torch.Tensor
+
+    def __init__(self, factor: int = 2) -> None:
+        super().__init__()
+        self.register_buffer("kernel", make_kernel() * factor**2, persistent=False)
+        p = self.kernel.shape[0] - factor
+        self.factor = factor
+        self.pad = ((p + 1) // 2 + factor - 1, p // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return upfirdn2d(x, self.kernel, up=self.factor, pad=self.pad)
+
+
+def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor, slope: float = 0.2) -> torch.Tensor:
+    """leaky_relu(x + bias) * sqrt(2); `bias` broadcasts over channels (dim 1)."""
+    if bias.ndim == 1:
+        bias = bias.view(1, -1, *([1] * (x.ndim - 2)))
+    return F.leaky_relu(x + bias, slope) * SQRT2
+
+
+class FusedLeakyReLU(nn.Module):
+    """Per-channel bias + leaky ReLU (slope 0.2) with gain sqrt(2); bias stored as 1 x C x 1 x 1."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(1, channels, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.leaky_relu(x + self.bias, 0.2) * SQRT2
+
+
+class EqualConv2d(nn.Module):
+    """Conv2d with equalised learning rate: weight ~ N(0, 1) scaled by 1/sqrt(fan_in) at run time."""
+
+    def __init__(
+        self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, padding: int = 0, bias: bool = True
+    ) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_ch, in_ch, kernel, kernel))
+        self.scale = 1.0 / math.sqrt(in_ch * kernel * kernel)
+        self.stride = stride
+        self.padding = padding
+        self.bias = nn.Parameter(torch.zeros(out_ch)) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight * self.scale, self.bias, stride=self.stride, padding=self.padding)
+
+
+class EqualLinear(nn.Module):
+    """Linear layer with equalised learning rate; `activation=True` applies the fused leaky ReLU."""
+
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        bias: bool = True,
+        bias_init: float = 0.0,
+        lr_mul: float = 1.0,
+        activation: bool = False,
+    ) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_dim, in_dim) / lr_mul)
+        self.bias = nn.Parameter(torch.full((out_dim,), float(bias_init))) if bias else None
+        self.scale = 1.0 / math.sqrt(in_dim) * lr_mul
+        self.lr_mul = lr_mul
+        self.activation = activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bias = self.bias * self.lr_mul if self.bias is not None else None
+        if self.activation:
+            out = F.linear(x, self.weight * self.scale)
+            return fused_leaky_relu(out, bias) if bias is not None else F.leaky_relu(out, 0.2) * SQRT2
+        return F.linear(x, self.weight * self.scale, bias)
+
+
+class ConvLayer(nn.Sequential):
+    """[Blur if downsample] -> EqualConv2d -> [FusedLeakyReLU if activate].
+
+    The Sequential indices (blur 0, conv 0/1, activation 1/2) are the state-dict layout of the
+    official checkpoints.
+    """
+
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        kernel: int,
+        downsample: bool = False,
+        bias: bool = True,
+        activate: bool = True,
+    ) -> None:
+        layers: list[nn.Module] = []
+        if downsample:
+            p = (len(BLUR_KERNEL) - 2) + (kernel - 1)
+            layers.append(Blur(pad=((p + 1) // 2, p // 2)))
+            stride, padding = 2, 0
+        else:
+            stride, padding = 1, kernel // 2
+        layers.append(EqualConv2d(in_ch, out_ch, kernel, stride, padding, bias=bias and not activate))
+        if activate:
+            layers.append(FusedLeakyReLU(out_ch) if bias else ScaledLeakyReLU())
+        super().__init__(*layers)
+
+
+class ScaledLeakyReLU(nn.Module):
+    """Leaky ReLU (slope 0.2) with gain sqrt(2) and no bias."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.leaky_relu(x, 0.2) * SQRT2
+
+
+class ResBlock(nn.Module):
+    """Residual downsampling block: (conv3x3 -> blur+conv3x3/2 + blur+conv1x1/2) / sqrt(2)."""
+
+    def __init__(self, in_ch: int, out_ch: int) -> None:
+        super().__init__()
+        self.conv1 = ConvLayer(in_ch, in_ch, 3)
+        self.conv2 = ConvLayer(in_ch, out_ch, 3, downsample=True)
+        self.skip = ConvLayer(in_ch, out_ch, 1, downsample=True, activate=False, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.conv2(self.conv1(x)) + self.skip(x)) / SQRT2
+
+
+class ModulatedConv2d(nn.Module):
+    """StyleGAN2 modulated convolution.
+
+    Computed in the per-sample scaling form: modulate the input channels, convolve with the one
+    shared weight, demodulate the output channels. It equals the grouped-convolution form of the
+    original exactly (up to float rounding) and lets a batch of frames share one conv call.
+    """
+
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        kernel: int,
+        style_dim: int,
+        demodulate: bool = True,
+        upsample: bool = False,
+    ) -> None:
+        super().__init__()
+        self.in_ch, self.out_ch, self.kernel_size = in_ch, out_ch, kernel
+        self.demodulate, self.upsample = demodulate, upsample
+        self.scale = 1.0 / math.sqrt(in_ch * kernel * kernel)
+        self.padding = kernel // 2
+        self.weight = nn.Parameter(torch.randn(1, out_ch, in_ch, kernel, kernel))
+        self.modulation = EqualLinear(style_dim, in_ch, bias_init=1.0)
+        if upsample:
+            p = (len(BLUR_KERNEL) - 2) - (kernel - 1)
+            self.blur = Blur(pad=((p + 1) // 2 + 1, p // 2 + 1), upsample_factor=2)
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        """x: B x Cin x H x W, style: B x S -> B x Cout x H' x W' (H' = 2H when upsampling)."""
+        s = self.modulation(style)  # -> B x Cin
+        weight = self.weight[0] * self.scale  # -> Cout x Cin x k x k
+        x = x * s[:, :, None, None]
+        if self.upsample:
+            out = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)
+            out = self.blur(out)
+        else:
+            out = F.conv2d(x, weight, padding=self.padding)
+        if self.demodulate:
+            w2 = weight.square().sum(dim=(2, 3))  # -> Cout x Cin
+            demod = torch.rsqrt(s.square() @ w2.t() + 1e-8)  # -> B x Cout
+            out = out * demod[:, :, None, None]
+        return out
+
+
+class StyledConv(nn.Module):
+    """ModulatedConv2d -> (noise injection: identity at inference, as in LIA) -> FusedLeakyReLU."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, style_dim: int, upsample: bool = False) -> None:
+        super().__init__()
+        self.conv = ModulatedConv2d(in_ch, out_ch, kernel, style_dim, upsample=upsample)
+        self.activate = FusedLeakyReLU(out_ch)
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        return self.activate(self.conv(x, style))
+
+
+class ConstantInput(nn.Module):
+    """Learned 1 x C x 4 x 4 input of the synthesis network, repeated over the batch."""
+
+    def __init__(self, channels: int, size: int = 4) -> None:
+        super().__init__()
+        self.input = nn.Parameter(torch.randn(1, channels, size, size))
+
+    def forward(self, batch: int) -> torch.Tensor:
+        return self.input.expand(batch, -1, -1, -1)

@@ -1,0 +1,107 @@
+"""Flow-warping synthesis network G (paper Sec. 3.1/3.3; LIA's decoder).
+
+A StyleGAN2 decoder driven by w = w_a + sum_k alpha_k q_k predicts, at each level 8x8 ... HxW, a flow
+field and an occlusion mask that warp the source encoder's feature map (optionally modulated by EEM);
+RGB is accumulated across levels from the warped features.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edtalk.config import GeneratorConfig
+from edtalk.nn.eem import EEM
+from edtalk.nn.layers import ConstantInput, ConvLayer, ModulatedConv2d, StyledConv, Upsample
+
+
+def sampling_grid(size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Identity grid 1 x size x size x 2 in (x, y) order; linspace rounded to float32 as upstream."""
+    xs = torch.linspace(-1.0, 1.0, size, dtype=torch.float64).to(torch.float32)
+    gy, gx = torch.meshgrid(xs, xs, indexing="ij")
+    return torch.stack([gx, gy], dim=-1)[None].to(device=device, dtype=dtype)
+
+
+class ToFlow(nn.Module):
+    """Predicts flow (2 ch, tanh) + mask (1 ch, sigmoid) logits, accumulated across scales, and warps."""
+
+    def __init__(self, in_ch: int, style_dim: int) -> None:
+        super().__init__()
+        self.upsample = Upsample()
+        self.conv = ModulatedConv2d(in_ch, 3, 1, style_dim, demodulate=False)
+        self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
+        self._grids: dict[tuple[int, torch.device, torch.dtype], torch.Tensor] = {}
+
+    def grid(self, size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        key = (size, device, dtype)
+        if key not in self._grids:
+            self._grids[key] = sampling_grid(size, device, dtype)
+        return self._grids[key]
+
+    def forward(
+        self, x: torch.Tensor, style: torch.Tensor, feat: torch.Tensor, skip: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Returns (warped feature, new decoder feature, raw 3-channel logits for the next scale)."""
+        logits = self.conv(x, style) + self.bias
+        if skip is not None:
+            logits = logits + self.upsample(skip)
+        grid = self.grid(x.shape[-1], x.device, x.dtype)
+        flow = torch.tanh(logits[:, :2]).permute(0, 2, 3, 1) + grid  # -> B x H x W x 2
+        mask = torch.sigmoid(logits[:, 2:3])
+        warped = F.grid_sample(feat, flow, mode="bilinear", padding_mode="zeros", align_corners=False) * mask
+        return warped, warped + x * (1 - mask), logits
+
+
+class ToRGB(nn.Module):
+    """1x1 ConvLayer (with its leaky ReLU, as released) + bias, plus the upsampled previous RGB."""
+
+    def __init__(self, in_ch: int) -> None:
+        super().__init__()
+        self.upsample = Upsample()
+        self.conv = ConvLayer(in_ch, 3, 1)
+        self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None) -> torch.Tensor:
+        out = self.conv(x) + self.bias
+        return out if skip is None else out + self.upsample(skip)
+
+
+class Synthesis(nn.Module):
+    """G: (w, source pyramid[, expression latent e]) -> image B x 3 x H x W (not squashed)."""
+
+    def __init__(self, cfg: GeneratorConfig) -> None:
+        super().__init__()
+        s = cfg.style_dim
+        c4 = cfg.channels(4)
+        self.input = ConstantInput(c4)
+        self.conv1 = StyledConv(c4, c4, 3, s)
+        self.convs = nn.ModuleList()
+        self.to_rgbs = nn.ModuleList()
+        self.to_flows = nn.ModuleList()
+        eems: list[nn.Module] = []
+        in_ch = c4
+        for log_res in range(3, cfg.log_size + 1):
+            out_ch = cfg.channels(2**log_res)
+            self.convs.append(StyledConv(in_ch, out_ch, 3, s, upsample=True))
+            self.convs.append(StyledConv(out_ch, out_ch, 3, s))
+            self.to_rgbs.append(ToRGB(out_ch))
+            self.to_flows.append(ToFlow(out_ch, s))
+            eems.append(EEM(out_ch, s, cfg.eem_hidden))
+            in_ch = out_ch
+        self.fineadainresblock = nn.ModuleList(eems) if cfg.has_expression else None
+
+    def forward(self, w: torch.Tensor, feats: list[torch.Tensor]) -> torch.Tensor:
+        """w: B x S; feats: (EEM-modulated) source pyramid [8x8 ... HxW], batch B or 1."""
+        out = self.conv1(self.input(w.shape[0]), w)  # -> B x 512 x 4 x 4
+        rgb: torch.Tensor | None = None
+        flow_logits: torch.Tensor | None = None
+        for j, feat in enumerate(feats):
+            out = self.convs[2 * j](out, w)  # -> B x C x 2r x 2r
+            out = self.convs[2 * j + 1](out, w)
+            if feat.shape[0] != out.shape[0]:
+                feat = feat.expand(out.shape[0], -1, -1, -1)
+            warped, out, flow_logits = self.to_flows[j](out, w, feat, flow_logits)
+            rgb = self.to_rgbs[j](warped, rgb)
+        assert rgb is not None, "empty feature pyramid"
+        return rgb
