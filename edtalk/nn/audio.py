@@ -1,0 +1,398 @@
+"""Audio-driven motion beyond the mouth (paper Sec. 3.4; never released upstream, SPEC 4.3/4.4).
+
+* `AudioEncoder`: mel windows -> per-frame features (the Wav2Lip audio conv stack + a projection);
+  shared by the networks below and initialisable from a trained `Audio2Lip`'s encoder.
+* `Audio2Pose`: a conditional VAE over pose-weight sequences. Audio features get temporal context from
+  dilated residual 1-D convolutions; a sequence of latents at a coarse rate (one per `latent_stride`
+  frames, linearly interpolated to the frame rate) carries the head motion the audio does not
+  determine, so different draws give different, smooth head motions. The prior over the latents is
+  conditioned on the audio (and on the source's pose when given); `temperature` scales its spread at
+  sampling time (0 = the prior's mean).
+* `Audio2Exp`: utterance-level audio feature (attention pooling over frames) -> the 10 expression
+  weights of the ELN bank, plus logits over the 8 emotions as an auxiliary task.
+
+Shapes: mel windows B x T x 1 x 80 x 16 (window t centred on video frame t, `edtalk.audio.mel_windows`),
+pose B x T x 6, expression B x 10.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edtalk.nn.audio2lip import Audio2Lip, build_encoder, run_windows, wav2lip_audio_specs
+from edtalk.nn.emotion import FrameAttentionPool, config_from_dict
+
+
+# -- shared pieces -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AudioEncoderConfig:
+    """Per-frame audio encoder.
+
+    Attributes:
+        channels: widths of the five Wav2Lip stages (the defaults equal Audio2Lip's encoder).
+        residual: residual blocks per stage (Audio2Lip: 2, 2, 2, 1).
+        dim: output feature size per frame.
+    """
+
+    channels: tuple[int, ...] = (32, 64, 128, 256, 512)
+    residual: tuple[int, ...] = (2, 2, 2, 1)
+    dim: int = 256
+
+    @classmethod
+    def tiny(cls) -> AudioEncoderConfig:
+        return cls(channels=(4, 8, 8, 16, 16), residual=(1, 0, 0, 0), dim=16)
+
+
+class AudioEncoder(nn.Module):
+    """Mel windows -> per-frame features: B x T x 1 x 80 x 16 -> B x T x dim (or N x ... -> N x dim)."""
+
+    def __init__(self, cfg: AudioEncoderConfig | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg = cfg or AudioEncoderConfig()
+        if len(cfg.channels) != 5 or len(cfg.residual) != 4:
+            raise ValueError(
+                "AudioEncoderConfig needs 5 channels and 4 residual counts, "
+                f"got {cfg.channels}, {cfg.residual}"
+            )
+        self.audio_encoder = build_encoder(1, wav2lip_audio_specs(cfg.channels, cfg.residual))
+        self.project = nn.Sequential(nn.Linear(cfg.channels[-1], cfg.dim), nn.LeakyReLU(0.2))
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        return self.project(run_windows(self.audio_encoder, mel))
+
+    def load_audio2lip(self, audio2lip: Audio2Lip) -> None:
+        """Copy a trained Audio2Lip's (Wav2Lip) conv stack into this encoder (layouts must agree)."""
+        self.audio_encoder.load_state_dict(audio2lip.audio_encoder.state_dict(), strict=True)
+
+
+class TemporalBlock(nn.Module):
+    """Residual dilated 1-D conv block over time: B x C x T -> B x C x T (replicate padding)."""
+
+    def __init__(self, channels: int, dilation: int, kernel: int = 3) -> None:
+        super().__init__()
+        pad = dilation * (kernel - 1) // 2
+        self.net = nn.Sequential(
+            nn.Conv1d(channels, channels, kernel, padding=pad, dilation=dilation, padding_mode="replicate"),
+            nn.LeakyReLU(0.2),
+            nn.Conv1d(channels, channels, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.net(x)
+
+
+def temporal_stack(channels: int, layers: int) -> nn.Sequential:
+    """`layers` TemporalBlocks with dilations 1, 2, 4, ... (receptive field 2^(layers+1) - 1 frames)."""
+    return nn.Sequential(*[TemporalBlock(channels, 2**i) for i in range(layers)])
+
+
+def receptive_field(layers: int) -> int:
+    """Frames seen by a `temporal_stack` of `layers` blocks (kernel 3, dilations 1..2^(layers-1))."""
+    return 1 + 2 * (2**layers - 1) if layers > 0 else 1
+
+
+def _check_mel(mel: torch.Tensor) -> None:
+    if mel.ndim != 5 or tuple(mel.shape[2:]) != (1, 80, 16):
+        raise ValueError(
+            f"expected mel windows B x T x 1 x 80 x 16 (edtalk.audio.mel_windows per clip, stacked), "
+            f"got {tuple(mel.shape)}"
+        )
+
+
+def _mean_over_frames(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """B x T x C -> B x C, averaging valid frames only (mask B x T, True = valid)."""
+    if mask is None:
+        return x.mean(1)
+    w = mask.to(x.dtype)[:, :, None]
+    return (x * w).sum(1) / w.sum(1).clamp_min(1.0)
+
+
+# -- Audio2Pose --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Audio2PoseConfig:
+    """Hyper-parameters of `Audio2Pose` (a conditional VAE over pose sequences).
+
+    Attributes:
+        pose_dim: pose-bank size (6).
+        audio: the per-frame audio encoder.
+        hidden: width of the temporal networks.
+        context_layers: dilated blocks of the audio context / posterior / decoder stacks.
+        latent_dim: latent channels per latent step.
+        latent_stride: frames per latent step (5 = 0.2 s); latents are interpolated between steps.
+        kl_weight: weight of the KL term (per latent element) against the per-element pose MSE.
+        velocity_weight: weight of the MSE between frame-to-frame pose differences.
+    """
+
+    pose_dim: int = 6
+    audio: AudioEncoderConfig = field(default_factory=AudioEncoderConfig)
+    hidden: int = 256
+    context_layers: int = 4
+    latent_dim: int = 16
+    latent_stride: int = 5
+    kl_weight: float = 0.01
+    velocity_weight: float = 1.0
+
+    @classmethod
+    def tiny(cls) -> Audio2PoseConfig:
+        return cls(
+            audio=AudioEncoderConfig.tiny(), hidden=16, context_layers=2, latent_dim=4, latent_stride=2
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Audio2PoseConfig:
+        out: Audio2PoseConfig = config_from_dict(cls, d)
+        return out
+
+
+class Gaussian(NamedTuple):
+    """Diagonal Gaussian over latent sequences: mean and log-variance, B x Z x L."""
+
+    mean: torch.Tensor
+    logvar: torch.Tensor
+
+    def kl(self, other: Gaussian) -> torch.Tensor:
+        """KL(self || other) per element, B x Z x L."""
+        return 0.5 * (
+            other.logvar
+            - self.logvar
+            + (self.logvar.exp() + (self.mean - other.mean).square()) / other.logvar.exp()
+            - 1.0
+        )
+
+
+class Audio2Pose(nn.Module):
+    """Probabilistic audio -> head-pose weights (the paper's probabilistic pose generator).
+
+    Args:
+        cfg: hyper-parameters; `Audio2PoseConfig.tiny()` for tests.
+    """
+
+    def __init__(self, cfg: Audio2PoseConfig | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg = cfg or Audio2PoseConfig()
+        h, z, p = cfg.hidden, cfg.latent_dim, cfg.pose_dim
+        self.audio = AudioEncoder(cfg.audio)
+        self.audio_in = nn.Conv1d(cfg.audio.dim, h, 1)
+        self.ref_in = nn.Linear(p, h)
+        self.context = temporal_stack(h, cfg.context_layers)
+        self.posterior = nn.Sequential(nn.Conv1d(h + p, h, 1), *temporal_stack(h, cfg.context_layers))
+        self.posterior_out = nn.Conv1d(h, 2 * z, 1)
+        self.prior_out = nn.Conv1d(h, 2 * z, 1)
+        self.decoder = nn.Sequential(nn.Conv1d(h + z, h, 1), *temporal_stack(h, cfg.context_layers))
+        self.decoder_out = nn.Conv1d(h, p, 1)
+
+    def condition(self, mel: torch.Tensor, ref_pose: torch.Tensor | None = None) -> torch.Tensor:
+        """Audio (+ source pose) context per frame: mel B x T x 1 x 80 x 16, ref_pose B x 6 -> B x H x T."""
+        _check_mel(mel)
+        feats = self.audio(mel).transpose(1, 2)  # -> B x D x T
+        cond = self.audio_in(feats)
+        if ref_pose is not None:
+            cond = cond + self.ref_in(ref_pose)[:, :, None]
+        return self.context(cond)
+
+    def _pool(self, x: torch.Tensor) -> torch.Tensor:
+        """Frame rate -> latent rate: B x C x T -> B x C x ceil(T / stride)."""
+        s = self.cfg.latent_stride
+        return F.avg_pool1d(x, kernel_size=s, stride=s, ceil_mode=True) if s > 1 else x
+
+    def prior(self, cond: torch.Tensor) -> Gaussian:
+        mean, logvar = self.prior_out(self._pool(cond)).chunk(2, dim=1)
+        return Gaussian(mean, logvar.clamp(-10.0, 10.0))
+
+    def posterior_of(self, pose: torch.Tensor, cond: torch.Tensor) -> Gaussian:
+        """q(z | pose, audio): pose B x T x 6, cond B x H x T -> Gaussian B x Z x L."""
+        h = self.posterior(torch.cat([cond, pose.transpose(1, 2)], dim=1))
+        mean, logvar = self.posterior_out(self._pool(h)).chunk(2, dim=1)
+        return Gaussian(mean, logvar.clamp(-10.0, 10.0))
+
+    def decode(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Latents B x Z x L and context B x H x T -> pose B x T x 6."""
+        t = cond.shape[-1]
+        z_up = F.interpolate(z, size=t, mode="linear", align_corners=False) if z.shape[-1] != t else z
+        out = self.decoder_out(self.decoder(torch.cat([cond, z_up], dim=1)))  # -> B x 6 x T
+        return out.transpose(1, 2)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        mel: torch.Tensor,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        ref_pose: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Draw pose-weight sequences for the audio.
+
+        Args:
+            mel: B x T x 1 x 80 x 16 mel windows.
+            temperature: scale of the prior's spread (0: its mean, 1: a plain draw).
+            generator: random source (on the model's device) for reproducible draws.
+            ref_pose: optional B x 6 pose weights of the source image.
+
+        Returns:
+            B x T x 6 pose weights, one per video frame.
+        """
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        cond = self.condition(mel, ref_pose)
+        prior = self.prior(cond)
+        eps = torch.randn(prior.mean.shape, generator=generator, device=cond.device, dtype=cond.dtype)
+        z = prior.mean + temperature * (0.5 * prior.logvar).exp() * eps
+        return self.decode(z, cond)
+
+    def forward(
+        self,
+        mel: torch.Tensor,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        ref_pose: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Same as `sample`."""
+        return self.sample(mel, temperature, generator, ref_pose)
+
+    def loss(
+        self, mel: torch.Tensor, pose: torch.Tensor, ref_pose: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Negative ELBO terms on a batch of clips.
+
+        Args:
+            mel: B x T x 1 x 80 x 16 mel windows.
+            pose: B x T x 6 target pose weights (extracted by the generator).
+            ref_pose: optional B x 6 source pose weights (e.g. of the identity frame).
+
+        Returns:
+            {"loss": total, "recon": pose MSE, "velocity": MSE of frame differences, "kl": mean KL per
+            latent element, "pred": B x T x 6 reconstruction (detached)}.
+        """
+        if pose.ndim != 3 or pose.shape[2] != self.cfg.pose_dim or pose.shape[:2] != mel.shape[:2]:
+            raise ValueError(
+                f"pose must be B x T x {self.cfg.pose_dim} matching mel {tuple(mel.shape[:2])}, "
+                f"got {tuple(pose.shape)}"
+            )
+        cond = self.condition(mel, ref_pose)
+        q = self.posterior_of(pose, cond)
+        z = q.mean + (0.5 * q.logvar).exp() * torch.randn_like(q.mean)
+        pred = self.decode(z, cond)
+        recon = F.mse_loss(pred, pose)
+        velocity = (
+            F.mse_loss(pred.diff(dim=1), pose.diff(dim=1)) if pose.shape[1] > 1 else recon.new_zeros(())
+        )
+        kl = q.kl(self.prior(cond)).mean()
+        total = recon + self.cfg.velocity_weight * velocity + self.cfg.kl_weight * kl
+        return {"loss": total, "recon": recon, "velocity": velocity, "kl": kl, "pred": pred.detach()}
+
+
+# -- Audio2Exp ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Audio2ExpConfig:
+    """Hyper-parameters of `Audio2Exp`.
+
+    Attributes:
+        exp_dim: expression-bank size (10).
+        num_emotions: emotion classes of the auxiliary head (8 MEAD emotions).
+        audio: the per-frame audio encoder.
+        hidden: width of the temporal context and heads.
+        context_layers: dilated temporal blocks before pooling.
+        emotion_weight: weight of the emotion cross-entropy against the expression MSE.
+    """
+
+    exp_dim: int = 10
+    num_emotions: int = 8
+    audio: AudioEncoderConfig = field(default_factory=AudioEncoderConfig)
+    hidden: int = 256
+    context_layers: int = 3
+    emotion_weight: float = 0.1
+
+    @classmethod
+    def tiny(cls) -> Audio2ExpConfig:
+        return cls(audio=AudioEncoderConfig.tiny(), hidden=16, context_layers=1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Audio2ExpConfig:
+        out: Audio2ExpConfig = config_from_dict(cls, d)
+        return out
+
+
+class ExpPrediction(NamedTuple):
+    """Output of `Audio2Exp`: expression weights B x exp_dim and emotion logits B x num_emotions."""
+
+    exp: torch.Tensor
+    logits: torch.Tensor
+
+
+class Audio2Exp(nn.Module):
+    """Speech -> utterance-level expression weights (+ emotion logits).
+
+    Args:
+        cfg: hyper-parameters; `Audio2ExpConfig.tiny()` for tests.
+    """
+
+    def __init__(self, cfg: Audio2ExpConfig | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg = cfg or Audio2ExpConfig()
+        h = cfg.hidden
+        self.audio = AudioEncoder(cfg.audio)
+        self.audio_in = nn.Conv1d(cfg.audio.dim, h, 1)
+        self.context = temporal_stack(h, cfg.context_layers)
+        self.pool = FrameAttentionPool(h)
+        self.exp_head = nn.Sequential(
+            nn.Linear(2 * h, h), nn.ReLU(), nn.LayerNorm(h), nn.Linear(h, cfg.exp_dim)
+        )
+        self.emotion_head = nn.Sequential(nn.ReLU(), nn.Linear(2 * h, cfg.num_emotions))
+
+    def forward(self, mel: torch.Tensor, mask: torch.Tensor | None = None) -> ExpPrediction:
+        """mel B x T x 1 x 80 x 16 (mask B x T, True = valid frame) -> ExpPrediction(B x 10, B x 8)."""
+        _check_mel(mel)
+        feats = self.context(self.audio_in(self.audio(mel).transpose(1, 2)))  # -> B x H x T
+        utterance = self.pool(feats.transpose(1, 2), mask)  # -> B x 2H
+        return ExpPrediction(self.exp_head(utterance), self.emotion_head(utterance))
+
+    def loss(
+        self,
+        mel: torch.Tensor,
+        exp: torch.Tensor,
+        emotion: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Expression MSE (+ emotion cross-entropy) on a batch of clips.
+
+        Args:
+            mel: B x T x 1 x 80 x 16 mel windows.
+            exp: targets, per frame B x T x 10 (averaged over valid frames) or per clip B x 10.
+            emotion: optional B emotion ids (MEAD order).
+            mask: optional B x T valid-frame mask.
+
+        Returns:
+            {"loss", "exp" (MSE), "emotion" (CE, 0 without labels), "accuracy", "pred" B x 10 (detached)}.
+        """
+        target = _mean_over_frames(exp, mask) if exp.ndim == 3 else exp
+        out = self(mel, mask)
+        mse = F.mse_loss(out.exp, target)
+        zero = mse.new_zeros(())
+        ce = F.cross_entropy(out.logits, emotion) if emotion is not None else zero
+        acc = (out.logits.argmax(1) == emotion).to(mse.dtype).mean() if emotion is not None else zero
+        total = mse + self.cfg.emotion_weight * ce
+        return {"loss": total, "exp": mse, "emotion": ce, "accuracy": acc, "pred": out.exp.detach()}
+
+
+__all__ = [
+    "Audio2Exp",
+    "Audio2ExpConfig",
+    "Audio2Pose",
+    "Audio2PoseConfig",
+    "AudioEncoder",
+    "AudioEncoderConfig",
+    "ExpPrediction",
+    "TemporalBlock",
+]
