@@ -29,7 +29,9 @@ COMMANDS = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edtalk", description="EDTalk: train, evaluate and render talking heads.")
+    parser = argparse.ArgumentParser(
+        prog="edtalk", description="EDTalk: train, evaluate and render talking heads."
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         try:

@@ -77,7 +77,9 @@ def probe_video(path: str | Path) -> VideoInfo:
             if not duration and container.duration:
                 duration = container.duration / av.time_base
             frames = vs.frames or (round(duration * fps) if fps else 0)
-            return VideoInfo(path, fps, int(frames), vs.width, vs.height, duration, bool(container.streams.audio))
+            return VideoInfo(
+                path, fps, int(frames), vs.width, vs.height, duration, bool(container.streams.audio)
+            )
     except av.FFmpegError as err:
         raise MediaError(f"cannot read video {path}: {err}; is the file complete and a video?") from err
 
@@ -93,7 +95,9 @@ def iter_frames(path: str | Path, fps: float | None = FPS) -> Iterator[np.ndarra
             stream.thread_type = "AUTO"
             yield from _resample(container.decode(stream), fps, path)
     except av.FFmpegError as err:
-        raise MediaError(f"cannot decode video {path}: {err}; re-encode it (e.g. ffmpeg -i in.mp4 out.mp4)") from err
+        raise MediaError(
+            f"cannot decode video {path}: {err}; re-encode it (e.g. ffmpeg -i in.mp4 out.mp4)"
+        ) from err
 
 
 def _resample(frames: Iterable[av.VideoFrame], fps: float | None, path: Path) -> Iterator[np.ndarray]:
@@ -211,7 +215,9 @@ class VideoWriter:
         if arr.ndim == 3:
             arr = arr[None]
         if arr.dtype != np.uint8:
-            raise TypeError(f"VideoWriter.write expects uint8 frames, got {arr.dtype}; use edtalk.io.to_uint8")
+            raise TypeError(
+                f"VideoWriter.write expects uint8 frames, got {arr.dtype}; use edtalk.io.to_uint8"
+            )
         if self._video is None:
             self._video = self._open_stream(arr.shape[1], arr.shape[2])
             if self.audio is not None:  # every stream must exist before the first packet is muxed

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import zlib
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +53,9 @@ def _f64(x: torch.Tensor) -> torch.Tensor:
     return x.to(torch.float64)
 
 
-def _generator_outputs(kind: str, sd: dict[str, torch.Tensor], inputs: dict[str, torch.Tensor]) -> dict[str, Any]:
+def _generator_outputs(
+    kind: str, sd: dict[str, torch.Tensor], inputs: dict[str, torch.Tensor]
+) -> dict[str, Any]:
     gen = weights.generator_from_official(sd, kind).double().eval()
     x = {k: _f64(v) for k, v in inputs.items()}
     src = gen.encode(x["img_source"])
@@ -70,7 +71,10 @@ def _generator_outputs(kind: str, sd: dict[str, torch.Tensor], inputs: dict[str,
     mouth_v, mouth_a, pose = co["lip"]["mouth"], x["lip_coeff"], co["pose"]["pose"]
     if kind == "edtalk_lip_pose":
         out["Q_lipnonlip"] = q.to(torch.float32).to(torch.float64)
-        calls = {"audio": ("img_test_from_audio_pose_image", mouth_a), "video": ("img_test_EDTalk_V", mouth_v)}
+        calls = {
+            "audio": ("img_test_from_audio_pose_image", mouth_a),
+            "video": ("img_test_EDTalk_V", mouth_v),
+        }
         for name, (img_name, mouth) in calls.items():
             w, _ = gen.latent(src.w_a, {"mouth": mouth, "pose": pose}, q)
             out[f"direction_{name}_f64"] = w - src.w_a
@@ -90,13 +94,18 @@ def _generator_outputs(kind: str, sd: dict[str, torch.Tensor], inputs: dict[str,
         Q_exp_only=torch.linalg.qr(gen.banks.expression + 1e-8, mode="reduced")[0],
     )
     w, e = gen.latent(src.w_a, {"mouth": mouth_v, "pose": pose, "exp": exp_v}, q)
-    out.update(direction=w - src.w_a, e_latent=e, img_dec_no_eem=gen.render(src, w), img_test_EDTalk_V=gen.render(src, w, e))
-    calls = {
+    out.update(
+        direction=w - src.w_a,
+        e_latent=e,
+        img_dec_no_eem=gen.render(src, w),
+        img_test_EDTalk_V=gen.render(src, w, e),
+    )
+    full_calls: dict[str, tuple[torch.Tensor, torch.Tensor]] = {
         "img_test_EDTalk_A": (mouth_a, exp_v),
         "img_test_EDTalk_A_use_exp_weight": (mouth_a, exp_w),
         "img_test_EDTalk_V_use_exp_weight": (mouth_v, exp_w),
     }
-    for name, (mouth, exp) in calls.items():
+    for name, (mouth, exp) in full_calls.items():
         w, e = gen.latent(src.w_a, {"mouth": mouth, "pose": pose, "exp": exp}, q)
         out[name] = gen.render(src, w, e)
     return out
@@ -129,7 +138,6 @@ def run_kind(directory: Path, kind: str) -> dict[str, float]:
     expected_sha = recipe.get("weights_sha256_seed0")
     if expected_sha and state_dict_sha256(sd) != expected_sha:
         raise ValueError(f"rebuilt weights of {kind} do not match the recipe's sha256 {expected_sha}")
-    runner: Callable[..., dict[str, Any]]
     with torch.no_grad():
         if kind == "audio2lip":
             ours = _audio2lip_outputs(sd, ref["inputs"])
@@ -147,7 +155,9 @@ def run_kind(directory: Path, kind: str) -> dict[str, float]:
     return diffs
 
 
-def check_directory(directory: Path, tolerance: float = TOLERANCE) -> tuple[bool, list[tuple[str, str, float]]]:
+def check_directory(
+    directory: Path, tolerance: float = TOLERANCE
+) -> tuple[bool, list[tuple[str, str, float]]]:
     """Run every kind present in `directory`; returns (all within tolerance, rows of kind/output/diff)."""
     rows: list[tuple[str, str, float]] = []
     kinds = [k for k in KINDS if (directory / f"ref_{k}.pt").exists()]

@@ -26,7 +26,7 @@ import dataclasses
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -133,7 +133,9 @@ def load_file(path: str | Path) -> Any:
         ) from err
 
 
-def strip_prefixes(sd: Mapping[str, torch.Tensor], prefixes: tuple[str, ...] = ("module.", "_orig_mod.")) -> StateDict:
+def strip_prefixes(
+    sd: Mapping[str, torch.Tensor], prefixes: tuple[str, ...] = ("module.", "_orig_mod.")
+) -> StateDict:
     """Remove DDP / torch.compile wrappers' prefixes (the one place that does this)."""
     out: StateDict = {}
     for k, v in sd.items():
@@ -217,7 +219,9 @@ def load_into(module: nn.Module, sd: Mapping[str, torch.Tensor], kind: str, sour
         )
     bad = [(k, tuple(v.shape), tuple(own[k].shape)) for k, v in sd.items() if v.shape != own[k].shape]
     if bad:
-        raise CheckpointError(f"{kind} shape mismatch{where}: {bad[:3]} (file, model); wrong model size/config?")
+        raise CheckpointError(
+            f"{kind} shape mismatch{where}: {bad[:3]} (file, model); wrong model size/config?"
+        )
     full = {**{k: own[k] for k in own if k not in sd}, **sd}
     module.load_state_dict(full, strict=True)
 
@@ -230,9 +234,11 @@ def infer_generator_config(sd: Mapping[str, torch.Tensor], kind: str) -> Generat
     first = sd[f"{prefix}0.0.weight"].shape[0]
     style = sd[f"{prefix}{n_blocks + 1}.weight"].shape[0]
     max_ch = max(sd[f"{prefix}{i}.conv2.1.weight"].shape[0] for i in range(1, n_blocks + 1))
-    cm = first / BASE_CHANNELS[size] if first < max_ch else 1.0
+    cm = first / BASE_CHANNELS[size] if first < max_ch else 1.0  # ambiguous when capped; any equivalent cfg
     if kind == "lia_stage1":
-        return GeneratorConfig(size=size, style_dim=style, channel_multiplier=cm, max_channels=max_ch, variant="lip_pose")
+        return GeneratorConfig(
+            size=size, style_dim=style, channel_multiplier=cm, max_channels=max_ch, variant="lip_pose"
+        )
     full = kind == "edtalk_full"
     return GeneratorConfig(
         size=size,
@@ -248,7 +254,9 @@ def infer_generator_config(sd: Mapping[str, torch.Tensor], kind: str) -> Generat
 
 
 # -- public loaders ----------------------------------------------------------------------------
-def generator_from_official(sd: Mapping[str, torch.Tensor], kind: str, cfg: GeneratorConfig | None = None) -> Any:
+def generator_from_official(
+    sd: Mapping[str, torch.Tensor], kind: str, cfg: GeneratorConfig | None = None
+) -> Any:
     """Build our `Generator` from an official generator state dict (upstream key names)."""
     from edtalk.nn.generator import Generator
 
@@ -303,7 +311,9 @@ def load_official(path: str | Path, kind: str) -> Any:
     try:
         model = generator_from_official(sd, kind) if kind in GENERATOR_KINDS else _BUILDERS[kind](sd)
     except KeyError as err:
-        raise CheckpointError(f"{path} lacks entry {err} expected in a {kind} checkpoint: get {WHERE_TO_GET[kind]}") from err
+        raise CheckpointError(
+            f"{path} lacks entry {err} expected in a {kind} checkpoint: get {WHERE_TO_GET[kind]}"
+        ) from err
     except CheckpointError as err:
         raise CheckpointError(f"{path}: {err}") from err
     return model.eval()
@@ -318,19 +328,20 @@ def _dead_entries(kind: str, module: nn.Module) -> StateDict:
             out[KEY_MAPS[kind].to_upstream(name)] = buf.detach().clone()
     if kind not in GENERATOR_KINDS:
         return out
-    syn = module.synthesis  # type: ignore[attr-defined]
-    c4 = syn.conv1.conv.in_ch
+    from edtalk.nn.synthesis import Synthesis
+
+    syn = cast(Synthesis, module.get_submodule("synthesis"))
+    c4 = syn.input.input.shape[1]
     out["dec.conv1.noise.weight"] = torch.zeros(1)
     for i in range(len(syn.convs)):
         out[f"dec.convs.{i}.noise.weight"] = torch.zeros(1)
     out["dec.to_rgb1.bias"] = torch.zeros(1, 3, 1, 1)
     out["dec.to_rgb1.conv.0.weight"] = torch.zeros(3, c4, 1, 1)
     out["dec.to_rgb1.conv.1.bias"] = torch.zeros(1, 3, 1, 1)
-    if syn.fineadainresblock is not None:
-        for j, blk in enumerate(syn.fineadainresblock):
-            for name, value in blk.state_dict().items():
-                twin = name.replace("conv2", "conv1").replace("norm2", "norm1")
-                out[f"dec.fineadainresblock.{j}.{twin}"] = torch.zeros_like(value)
+    for j, blk in enumerate(syn.eem_blocks):
+        for name, value in blk.state_dict().items():
+            twin = name.replace("conv2", "conv1").replace("norm2", "norm1")
+            out[f"dec.fineadainresblock.{j}.{twin}"] = torch.zeros_like(value)
     return out
 
 
@@ -381,10 +392,14 @@ def read_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]
     obj = load_file(path)
     if not isinstance(obj, Mapping) or obj.get("format") != FORMAT:
         found = guess_kind(obj) if isinstance(obj, Mapping) else None
-        hint = f"; it looks like an official {found} file: use load_official(path, {found!r})" if found else ""
+        hint = (
+            f"; it looks like an official {found} file: use load_official(path, {found!r})" if found else ""
+        )
         raise CheckpointError(f"{path} is not an edtalk checkpoint{hint}")
     if int(obj.get("version", 0)) > VERSION:
-        raise CheckpointError(f"{path} has format version {obj['version']}, newer than this edtalk ({VERSION})")
+        raise CheckpointError(
+            f"{path} has format version {obj['version']}, newer than this edtalk ({VERSION})"
+        )
     if kind is not None and obj.get("kind") != kind:
         raise CheckpointError(f"{path} holds a {obj.get('kind')!r} checkpoint, expected {kind!r}")
     return dict(obj)
@@ -399,9 +414,15 @@ def load_generator(path: str | Path) -> Any:
         gen = Generator(GeneratorConfig.from_dict(obj["config"]))
         gen.load_state_dict(obj["state_dict"], strict=True)
         return gen.eval()
-    if isinstance(obj, Mapping) and "edtalk" in obj and "state_dict" in obj:  # Lightning checkpoint of a stage
+    if (
+        isinstance(obj, Mapping) and "edtalk" in obj and "state_dict" in obj
+    ):  # Lightning checkpoint of a stage
         cfg = GeneratorConfig.from_dict(obj["edtalk"]["generator"])
-        sd = {k.removeprefix("generator."): v for k, v in obj["state_dict"].items() if k.startswith("generator.")}
+        sd = {
+            k.removeprefix("generator."): v
+            for k, v in obj["state_dict"].items()
+            if k.startswith("generator.")
+        }
         gen = Generator(cfg)
         gen.load_state_dict(strip_prefixes(sd), strict=True)
         return gen.eval()

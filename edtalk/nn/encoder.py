@@ -27,7 +27,9 @@ class AppearanceEncoder(nn.Module):
         layers.append(EqualConv2d(in_ch, cfg.style_dim, 4, padding=0, bias=False))
         self.convs = nn.ModuleList(layers)
 
-    def forward(self, img: torch.Tensor, with_features: bool = True) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward(
+        self, img: torch.Tensor, with_features: bool = True
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """img: B x 3 x H x W in [-1, 1].
 
         Returns:

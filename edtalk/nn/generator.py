@@ -54,9 +54,8 @@ class Generator(nn.Module):
     def encode(self, source: torch.Tensor) -> SourceEncoding:
         """source: B x 3 x H x W in [-1, 1] -> appearance latent, pyramid and cached EEM features."""
         w_a, feats = self.encoder(source)
-        eem = None
-        if self.synthesis.fineadainresblock is not None:
-            eem = [blk.prepare(f) for blk, f in zip(self.synthesis.fineadainresblock, feats)]
+        blocks = self.synthesis.eem_blocks
+        eem = [blk.prepare(f) for blk, f in zip(blocks, feats, strict=True)] if blocks else None
         return SourceEncoding(w_a, feats, eem)
 
     def coefficients(self, driver: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -91,7 +90,9 @@ class Generator(nn.Module):
             direction = direction + e
         return w_a + direction, e
 
-    def component_latents(self, alpha: dict[str, torch.Tensor], q: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def component_latents(
+        self, alpha: dict[str, torch.Tensor], q: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """Per-component directions alpha_c @ Q_c^T (B x S each), for the latent-consistency losses."""
         blocks = self.banks.split(self.basis() if q is None else q)
         return {k: alpha[k] @ blocks[k].t() for k in alpha if k in blocks}
@@ -100,10 +101,13 @@ class Generator(nn.Module):
     def render(self, src: SourceEncoding, w: torch.Tensor, e: torch.Tensor | None = None) -> torch.Tensor:
         """Render B frames from one encoded source (batch 1 or B) and latents w (B x S), e (B x S)."""
         feats = src.feats
-        blocks = self.synthesis.fineadainresblock
-        if e is not None and blocks is not None:
-            assert src.eem is not None
-            feats = [blk.modulate(f, n, e) for blk, f, n in zip(blocks, feats, src.eem)]
+        blocks = self.synthesis.eem_blocks
+        if e is not None and blocks:
+            if src.eem is None:
+                raise ValueError(
+                    "render(e=...) needs a SourceEncoding from Generator.encode with EEM features"
+                )
+            feats = [blk.modulate(f, n, e) for blk, f, n in zip(blocks, feats, src.eem, strict=True)]
         return self.synthesis(w, feats)
 
     def forward(

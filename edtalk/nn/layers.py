@@ -28,30 +28,36 @@ def make_kernel(k: Sequence[float] = BLUR_KERNEL) -> torch.Tensor:
     return kernel / kernel.sum()
 
 
-def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, pad: tuple[int, int] = (0, 0)) -> torch.Tensor:
-    """Zero-insertion upsampling by `up`, zero padding, then a per-channel FIR filter.
+def upfirdn2d(
+    x: torch.Tensor, kernel: torch.Tensor, up: int = 1, pad: tuple[int, int] = (0, 0)
+) -> torch.Tensor:
+    """Zero-insertion upsampling by `up`, zero padding, then a per-channel FIR filter (StyleGAN2's upfirdn2d).
+
+    Computed as one depthwise convolution (up = 1) or one depthwise transposed convolution with
+    stride `up`, which equals zero insertion + padding + filtering without materialising either.
 
     Args:
         x: B x C x H x W.
-        kernel: K x K (symmetric, so correlation equals convolution).
+        kernel: K x K FIR kernel (true convolution, as the reference).
         up: upsampling factor.
-        pad: (before, after) padding applied to both spatial axes after upsampling.
+        pad: (before, after) padding of both spatial axes after upsampling.
 
     Returns:
         B x C x (H*up + p0 + p1 - K + 1) x (W*up + p0 + p1 - K + 1).
     """
-    b, c, h, w = x.shape
-    out = x.reshape(b * c, 1, h, w)
-    if up > 1:
-        # -> (B*C) x 1 x H*up x W*up with the samples at the top-left of each up x up cell
-        out = out.reshape(b * c, 1, h, 1, w, 1)
-        out = F.pad(out, [0, up - 1, 0, 0, 0, up - 1])
-        out = out.reshape(b * c, 1, h * up, w * up)
+    c, k = x.shape[1], kernel.shape[0]
     p0, p1 = pad
-    out = F.pad(out, [p0, p1, p0, p1])
-    weight = torch.flip(kernel, [0, 1]).to(out.dtype)[None, None]
-    out = F.conv2d(out, weight)
-    return out.reshape(b, c, out.shape[-2], out.shape[-1])
+    if up == 1:
+        weight = torch.flip(kernel, [0, 1]).to(x.dtype)[None, None].expand(c, 1, k, k)
+        if p0 != p1:
+            return F.conv2d(F.pad(x, [p0, p1, p0, p1]), weight, groups=c)
+        return F.conv2d(x, weight, padding=p0, groups=c)
+    crop = k - 1 - p0  # transposed conv output index m + crop is upfirdn's output m
+    extra = up + p1 - p0 - 1  # samples missing at the end after cropping `crop` on both sides
+    if crop < 0 or not 0 <= extra < up:
+        raise ValueError(f"upfirdn2d: unsupported padding {pad} for kernel {k} and up {up}")
+    weight = kernel.to(x.dtype)[None, None].expand(c, 1, k, k)
+    return F.conv_transpose2d(x, weight, stride=up, padding=crop, output_padding=extra, groups=c)
 
 
 class Blur(nn.Module):

@@ -49,7 +49,9 @@ class BasesBanks(nn.Module):
         super().__init__()
         self.mouth_dim, self.pose_dim = cfg.mouth_dim, cfg.pose_dim
         self.mouth_pose = nn.Parameter(torch.randn(cfg.style_dim, cfg.mouth_dim + cfg.pose_dim))
-        self.expression = nn.Parameter(torch.randn(cfg.style_dim, cfg.exp_dim)) if cfg.has_expression else None
+        self.expression = (
+            nn.Parameter(torch.randn(cfg.style_dim, cfg.exp_dim)) if cfg.has_expression else None
+        )
 
     @property
     def num_directions(self) -> int:

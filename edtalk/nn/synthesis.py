@@ -7,6 +7,8 @@ RGB is accumulated across levels from the warped features.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -90,6 +92,11 @@ class Synthesis(nn.Module):
             eems.append(EEM(out_ch, s, cfg.eem_hidden))
             in_ch = out_ch
         self.fineadainresblock = nn.ModuleList(eems) if cfg.has_expression else None
+
+    @property
+    def eem_blocks(self) -> list[EEM]:
+        """The EEM of each level (empty for the lip-pose variant)."""
+        return [cast(EEM, b) for b in self.fineadainresblock] if self.fineadainresblock is not None else []
 
     def forward(self, w: torch.Tensor, feats: list[torch.Tensor]) -> torch.Tensor:
         """w: B x S; feats: (EEM-modulated) source pyramid [8x8 ... HxW], batch B or 1."""

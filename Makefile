@@ -1,0 +1,50 @@
+# edtalk developer entry points. README's two commands call these.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
+export WANDB_MODE ?= offline
+export MPLBACKEND ?= Agg
+
+.PHONY: setup system-deps demo test lint typecheck pytest bench clean
+
+## setup: system packages (espeak-ng) + a virtualenv with the project, pinned by constraints.txt
+setup: system-deps
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q -c constraints.txt -e '.[dev]'
+
+system-deps:
+	@if ! command -v espeak-ng >/dev/null 2>&1; then \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -qq && apt-get install -y -qq espeak-ng >/dev/null) \
+	      || echo "warning: could not install espeak-ng; the built-in dataset falls back to synthetic vowels"; \
+	  else echo "note: install espeak-ng for real speech in the built-in dataset"; fi; fi
+
+## demo: the main job on the built-in data (see README)
+demo:
+	$(VENV)/bin/edtalk quickstart --out outputs/quickstart
+
+## test: lint, types and the test suite (what CI runs)
+test: lint typecheck pytest
+
+lint:
+	$(VENV)/bin/ruff check edtalk datamodules metrics benchmarks tests
+	$(VENV)/bin/ruff format --check edtalk datamodules metrics benchmarks tests
+
+typecheck:
+	$(VENV)/bin/mypy
+
+pytest:
+	$(VENV)/bin/pytest -q -p no:cacheprovider; status=$$?; \
+	  if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$status
+
+## bench: speed benchmarks (ratios against baselines measured in the same run)
+bench:
+	$(PY) benchmarks/render.py --frames 12
+	$(PY) benchmarks/generate.py
+	$(PY) benchmarks/loader.py
+	$(PY) benchmarks/train_step.py
+	$(PY) benchmarks/evaluate.py
+
+clean:
+	rm -rf outputs runs .cache .mypy_cache .ruff_cache
