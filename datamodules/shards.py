@@ -81,11 +81,17 @@ class ClipRecord:
         if "." in self.key or "/" in self.key or not self.key:
             raise ValueError(f"clip id {self.key!r} must be non-empty without '.' or '/' (webdataset keys)")
         if self.frames.ndim != 4 or self.frames.shape[-1] != 3 or self.frames.dtype != np.uint8:
-            raise ValueError(f"{self.key}: frames must be T x H x W x 3 uint8, got {self.frames.shape} {self.frames.dtype}")
+            raise ValueError(
+                f"{self.key}: frames must be T x H x W x 3 uint8, got {self.frames.shape} {self.frames.dtype}"
+            )
         if self.lmk.shape != (t, 68, 2) or self.bbox.shape != (t, 4):
-            raise ValueError(f"{self.key}: lmk {self.lmk.shape} / bbox {self.bbox.shape} do not match {t} frames")
+            raise ValueError(
+                f"{self.key}: lmk {self.lmk.shape} / bbox {self.bbox.shape} do not match {t} frames"
+            )
         if self.meta.get("split") not in SPLITS:
-            raise ValueError(f"{self.key}: meta['split'] must be one of {SPLITS}, got {self.meta.get('split')!r}")
+            raise ValueError(
+                f"{self.key}: meta['split'] must be one of {SPLITS}, got {self.meta.get('split')!r}"
+            )
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:
@@ -106,7 +112,9 @@ def encode_jpeg(frame: np.ndarray, quality: int = FRAME_QUALITY) -> bytes:
     """H x W x 3 uint8 RGB -> JPEG bytes."""
     import cv2
 
-    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(frame[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    ok, buf = cv2.imencode(
+        ".jpg", np.ascontiguousarray(frame[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality]
+    )
     if not ok:
         raise ValueError(f"JPEG encoding failed for a frame of shape {frame.shape}")
     return bytes(buf.tobytes())
@@ -170,7 +178,13 @@ def read_index(root: str | Path) -> dict[str, Any]:
     """The index of a shard directory (an empty index when there is none yet)."""
     path = Path(root) / INDEX_NAME
     if not path.is_file():
-        return {"version": INDEX_VERSION, "frame_format": "jpeg", "fps": 25, "sample_rate": 16000, "shards": []}
+        return {
+            "version": INDEX_VERSION,
+            "frame_format": "jpeg",
+            "fps": 25,
+            "sample_rate": 16000,
+            "shards": [],
+        }
     index: dict[str, Any] = json.loads(path.read_text())
     return index
 
@@ -236,7 +250,9 @@ class ShardWriter:
         """Add one clip (to the shard series of ``clip.meta['split']``)."""
         self.write_members(clip.key, clip.meta["split"], encode_clip(clip, self.quality), len(clip.frames))
 
-    def write_members(self, key: str, split: str, members: Sequence[tuple[str, bytes]], num_frames: int) -> None:
+    def write_members(
+        self, key: str, split: str, members: Sequence[tuple[str, bytes]], num_frames: int
+    ) -> None:
         """Add an already encoded sample (members as produced by `encode_clip`)."""
         if key in self.known:
             raise ValueError(f"clip {key} is already in {self.root / INDEX_NAME}; clip ids must be unique")
@@ -395,7 +411,7 @@ class ResampledShards(IterableDataset):  # type: ignore[type-arg]
 
 def clip_pipeline(
     urls: Sequence[str],
-    transform: Callable[[dict[str, Any]], Iterable[dict[str, Any]]] | None = None,
+    transform: Callable[[Iterable[dict[str, Any]]], Iterator[dict[str, Any]]] | None = None,
     *,
     resampled: bool = False,
     samples_per_worker: int | None = None,
@@ -409,7 +425,7 @@ def clip_pipeline(
 
     Args:
         urls: shard paths or URLs (see `shard_urls`).
-        transform: maps one raw clip sample to zero or more training samples (a generator).
+        transform: a stream stage: maps the iterator of raw clip samples to training samples.
         resampled: draw shards with replacement forever (training under DDP); combine with
             `samples_per_worker` to give every worker the same epoch length.
         samples_per_worker: stop each worker after this many samples (an epoch).
@@ -437,19 +453,11 @@ def clip_pipeline(
     if shuffle > 0:
         stages.append(wds.shuffle(shuffle, initial=min(shuffle, 16), rng=random.Random(f"{seed}/{rank}")))
     if transform is not None:
-        stages.append(_flat_map(transform))
+        stages.append(transform)
     pipeline = wds.DataPipeline(*stages)
     if samples_per_worker is not None:
         pipeline = pipeline.with_epoch(samples_per_worker)
     return pipeline
-
-
-def _flat_map(fn: Callable[[dict[str, Any]], Iterable[dict[str, Any]]]) -> Callable[[Iterable[Any]], Iterator[Any]]:
-    def stage(src: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        for sample in src:
-            yield from fn(sample)
-
-    return stage
 
 
 # -- decoded view of a raw sample --------------------------------------------------------------

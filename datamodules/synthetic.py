@@ -98,7 +98,9 @@ def speak(text: str, voice: str = "en", speed: int = 165) -> np.ndarray:
             stacklevel=2,
         )
         return synthetic_vowels(len(text.split()) * 0.33, seed=len(text))
-    result = subprocess.run([binary, "-v", voice, "-s", str(speed), "--stdout", text], capture_output=True, check=True)
+    result = subprocess.run(
+        [binary, "-v", voice, "-s", str(speed), "--stdout", text], capture_output=True, check=True
+    )
     import soundfile as sf
 
     wav, rate = sf.read(io.BytesIO(result.stdout), dtype="float32")
@@ -121,7 +123,9 @@ def synthetic_vowels(seconds: float, seed: int = 0) -> np.ndarray:
 
 def mouth_opening(wav: np.ndarray, num_frames: int) -> np.ndarray:
     """Per-frame loudness (RMS of each 640-sample frame), 3-tap smoothed, scaled to [0, 1]."""
-    frames = np.pad(wav, (0, max(0, num_frames * 640 - len(wav))))[: num_frames * 640].reshape(num_frames, 640)
+    frames = np.pad(wav, (0, max(0, num_frames * 640 - len(wav))))[: num_frames * 640].reshape(
+        num_frames, 640
+    )
     rms = np.sqrt((frames**2).mean(1))
     rms = np.convolve(np.pad(rms, 1, mode="edge"), [0.25, 0.5, 0.25], mode="valid")
     return np.clip(rms / (np.percentile(rms, 95) + 1e-6), 0, 1).astype(np.float32)
@@ -180,7 +184,9 @@ def _mouth_warp(q: np.ndarray, lmk: np.ndarray, opening: float) -> tuple[np.ndar
     gap = opening * 0.35 * width
     rel = q - centre
     below = 1 / (1 + np.exp(-rel[..., 1] / 1.5))
-    falloff = np.exp(-(rel[..., 0] ** 2) / (2 * (0.7 * width) ** 2)) * np.exp(-np.clip(rel[..., 1], 0, None) / (1.6 * width))
+    falloff = np.exp(-(rel[..., 0] ** 2) / (2 * (0.7 * width) ** 2)) * np.exp(
+        -np.clip(rel[..., 1], 0, None) / (1.6 * width)
+    )
     disp = np.zeros_like(q)
     disp[..., 1] = gap * below * falloff
     ellipse = (rel[..., 0] / (0.42 * width)) ** 2 + ((rel[..., 1] - gap / 2) / max(gap / 2, 1e-3)) ** 2
@@ -197,11 +203,18 @@ def _pose_matrix(face: Face, yaw: float, pitch: float, roll: float) -> np.ndarra
     squash = np.diag([face.size[0] * np.cos(ry), face.size[1] * np.cos(rp)])
     rot = np.array([[np.cos(rr), -np.sin(rr)], [np.sin(rr), np.cos(rr)]])
     lin = zoom * rot @ squash
-    target = np.array([RAW_SIZE / 2 + 0.35 * face_w * zoom * np.sin(ry), RAW_SIZE * 0.55 + 0.35 * face_w * zoom * np.sin(rp)])
+    target = np.array(
+        [
+            RAW_SIZE / 2 + 0.35 * face_w * zoom * np.sin(ry),
+            RAW_SIZE * 0.55 + 0.35 * face_w * zoom * np.sin(rp),
+        ]
+    )
     return np.hstack([lin, (target - lin @ centre)[:, None]])
 
 
-def render_frame(face: Face, bumps: list[Any], opening: float, yaw: float, pitch: float, roll: float) -> np.ndarray:
+def render_frame(
+    face: Face, bumps: list[Any], opening: float, yaw: float, pitch: float, roll: float
+) -> np.ndarray:
     """One RAW_SIZE² RGB uint8 frame."""
     import cv2
 
@@ -249,7 +262,11 @@ def make_raw_clip(spec: ClipSpec, raw_root: Path, max_seconds: float = 3.0) -> P
     video = write_video(folder / f"{spec.index:03d}.mp4", frames, audio=wav)
     factors = {"mouth_open": opening.tolist(), **{k: v.tolist() for k, v in pose.items()}}
     factors["emotion_id"] = EMOTIONS.index(spec.emotion)
-    sidecar = {"dataset": "builtin", "factors": factors, "speech": "espeak-ng" if shutil.which("espeak-ng") else "vowels"}
+    sidecar = {
+        "dataset": "builtin",
+        "factors": factors,
+        "speech": "espeak-ng" if shutil.which("espeak-ng") else "vowels",
+    }
     video.with_suffix(".json").write_text(json.dumps(sidecar))
     return video
 
@@ -298,7 +315,9 @@ def build(root: Path, workers: int = 2, progress: bool = False) -> Path:
     cfg = PreprocessConfig(test_speakers=TEST_SPEAKERS, shard_clips=4)
     report = preprocess(root / "raw", "mead", root / ".shards-build", cfg, workers=workers, progress=progress)
     if report.skipped:
-        raise RuntimeError(f"built-in dataset: preprocessing skipped {report.skipped}; please report this bug")
+        raise RuntimeError(
+            f"built-in dataset: preprocessing skipped {report.skipped}; please report this bug"
+        )
     os.replace(root / ".shards-build", root / "shards")
     (root / "build.json").write_text(json.dumps({"version": BUILD_VERSION, "clips": report.total}))
     return root / "shards"

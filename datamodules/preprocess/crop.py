@@ -157,10 +157,14 @@ def _crop_resize(frame: np.ndarray, matrix: np.ndarray, size: int, flags: int) -
     pad = ((max(0, -iy1), max(0, iy2 - h)), (max(0, -ix1), max(0, ix2 - w)), (0, 0))
     region = np.pad(frame[max(0, iy1) : iy2, max(0, ix1) : ix2], pad, mode="edge")
     scale = size / side
-    small = cv2.resize(region, (round(region.shape[1] * scale), round(region.shape[0] * scale)), interpolation=flags)
+    small = cv2.resize(
+        region, (round(region.shape[1] * scale), round(region.shape[0] * scale)), interpolation=flags
+    )
     # sub-pixel placement of the box origin within the resized region
     offset = np.array([[1.0, 0.0, -(x1 - ix1) * scale], [0.0, 1.0, -(y1 - iy1) * scale]])
-    return cv2.warpAffine(small, offset, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.warpAffine(
+        small, offset, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
 
 
 def mouth_boxes(points: np.ndarray, margin: float = 0.15) -> np.ndarray:

@@ -65,7 +65,9 @@ class DlibBackend:
 
     def detect(self, image: np.ndarray) -> np.ndarray:
         rects = self._detector(np.ascontiguousarray(image), self.upsample)
-        boxes = np.array([[r.left(), r.top(), r.right(), r.bottom()] for r in rects], np.float32).reshape(-1, 4)
+        boxes = np.array([[r.left(), r.top(), r.right(), r.bottom()] for r in rects], np.float32).reshape(
+            -1, 4
+        )
         return _largest_first(boxes)
 
     def landmarks(self, image: np.ndarray, box: np.ndarray) -> np.ndarray:
@@ -95,7 +97,9 @@ class FaceAlignmentBackend:
                 "--backend dlib"
             )
         if importlib.util.find_spec("face_alignment") is None:
-            raise ModuleNotFoundError("face_alignment backend needs `pip install face-alignment`; or use --backend dlib")
+            raise ModuleNotFoundError(
+                "face_alignment backend needs `pip install face-alignment`; or use --backend dlib"
+            )
         import face_alignment
 
         self._fa = face_alignment.FaceAlignment(

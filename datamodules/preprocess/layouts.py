@@ -100,7 +100,9 @@ def hdtf_jobs(root: Path) -> list[VideoJob]:
 
     videos_dir = root / "original_videos"
     if not videos_dir.is_dir():
-        raise FileNotFoundError(f"{videos_dir} not found; the hdtf layout is original_videos/*.mp4 + audios/*.wav")
+        raise FileNotFoundError(
+            f"{videos_dir} not found; the hdtf layout is original_videos/*.mp4 + audios/*.wav"
+        )
     segment = HDTF_CLIP_SECONDS * 25
     jobs = []
     for video in sorted(videos_dir.iterdir()):

@@ -134,7 +134,9 @@ def _frames(job: VideoJob, scale: float) -> Iterator[np.ndarray]:
     from edtalk.io import iter_frames
 
     for frame in iter_frames(job.video, fps=25):
-        yield cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else frame
+        yield (
+            cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else frame
+        )
 
 
 def _segments(job: VideoJob, scale: float) -> Iterator[tuple[str, np.ndarray, int]]:
@@ -160,7 +162,9 @@ def _read_audio(job: VideoJob) -> np.ndarray:
         raise SkipClip(MISSING_AUDIO, str(err)) from err
 
 
-def process_job(job: VideoJob, cfg: PreprocessConfig, out: Path, done: frozenset[str]) -> list[dict[str, str]]:
+def process_job(
+    job: VideoJob, cfg: PreprocessConfig, out: Path, done: frozenset[str]
+) -> list[dict[str, str]]:
     """Process the clips of one video that are not `done`; returns one record per clip."""
     from edtalk.io import MediaError, probe_video
 
@@ -177,7 +181,9 @@ def process_job(job: VideoJob, cfg: PreprocessConfig, out: Path, done: frozenset
                 continue
             audio = wav[start * SAMPLES_PER_FRAME : (start + len(frames)) * SAMPLES_PER_FRAME]
             results.append(_stage(job, key, frames, audio, cfg, out, scale))
-        results += [_skip(out, job, k, TOO_SHORT, "video ends before this clip") for k in _missing(todo, results)]
+        results += [
+            _skip(out, job, k, TOO_SHORT, "video ends before this clip") for k in _missing(todo, results)
+        ]
         return results
     except MediaError as err:
         return [_skip(out, job, k, UNREADABLE, str(err)) for k in todo]
@@ -191,7 +197,13 @@ def _missing(todo: list[str], results: list[dict[str, str]]) -> list[str]:
 
 
 def _stage(
-    job: VideoJob, key: str, frames: np.ndarray, wav: np.ndarray, cfg: PreprocessConfig, out: Path, scale: float
+    job: VideoJob,
+    key: str,
+    frames: np.ndarray,
+    wav: np.ndarray,
+    cfg: PreprocessConfig,
+    out: Path,
+    scale: float,
 ) -> dict[str, str]:
     try:
         clip = process_clip(job, key, frames, wav, cfg, scale)
@@ -279,7 +291,9 @@ def _write_skip_report(out: Path) -> list[dict[str, str]]:
     return records
 
 
-def _run_jobs(jobs: list[VideoJob], cfg: PreprocessConfig, out: Path, done: frozenset[str], workers: int, progress: bool) -> None:
+def _run_jobs(
+    jobs: list[VideoJob], cfg: PreprocessConfig, out: Path, done: frozenset[str], workers: int, progress: bool
+) -> None:
     from tqdm import tqdm
 
     bar = tqdm(total=len(jobs), unit="video", desc="preprocess", disable=not progress)
@@ -289,7 +303,9 @@ def _run_jobs(jobs: list[VideoJob], cfg: PreprocessConfig, out: Path, done: froz
             bar.update()
     else:
         with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
-            futures: list[Future[list[dict[str, str]]]] = [pool.submit(process_job, j, cfg, out, done) for j in jobs]
+            futures: list[Future[list[dict[str, str]]]] = [
+                pool.submit(process_job, j, cfg, out, done) for j in jobs
+            ]
             for future in futures:
                 future.add_done_callback(lambda _: bar.update())
             for future in futures:

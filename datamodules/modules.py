@@ -1,0 +1,184 @@
+"""LightningDataModules over shards, one per data shape the stages need.
+
+| DataModule | stages | batch |
+|---|---|---|
+| `PairDataModule` | reconstruct, finetune | source, target |
+| `CrossPairDataModule` | mouth_pose | source_a, target_a, source_b, target_b, swap_ab, swap_ba |
+| `EmotionDataModule` | expression, emotion_classifier | source, target, emotion (+ frames) |
+| `AudioDataModule` | syncnet, audio2mouth, audio2pose, audio2exp | frames, mel, identity, bbox, emotion (+ mouth, pose, exp) |
+
+Training reads the ``train`` shards resampled (endless, every rank and worker with its own seed) and
+cut into epochs of `samples_per_epoch` (default: one sample per training clip) split evenly over
+ranks and workers, so DDP ranks always see the same number of batches. Validation reads the ``test``
+shards once, in stored order, with clip-seeded choices: the same set every time. Shards are split
+across ranks when there are at least as many shards as ranks (else every rank validates all).
+`root=None` uses the built-in dataset (`datamodules.synthetic.ensure_builtin`).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from torch.utils.data import DataLoader
+
+from datamodules.samplers import AudioSampler, CrossPairSampler, EmotionSampler, PairSampler
+from datamodules.shards import clip_pipeline, dist_info, is_url, shard_urls, split_clip_count
+
+
+class ShardDataModule(L.LightningDataModule):
+    """Common shard plumbing; subclasses say which sampler builds the samples.
+
+    Args:
+        root: shard directory, webdataset URL pattern with ``{split}``, or None (built-in dataset).
+        image_size: S, output frames are S x S (stored frames are 256²).
+        batch_size: training batch size (validation uses `val_batch_size` or the same).
+        num_workers: DataLoader workers per process.
+        samples_per_epoch: training samples per epoch over all ranks (default: training clips x
+            `samples_per_clip`; required for URL roots).
+        samples_per_clip: samples drawn from one clip before moving on.
+        shuffle_buffer: clips held in the shuffle buffer (training).
+        seed: seed of shard resampling, shuffling and the validation choices.
+        val_batch_size: validation batch size.
+    """
+
+    sampler_class: type[Any] = PairSampler
+
+    def __init__(
+        self,
+        root: str | Path | None = None,
+        image_size: int = 256,
+        batch_size: int = 8,
+        num_workers: int = 2,
+        samples_per_epoch: int | None = None,
+        samples_per_clip: int = 1,
+        shuffle_buffer: int = 32,
+        seed: int = 0,
+        val_batch_size: int | None = None,
+        **sampler_kwargs: Any,
+    ) -> None:
+        super().__init__()
+        self.root = root
+        self.image_size, self.batch_size, self.num_workers = image_size, batch_size, num_workers
+        self.samples_per_epoch, self.samples_per_clip = samples_per_epoch, samples_per_clip
+        self.shuffle_buffer, self.seed = shuffle_buffer, seed
+        self.val_batch_size = val_batch_size or batch_size
+        self.sampler_kwargs = sampler_kwargs
+
+    def prepare_data(self) -> None:
+        self.shard_root()
+
+    def setup(self, stage: str | None = None) -> None:
+        self.shard_root()
+
+    def shard_root(self) -> str | Path:
+        """The shard directory or URL pattern (builds the built-in dataset when `root` is None)."""
+        if self.root is None:
+            from datamodules.synthetic import ensure_builtin
+
+            self.root = ensure_builtin()
+        return self.root
+
+    def sampler(self, deterministic: bool) -> Any:
+        return self.sampler_class(
+            image_size=self.image_size,
+            samples_per_clip=self.samples_per_clip,
+            deterministic=deterministic,
+            seed=self.seed,
+            **self.sampler_kwargs,
+        )
+
+    def epoch_samples(self) -> int:
+        if self.samples_per_epoch is not None:
+            return self.samples_per_epoch
+        clips = split_clip_count(self.shard_root(), "train")
+        if clips is None:
+            raise ValueError(f"samples_per_epoch is required when root is a URL ({self.root})")
+        return clips * self.samples_per_clip
+
+    def train_dataloader(self) -> DataLoader[Any]:
+        rank, world = dist_info()
+        per_worker = math.ceil(self.epoch_samples() / (world * max(1, self.num_workers)))
+        # whole batches per worker: every rank yields the same number of batches
+        per_worker = max(self.batch_size, math.ceil(per_worker / self.batch_size) * self.batch_size)
+        pipeline = clip_pipeline(
+            shard_urls(self.shard_root(), "train"),
+            self.sampler(deterministic=False),
+            resampled=True,
+            samples_per_worker=per_worker,
+            shuffle=self.shuffle_buffer,
+            seed=self.seed,
+            rank=rank,
+            world_size=world,
+        )
+        return self._loader(pipeline, self.batch_size)
+
+    def val_dataloader(self) -> DataLoader[Any]:
+        rank, world = dist_info()
+        urls = shard_urls(self.shard_root(), "test")
+        pipeline = clip_pipeline(
+            urls,
+            self.sampler(deterministic=True),
+            rank=rank,
+            world_size=world,
+            split_nodes=len(urls) >= world,
+        )
+        return self._loader(pipeline, self.val_batch_size, workers=min(self.num_workers, len(urls)))
+
+    def _loader(self, pipeline: Any, batch_size: int, workers: int | None = None) -> DataLoader[Any]:
+        workers = self.num_workers if workers is None else workers
+        return DataLoader(
+            pipeline,
+            batch_size=batch_size,
+            num_workers=workers,
+            persistent_workers=False,
+            pin_memory=False,
+            prefetch_factor=4 if workers > 0 else None,
+        )
+
+
+class PairDataModule(ShardDataModule):
+    """Same-identity frame pairs {"source", "target"} (reconstruct, finetune)."""
+
+    sampler_class = PairSampler
+
+
+class CrossPairDataModule(ShardDataModule):
+    """Cross-identity pairs with landmark mouth swaps (mouth_pose); extra kwargs: pool_size, margin."""
+
+    sampler_class = CrossPairSampler
+
+
+class EmotionDataModule(ShardDataModule):
+    """Emotional frame pairs with labels (expression, emotion_classifier); kwarg clip_frames=T adds "frames"."""
+
+    sampler_class = EmotionSampler
+
+
+class AudioDataModule(ShardDataModule):
+    """Consecutive frames + aligned mel windows (+ coefficients) for the audio stages.
+
+    Extra kwargs: clip_frames (T, default 5), coefficients (True/False, default: True when every
+    local shard has a ``.coeffs.npz`` sidecar).
+    """
+
+    sampler_class = AudioSampler
+
+    def setup(self, stage: str | None = None) -> None:
+        super().setup(stage)
+        if self.sampler_kwargs.get("coefficients") is None:
+            self.sampler_kwargs["coefficients"] = self._have_sidecars()
+
+    def _have_sidecars(self) -> bool:
+        root = self.shard_root()
+        if is_url(root):
+            return False
+        from datamodules.samplers import CoefficientCache
+
+        urls = shard_urls(root, "train") + shard_urls(root, "test")
+        return all(CoefficientCache.path(u).is_file() for u in urls)
+
+
+ShardDataModule.test_dataloader = ShardDataModule.val_dataloader  # type: ignore[method-assign]

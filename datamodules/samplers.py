@@ -1,0 +1,218 @@
+"""Stream stages that turn raw shard samples (one per clip) into training samples.
+
+Each sampler is a small picklable callable ``sampler(iterator of raw samples) -> iterator of dicts of
+tensors``; the DataModules put one at the end of the webdataset pipeline. Images leave here as float
+3 x S x S in [-1, 1] (`edtalk.io.from_uint8`), resized from the stored 256² with area filtering.
+
+Randomness: with ``deterministic=True`` (validation) every choice is seeded by the clip id, so the
+validation set is the same in every epoch, process and worker; otherwise by the worker's torch seed
+(different per worker and epoch, reproducible under `lightning.seed_everything`).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from datamodules.mouth_swap import swap_mouth
+from datamodules.shards import Clip
+
+Sample = dict[str, torch.Tensor]
+STORED_SIZE = 256
+
+
+def to_tensor(frames: np.ndarray, size: int) -> torch.Tensor:
+    """uint8 (... x H x W x 3) -> float (... x 3 x size x size) in [-1, 1]."""
+    import cv2
+
+    from edtalk.io import from_uint8
+
+    if frames.shape[-2] != size:
+        flat = frames.reshape(-1, *frames.shape[-3:])  # -> N x H x W x 3
+        interp = cv2.INTER_AREA if size < frames.shape[-2] else cv2.INTER_CUBIC
+        flat = np.stack([cv2.resize(f, (size, size), interpolation=interp) for f in flat])
+        frames = flat.reshape(*frames.shape[:-3], size, size, 3)
+    return from_uint8(frames)
+
+
+@dataclass
+class _Base:
+    image_size: int = 256
+    samples_per_clip: int = 1
+    deterministic: bool = False
+    seed: int = 0
+    _count: int = field(default=0, init=False, repr=False)
+
+    def rng(self, key: str) -> np.random.Generator:
+        """Clip-seeded generator (deterministic) or worker-seeded with a running counter."""
+        if self.deterministic:
+            return np.random.default_rng([self.seed, zlib.crc32(key.encode())])
+        self._count += 1
+        return np.random.default_rng([torch.initial_seed() % 2**63, zlib.crc32(key.encode()), self._count])
+
+    def image(self, frame: np.ndarray) -> torch.Tensor:
+        return to_tensor(frame, self.image_size)
+
+
+@dataclass
+class PairSampler(_Base):
+    """{"source", "target"}: two different frames of one clip (same identity)."""
+
+    def __call__(self, src: Iterable[dict[str, Any]]) -> Iterator[Sample]:
+        for raw in src:
+            clip = Clip(raw)
+            rng = self.rng(clip.key)
+            for _ in range(self.samples_per_clip):
+                i, j = rng.choice(clip.num_frames, 2, replace=False)
+                yield {"source": self.image(clip.frame(int(i))), "target": self.image(clip.frame(int(j)))}
+
+
+@dataclass
+class CrossPairSampler(_Base):
+    """Two clips a, b (different speakers when the recent pool has one): identity + target frame of each,
+    and the mouth-swapped targets swap_ab (a with b's mouth) and swap_ba, built at 256² then resized."""
+
+    pool_size: int = 4
+    margin: float = 5.0
+
+    def _partner(self, clip: Clip, pool: deque[Clip], rng: np.random.Generator) -> Clip | None:
+        others = [c for c in pool if c.meta.get("speaker") != clip.meta.get("speaker")]
+        others = others or [c for c in pool if c.key != clip.key]
+        return others[int(rng.integers(len(others)))] if others else None
+
+    def __call__(self, src: Iterable[dict[str, Any]]) -> Iterator[Sample]:
+        pool: deque[Clip] = deque(maxlen=self.pool_size)
+        for raw in src:
+            a = Clip(raw)
+            rng = self.rng(a.key)
+            b = self._partner(a, pool, rng)
+            pool.append(a)
+            if b is None:
+                continue
+            for _ in range(self.samples_per_clip):
+                yield self.sample(a, b, rng)
+
+    def sample(self, a: Clip, b: Clip, rng: np.random.Generator) -> Sample:
+        ia, ta = (int(v) for v in rng.choice(a.num_frames, 2, replace=False))
+        ib, tb = (int(v) for v in rng.choice(b.num_frames, 2, replace=False))
+        frame_a, frame_b = a.frame(ta), b.frame(tb)
+        swap_ab, _ = swap_mouth(frame_a, a.lmk[ta], frame_b, b.lmk[tb], self.margin)
+        swap_ba, _ = swap_mouth(frame_b, b.lmk[tb], frame_a, a.lmk[ta], self.margin)
+        images = np.stack([a.frame(ia), frame_a, b.frame(ib), frame_b, swap_ab, swap_ba])
+        t = self.image(images)  # -> 6 x 3 x S x S
+        names = ("source_a", "target_a", "source_b", "target_b", "swap_ab", "swap_ba")
+        return dict(zip(names, t.unbind(0)))
+
+
+@dataclass
+class EmotionSampler(_Base):
+    """{"source", "target", "emotion"} from clips with a known emotion; with clip_frames T > 0 also
+    "frames" (T x 3 x S x S consecutive frames, for the emotion classifier)."""
+
+    clip_frames: int = 0
+
+    def __call__(self, src: Iterable[dict[str, Any]]) -> Iterator[Sample]:
+        for raw in src:
+            clip = Clip(raw)
+            label = int(clip.meta.get("emotion_id", -1))
+            if label < 0 or clip.num_frames < max(2, self.clip_frames):
+                continue
+            rng = self.rng(clip.key)
+            for _ in range(self.samples_per_clip):
+                i, j = (int(v) for v in rng.choice(clip.num_frames, 2, replace=False))
+                out = {"source": self.image(clip.frame(i)), "target": self.image(clip.frame(j))}
+                out["emotion"] = torch.tensor(label, dtype=torch.long)
+                if self.clip_frames:
+                    start = int(rng.integers(clip.num_frames - self.clip_frames + 1))
+                    out["frames"] = self.image(clip.frames(range(start, start + self.clip_frames)))
+                yield out
+
+
+def mel_windows_of(clip: Clip) -> np.ndarray:
+    """T x 1 x 80 x 16 windows of a clip, window t centred on frame t (SPEC 4.1), from the stored mel."""
+    from edtalk.audio import mel_windows, window_rows
+
+    mel = clip.mel()
+    if mel is None:
+        return mel_windows(clip.wav()[: clip.num_frames * 640])
+    rows = window_rows(clip.num_frames, mel.shape[0])  # T x 16
+    return np.ascontiguousarray(mel[rows].transpose(0, 2, 1)[:, None], dtype=np.float32)  # -> T x 1 x 80 x 16
+
+
+class CoefficientCache:
+    """Per-shard ``<shard>.coeffs.npz`` sidecars (T x (20+6[+10]) per clip, ``__dims__``), loaded lazily."""
+
+    def __init__(self) -> None:
+        self._files: dict[str, Any] = {}
+
+    @staticmethod
+    def path(url: str) -> Path:
+        return Path(url.removeprefix("file:") + ".coeffs.npz")
+
+    def get(self, clip: Clip) -> dict[str, np.ndarray]:
+        if clip.url not in self._files:
+            path = self.path(clip.url)
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"{path} missing: extract coefficients first (`edtalk extract`) or set coefficients=False"
+                )
+            self._files[clip.url] = np.load(path)
+        data = self._files[clip.url]
+        if clip.key not in data:
+            raise KeyError(
+                f"{self.path(clip.url)} has no coefficients for clip {clip.key}; re-run `edtalk extract`"
+            )
+        dims = [int(d) for d in data["__dims__"]]
+        coeffs = data[clip.key]
+        bounds = np.cumsum([0, *dims])
+        parts = {
+            name: coeffs[:, bounds[k] : bounds[k + 1]] for k, name in enumerate(("mouth", "pose", "exp"))
+        }
+        return {k: v for k, v in parts.items() if v.shape[1] > 0}
+
+
+@dataclass
+class AudioSampler(_Base):
+    """T consecutive frames + their mel windows + identity frame + mouth boxes (+ cached coefficients).
+
+    Keys: "frames" T x 3 x S x S, "mel" T x 1 x 80 x 16 (window t centred on frame t), "identity"
+    3 x S x S, "bbox" T x 4 (pixels of the S² frame), "emotion" (long, -1 unknown), and with
+    `coefficients` "mouth" T x 20, "pose" T x 6, "exp" T x 10.
+    """
+
+    clip_frames: int = 5
+    coefficients: bool = False
+    _coeffs: CoefficientCache = field(default_factory=CoefficientCache, init=False, repr=False)
+
+    def __call__(self, src: Iterable[dict[str, Any]]) -> Iterator[Sample]:
+        for raw in src:
+            clip = Clip(raw)
+            if clip.num_frames < self.clip_frames:
+                continue
+            rng = self.rng(clip.key)
+            windows = mel_windows_of(clip)
+            coeffs = self._coeffs.get(clip) if self.coefficients else {}
+            for _ in range(self.samples_per_clip):
+                start = int(rng.integers(clip.num_frames - self.clip_frames + 1))
+                yield self.sample(clip, windows, coeffs, start, int(rng.integers(clip.num_frames)))
+
+    def sample(
+        self, clip: Clip, windows: np.ndarray, coeffs: dict[str, np.ndarray], start: int, ident: int
+    ) -> Sample:
+        span = slice(start, start + self.clip_frames)
+        out = {
+            "frames": self.image(clip.frames(range(start, start + self.clip_frames))),
+            "mel": torch.from_numpy(windows[span].copy()),
+            "identity": self.image(clip.frame(ident)),
+            "bbox": torch.from_numpy(clip.bbox[span] * (self.image_size / STORED_SIZE)).float(),
+            "emotion": torch.tensor(int(clip.meta.get("emotion_id", -1)), dtype=torch.long),
+        }
+        out.update({k: torch.from_numpy(np.asarray(v[span], np.float32)) for k, v in coeffs.items()})
+        return out
