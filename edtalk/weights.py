@@ -10,6 +10,7 @@ Official files (the original EDTalk repository and the projects it builds on) lo
 | `audio2lip`       | `Audio2Lip.pt`               | `audio2lip`      | `Audio2Lip`                         |
 | `syncnet_expert`  | Wav2Lip `checkpoint.pth`     | `state_dict`     | `SyncNet`                           |
 | `discriminator`   | any trainer-format file      | `dis`            | `Discriminator`                     |
+| `gfpgan`          | `GFPGANv1.4.pth`             | `params_ema`     | `GFPGAN` (face super-resolution)    |
 
 Each kind has one `KeyMap`: prefix renames, plus an explicit list of dead upstream entries that are
 dropped (FIR kernels are checked against their fixed values first). The mapped state dict must match
@@ -45,6 +46,8 @@ WHERE_TO_GET = {
     "lia_stage1": "vox.pt from the LIA release (github.com/wyhsirius/LIA, 'Pretrained models')",
     "syncnet_expert": "lipsync_expert.pth / checkpoint.pth from the Wav2Lip release (github.com/Rudrabha/Wav2Lip)",
     "discriminator": "any EDTalk/LIA trainer checkpoint holding 'dis' (e.g. EDTalk_lip_pose.pt)",
+    "gfpgan": "GFPGANv1.4.pth from the GFPGAN release v1.3.4 "
+    "(https://github.com/TencentARC/GFPGAN/releases/download/v1.3.4/GFPGANv1.4.pth)",
 }
 
 
@@ -113,6 +116,7 @@ KEY_MAPS: dict[str, KeyMap] = {
     "audio2lip": KeyMap("audio2lip"),
     "syncnet_expert": KeyMap("state_dict", (("module.", ""),)),
     "discriminator": KeyMap("dis"),
+    "gfpgan": KeyMap("params_ema", dead=()),
 }
 GENERATOR_KINDS = ("edtalk_full", "edtalk_lip_pose", "lia_stage1")
 
@@ -292,10 +296,20 @@ def discriminator_from_official(sd: Mapping[str, torch.Tensor], size: int = 256)
     return model
 
 
+def gfpgan_from_official(sd: Mapping[str, torch.Tensor], cfg: Any = None) -> Any:
+    """`GFPGAN` (v1.4 architecture unless `cfg`, a `GFPGANConfig`, says otherwise) from `params_ema`."""
+    from edtalk.nn.gfpgan import GFPGAN
+
+    model = GFPGAN(cfg)
+    load_into(model, map_to_ours(strip_prefixes(sd), "gfpgan"), "gfpgan")
+    return model
+
+
 _BUILDERS: dict[str, Callable[[Mapping[str, torch.Tensor]], Any]] = {
     "audio2lip": audio2lip_from_official,
     "syncnet_expert": syncnet_from_official,
     "discriminator": discriminator_from_official,
+    "gfpgan": gfpgan_from_official,
 }
 
 

@@ -1,0 +1,132 @@
+"""512² face super-resolution of generated frames with GFPGAN v1.4 (`--face-sr`).
+
+The original demos run `gfpgan.GFPGANer` on every frame of the finished 256² video (face detection,
+FFHQ alignment, restoration, paste-back into a 2x-resized background). Our generated frames are
+already face crops, so `FaceRestorer` upsamples each frame to 512² (bilinear, as the alignment warp
+does) and restores the whole frame in batches, with no detector and no second video pass:
+
+    restorer = FaceRestorer("GFPGANv1.4.pth", device="cuda", batch_size=8)
+    big = restorer.restore(frames)  # B x 3 x 256 x 256 -> B x 3 x 512 x 512, both in [-1, 1]
+
+Weights load strictly from a local file (never downloaded); `load_gfpgan` names the file and where to
+get it when it is missing or of another kind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from edtalk.nn.gfpgan import GFPGAN, GFPGANConfig
+
+
+def load_gfpgan(path: str | Path, cfg: GFPGANConfig | None = None) -> GFPGAN:
+    """The official `GFPGANv1.4.pth` (or a file of the same layout for `cfg`) as an eval-mode `GFPGAN`.
+
+    Raises:
+        CheckpointError: the file is missing (the message says where to download it), unreadable, or
+            its keys/shapes differ from the architecture (every key and shape is checked, then
+            `load_state_dict(strict=True)`).
+    """
+    from edtalk.weights import WHERE_TO_GET, CheckpointError, gfpgan_from_official, load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(
+            f"face super-resolution weights not found: {path}. Download {WHERE_TO_GET['gfpgan']} "
+            "and pass its path (nothing is downloaded at run time)"
+        )
+    obj = load_file(path)
+    if not isinstance(obj, Mapping) or not isinstance(obj.get("params_ema"), Mapping):
+        found = sorted(obj)[:8] if isinstance(obj, Mapping) else type(obj).__name__
+        raise CheckpointError(
+            f"{path} is not a GFPGAN checkpoint (expected a 'params_ema' state dict, found {found}); "
+            f"get {WHERE_TO_GET['gfpgan']}"
+        )
+    sd = dict(obj["params_ema"])
+    try:
+        model: GFPGAN = gfpgan_from_official(sd, cfg)
+    except CheckpointError as err:
+        raise CheckpointError(f"{path}: {err}") from err
+    return model.eval()
+
+
+class FaceRestorer:
+    """Batched GFPGAN restoration of generated face frames to 512² (or the model's `out_size`).
+
+    Args:
+        weights_path: `GFPGANv1.4.pth` (official layout, `params_ema`).
+        device: torch device string or device ("cpu", "cuda", "cuda:1").
+        batch_size: frames per network call.
+        bf16: run under bfloat16 autocast (GPUs).
+        randomize_noise: draw fresh StyleGAN noise per frame as GFPGANer does (default: the stored
+            noise maps, which keep video frames stable and batching exact).
+        cfg: architecture of the file (default: GFPGAN v1.4).
+    """
+
+    def __init__(
+        self,
+        weights_path: str | Path,
+        device: str | torch.device = "cpu",
+        batch_size: int = 4,
+        *,
+        bf16: bool = False,
+        randomize_noise: bool = False,
+        cfg: GFPGANConfig | None = None,
+    ) -> None:
+        self._setup(load_gfpgan(weights_path, cfg), device, batch_size, bf16, randomize_noise)
+
+    @classmethod
+    def from_module(
+        cls, net: GFPGAN, device: str | torch.device = "cpu", batch_size: int = 4, **kwargs: Any
+    ) -> FaceRestorer:
+        """Wrap an already-built `GFPGAN` (e.g. random weights for tests and the UI's demo model)."""
+        self = cls.__new__(cls)
+        self._setup(net, device, batch_size, kwargs.get("bf16", False), kwargs.get("randomize_noise", False))
+        return self
+
+    def _setup(
+        self, net: GFPGAN, device: str | torch.device, batch_size: int, bf16: bool, randomize_noise: bool
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"face-SR batch_size must be >= 1, got {batch_size}")
+        self.device = torch.device(device)
+        self.net = net.eval().to(self.device)
+        self.batch_size, self.bf16, self.randomize_noise = batch_size, bf16, randomize_noise
+
+    @property
+    def size(self) -> int:
+        """Output side in pixels (512 for GFPGAN v1.4)."""
+        return self.net.cfg.out_size
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if not self.bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+    def restore(self, frames: torch.Tensor) -> torch.Tensor:
+        """Restore B x 3 x H x W frames in [-1, 1] -> B x 3 x size x size in [-1, 1] (float32, input's device).
+
+        Frames are upsampled (bilinear) to the model size, restored `batch_size` at a time, and clamped.
+        """
+        if frames.ndim != 4 or frames.shape[1] != 3:
+            raise ValueError(f"FaceRestorer.restore expects B x 3 x H x W frames, got {tuple(frames.shape)}")
+        out = []
+        with torch.inference_mode(), self._autocast():
+            for chunk in frames.split(self.batch_size):
+                x = chunk.to(self.device, torch.float32)
+                if x.shape[-2:] != (self.size, self.size):
+                    x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+                y = self.net(x.clamp(-1, 1), randomize_noise=self.randomize_noise)
+                out.append(y.float().clamp(-1, 1).to(frames.device))
+        return torch.cat(out)
+
+    def restore_stream(self, chunks: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
+        """`restore` applied lazily to a stream of frame chunks (e.g. `Pipeline.stream`)."""
+        for chunk in chunks:
+            yield self.restore(chunk)
