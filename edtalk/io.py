@@ -43,10 +43,14 @@ def from_uint8(images: torch.Tensor | np.ndarray) -> torch.Tensor:
     return (t.movedim(-1, -3).float() / 127.5 - 1.0).contiguous()
 
 
-def legacy_to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """The original demos' `save_video`: clamp, then min-max stretch over the whole clip, truncate."""
+def legacy_to_uint8(images: torch.Tensor, value_range: tuple[float, float] | None = None) -> torch.Tensor:
+    """The original demos' `save_video`: clamp, then min-max stretch over the whole clip, truncate.
+
+    `value_range` gives the clip's (min, max) after clamping when `images` is one chunk of a longer clip.
+    """
     x = images.detach().float().clamp(-1, 1)
-    x = (x - x.min()) / (x.max() - x.min()).clamp_min(1e-12) * 255
+    lo, hi = value_range if value_range is not None else (float(x.min()), float(x.max()))
+    x = (x - lo) / max(hi - lo, 1e-12) * 255
     return x.to(torch.uint8).movedim(-3, -1).cpu()
 
 
