@@ -1,0 +1,43 @@
+"""`edtalk fit EXPERIMENT [key=value ...] [--debug]`: train one stage from experiments/<EXPERIMENT>.yaml."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "fit",
+        help="train a stage (reconstruct, mouth_pose, expression, finetune, ...)",
+        description="Compose experiments/defaults.yaml + experiments/EXPERIMENT.yaml + key=value overrides and "
+        "train. Runs are written to <run.root>/<experiment>/<run.name>/; resume with ckpt_path=last. "
+        "Example: edtalk fit mouth_pose init_from=runs/reconstruct/X/checkpoints/last.ckpt trainer.devices=8",
+    )
+    p.add_argument(
+        "experiment", help="experiment name (experiments/NAME.yaml) or a path to an experiment YAML"
+    )
+    p.add_argument(
+        "overrides", nargs="*", help="dotlist overrides, e.g. trainer.max_steps=100 data.root=/data"
+    )
+    p.add_argument(
+        "--debug",
+        action="store_true",
+        help="tiny 64x64 model, built-in data, a few CPU steps, run dir runs/EXPERIMENT/debug "
+        "(builds the earlier stage's debug checkpoint when the stage needs one)",
+    )
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from edtalk.train import compose, debug_dependency, fit, to_yaml
+
+    cfg = compose(args.experiment, args.overrides, debug=args.debug)
+    if args.print_config:
+        print(to_yaml(cfg), end="")
+        return 0
+    if args.debug:
+        debug_dependency(cfg)
+    run_dir = fit(cfg, overwrite=args.debug)
+    print(f"run written to {run_dir}")
+    return 0

@@ -1,0 +1,106 @@
+"""Stage 3, expression decouple by self-reconstruction complementary learning (paper Sec. 3.3; spec §5.3).
+
+Upstream never released this trainer; this is the objective we implement, from the paper's
+description ("the expression latent must explain what mouth and pose cannot", learned by
+self-reconstruction on emotional clips) and the author's advice in issue #11 (train ELN, the
+expression bank and EEM first, without the FRNet/DECA losses; optionally fine-tune the decoder after).
+
+Batch (EmotionDataModule): a source frame s and a target frame t of the same person (t from an
+emotional clip). With alpha_c = head_c(fc(E(t).w_a)) and Q the joint QR basis [Q_m | Q_p | Q_e]:
+
+    mouth+pose only:  x_mp = G(E(s); w_a(s) + alpha_m Q_m^T + alpha_p Q_p^T)                 (no EEM)
+    full:             x    = G(EEM(E(s), e); w_a(s) + alpha_m Q_m^T + alpha_p Q_p^T + e),   e = alpha_e Q_e^T
+
+    L = w_vgg VGG(x, t) + w_l1 |x - t|_1 + w_gan GAN_G(x)
+        + w_complementary mean(|x - t| * r / mean(r)),   r = stopgrad(mean_rgb |x_mp - t|)
+        + w_decorrelation ||corr(alpha_e, [alpha_m, alpha_p])||_F^2 / 10
+
+* Complementarity is structural: the mouth/pose navigators, fc, the mouth/pose bank and (by default)
+  the decoder and encoder are frozen from stage 2, so gradients reach only ELN (`navigator.exp_fc`),
+  the expression bank and EEM; because QR is column-ordered, Q_e is orthogonal to Q_m and Q_p and
+  the stage-2 mouth/pose directions are untouched. Only the residual that mouth+pose cannot
+  reconstruct can lower the loss, and the `complementary` term weights each pixel by that residual
+  (the stage-2 error map r), focusing the expression branch on brows, eyes, cheeks and mouth shape.
+* The decorrelation term (upstream's `discor`, batch-level) keeps alpha_e from re-encoding the
+  mouth/pose weights; it only reaches the ELN since alpha_m, alpha_p are frozen.
+* D sees t vs x. Phase 2 (optional): `model.trainable='[navigator.exp_fc.*,banks.expression,synthesis.*]'`
+  with init_from the phase-1 checkpoint fine-tunes the decoder too.
+
+Emotion labels are not used by the loss (they drive sampling and the evaluation of emotion accuracy).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+
+from edtalk.losses import decorrelation
+from edtalk.nn.generator import Generator
+from edtalk.stages.base import GANStage, GANStageConfig, LossWeights, StepOutput
+
+PHASE1_TRAINABLE = ["navigator.exp_fc.*", "banks.expression", "synthesis.fineadainresblock.*"]
+
+
+@dataclass
+class ExpressionLoss(LossWeights):
+    complementary: float = 1.0
+    decorrelation: float = 0.1
+
+
+@dataclass
+class ExpressionConfig(GANStageConfig):
+    trainable: list[str] = field(default_factory=lambda: list(PHASE1_TRAINABLE))
+    loss: ExpressionLoss = field(default_factory=ExpressionLoss)
+
+
+def expression_reconstruct(
+    gen: Generator, source: torch.Tensor, target: torch.Tensor, with_base: bool
+) -> dict[str, torch.Tensor]:
+    """{"out": full render, "base": mouth+pose-only render (no grad, if asked), "alpha_*": weights}."""
+    if not gen.cfg.has_expression:
+        raise ValueError("the expression stage needs generator.variant=full")
+    enc = gen.encode(source)
+    alpha = gen.coefficients(target)
+    q = gen.basis()
+    w, e = gen.latent(enc.w_a, alpha, q)
+    out = {"out": gen.render(enc, w, e)} | {f"alpha_{k}": v for k, v in alpha.items()}
+    if with_base:
+        with torch.no_grad():
+            w_mp, _ = gen.latent(enc.w_a, {"mouth": alpha["mouth"], "pose": alpha["pose"]}, q)
+            out["base"] = gen.render(enc, w_mp)
+    return out
+
+
+class ExpressionStage(GANStage):
+    """Self-reconstruction complementary learning of the expression branch (EmotionDataModule batches)."""
+
+    Config: ClassVar[type[GANStageConfig]] = ExpressionConfig
+    stage_name: ClassVar[str] = "expression"
+
+    def generator_step(self, batch: dict[str, torch.Tensor]) -> StepOutput:
+        src, tgt = batch["source"], batch["target"]
+        loss_w = self.cfg.loss
+        assert isinstance(loss_w, ExpressionLoss)
+        r = expression_reconstruct(self.generator, src, tgt, with_base=True)
+        fake, base = r["out"], r["base"]
+        losses = self.reconstruction_losses(fake, tgt)
+        if loss_w.complementary > 0:
+            resid = (base - tgt).abs().mean(1, keepdim=True)  # -> B x 1 x H x W stage-2 error map
+            focus = resid / resid.mean((2, 3), keepdim=True).clamp_min(1e-6)
+            losses["complementary"] = ((fake - tgt).abs() * focus).mean()
+        if loss_w.decorrelation > 0:
+            losses["decorrelation"] = decorrelation(
+                r["alpha_exp"], torch.cat([r["alpha_mouth"], r["alpha_pose"]], 1)
+            )
+        with torch.no_grad():
+            self.log("train/base_l1", (base - tgt).abs().mean(), batch_size=src.shape[0])
+        return StepOutput(losses, fake=fake, real=tgt, samples=[src, tgt, base, fake])
+
+    def validation_pairs(
+        self, generator: Generator, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return expression_reconstruct(generator, batch["source"], batch["target"], False)["out"], batch[
+            "target"
+        ]

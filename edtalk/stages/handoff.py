@@ -1,0 +1,126 @@
+"""Initialising a stage's generator (and discriminator) from an earlier checkpoint: `init_from:`.
+
+Accepted files: our Lightning stage checkpoints (`generator.` / `discriminator.` / `generator_ema.`
+prefixes and `checkpoint["edtalk"]["generator"]` = the GeneratorConfig), our `edtalk` format files,
+and the official EDTalk.pt / EDTalk_lip_pose.pt / LIA vox.pt (through `edtalk.weights` key maps; LIA
+leaves the navigation heads and banks at their initialisation).
+
+Hand-off is strict: every tensor in the file must land in the new generator with its shape, and every
+generator tensor must come from the file — except the expression parts (ELN, expression bank, EEM)
+when a lip-pose generator initialises a full one (stage mouth_pose -> expression). Because QR is
+column-ordered, the mouth/pose directions of the full model then equal those of the lip-pose model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from edtalk import weights
+from edtalk.config import GeneratorConfig
+from edtalk.nn.generator import Generator
+
+EXPRESSION_KEYS = (r"^navigator\.exp_fc\.", r"^banks\.expression$", r"^synthesis\.fineadainresblock\.")
+
+
+def _lightning_generator(
+    obj: Mapping[str, Any], use_ema: bool
+) -> tuple[GeneratorConfig, dict[str, torch.Tensor]]:
+    cfg = GeneratorConfig.from_dict(dict(obj["edtalk"]["generator"]))
+    prefix = (
+        "generator_ema."
+        if use_ema and any(k.startswith("generator_ema.") for k in obj["state_dict"])
+        else "generator."
+    )
+    sd = {k.removeprefix(prefix): v for k, v in obj["state_dict"].items() if k.startswith(prefix)}
+    return cfg, weights.strip_prefixes(sd)
+
+
+def read_generator(
+    path: str | Path, use_ema: bool = False
+) -> tuple[GeneratorConfig, dict[str, torch.Tensor], Any]:
+    """(config, our-key state dict, raw file object) of the generator stored in any supported file."""
+    obj = weights.load_file(path)
+    if isinstance(obj, Mapping) and "edtalk" in obj and "state_dict" in obj:
+        cfg, sd = _lightning_generator(obj, use_ema)
+        return cfg, sd, obj
+    gen = weights.load_generator(path)  # our edtalk format or an official file (raises with a clear message)
+    return gen.cfg, gen.state_dict(), obj
+
+
+def check_compatible(src: GeneratorConfig, dst: GeneratorConfig, path: str | Path) -> None:
+    """Configs must agree except for a lip_pose -> full upgrade (which may set the expression sizes)."""
+    if src.variant == "full" and dst.variant == "lip_pose":
+        raise ValueError(
+            f"{path} holds a full (expression) generator but this stage builds a lip_pose one; "
+            "set generator.variant=full or init from a lip_pose checkpoint"
+        )
+    ignore = {"variant", "exp_dim", "eem_hidden"} if src.variant != dst.variant else set()
+    a, b = dataclasses.asdict(src), dataclasses.asdict(dst)
+    diff = {k: (a[k], b[k]) for k in a if k not in ignore and a[k] != b[k]}
+    if diff:
+        fix = " ".join(f"generator.{k}={v[0]}" for k, v in diff.items())
+        raise ValueError(
+            f"generator config of {path} differs from this stage's: {diff} (file, stage); set {fix}"
+        )
+
+
+def load_strict(
+    module: nn.Module, sd: Mapping[str, torch.Tensor], path: str | Path, allow_missing: tuple[str, ...] = ()
+) -> None:
+    """Load `sd` into `module`: no unexpected keys, no shape mismatch, missing only where allowed."""
+    own = module.state_dict()
+    unexpected = sorted(set(sd) - set(own))
+    missing = sorted(k for k in set(own) - set(sd) if not any(re.search(p, k) for p in allow_missing))
+    if unexpected or missing:
+        raise weights.CheckpointError(
+            f"{path} does not match the stage's {type(module).__name__}: missing {missing[:4]} "
+            f"({len(missing)}), unexpected {unexpected[:4]} ({len(unexpected)})"
+        )
+    bad = [(k, tuple(v.shape), tuple(own[k].shape)) for k, v in sd.items() if v.shape != own[k].shape]
+    if bad:
+        raise weights.CheckpointError(f"{path}: shape mismatch {bad[:3]} (file, model); wrong model size?")
+    module.load_state_dict({**own, **sd}, strict=True)
+
+
+def init_generator(gen: Generator, path: str | Path, use_ema: bool = False) -> Any:
+    """Initialise `gen` in place from `path`. Returns the raw loaded file (for the discriminator)."""
+    cfg, sd, obj = read_generator(path, use_ema)
+    check_compatible(cfg, gen.cfg, path)
+    allow = EXPRESSION_KEYS if (cfg.variant, gen.cfg.variant) == ("lip_pose", "full") else ()
+    load_strict(gen, sd, path, allow)
+    return obj
+
+
+def init_discriminator(disc: nn.Module, obj: Any, path: str | Path) -> bool:
+    """Load D from a Lightning stage checkpoint (`discriminator.`) or an official trainer file (`dis`).
+
+    Returns False when the file holds no discriminator (D keeps its initialisation).
+    """
+    if not isinstance(obj, Mapping):
+        return False
+    if "state_dict" in obj and "edtalk" in obj:
+        sd = {
+            k.removeprefix("discriminator."): v
+            for k, v in obj["state_dict"].items()
+            if k.startswith("discriminator.")
+        }
+    elif isinstance(obj.get("dis"), Mapping):
+        sd = weights.map_to_ours(obj["dis"], "discriminator")
+    else:
+        return False
+    if not sd:
+        return False
+    load_strict(disc, sd, path)
+    return True
+
+
+def generator_config_of(path: str | Path) -> GeneratorConfig:
+    """The GeneratorConfig stored in (or inferred from) a generator file."""
+    return read_generator(path)[0]

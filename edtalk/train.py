@@ -1,0 +1,338 @@
+"""Run configuration and Trainer construction for `edtalk fit`.
+
+    cfg = compose("mouth_pose", ["trainer.max_steps=100", "data.root=/data/shards"])
+    run_dir = fit(cfg)
+
+Composition: `experiments/defaults.yaml` (infrastructure: run, trainer, logger, checkpoint, data,
+generator, discriminator, init) + the stage's typed `Config` dataclass as the `model:` section +
+`experiments/<experiment>.yaml` + (with `debug=True`) `experiments/debug.yaml` + CLI dotlist overrides.
+Every level is in omegaconf struct mode, so an unknown key fails with its full name. The resolved
+config is written to `<run_dir>/config.yaml` and into every checkpoint.
+
+Runs live in `<run.root>/<experiment>/<run.name>/` (`run.name` defaults to a timestamp; `--debug`
+uses `debug`): `config.yaml`, `checkpoints/{last,best}.ckpt`, `logs/metrics.csv`, `wandb/`, `samples/`.
+`ckpt_path=last` resumes this run's (or, without `run.name`, the newest run's) `last.ckpt` in place:
+weights, optimisers, step, loop and callback state, RNG state, and the wandb run id.
+"""
+
+from __future__ import annotations
+
+import datetime
+import inspect
+import os
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+
+# -- composition ---------------------------------------------------------------------------------------
+def experiments_dir() -> Path:
+    """Folder of the experiment YAML files (`EDTALK_EXPERIMENTS` overrides the checkout's `experiments/`)."""
+    return Path(os.environ.get("EDTALK_EXPERIMENTS", EXPERIMENTS))
+
+
+def experiment_file(name: str) -> Path:
+    """`experiments/<name>.yaml`, or `name` itself when it is a path to a YAML file."""
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        return path
+    path = experiments_dir() / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(
+            p.stem for p in experiments_dir().glob("*.yaml") if p.stem not in ("defaults", "debug")
+        )
+        raise FileNotFoundError(f"experiment {name!r} not found: no {path}; known experiments: {known}")
+    return path
+
+
+def _merge(base: DictConfig, other: Any, origin: str) -> DictConfig:
+    try:
+        merged = OmegaConf.merge(base, other)
+    except ConfigKeyError as err:
+        raise ValueError(f"unknown config key {err.full_key!r} in {origin}") from err
+    except OmegaConfBaseException as err:
+        raise ValueError(f"invalid config value in {origin}: {err}") from err
+    assert isinstance(merged, DictConfig)
+    return merged
+
+
+def compose(experiment: str, overrides: list[str] | None = None, debug: bool = False) -> DictConfig:
+    """The resolved run config of an experiment (see the module docstring for the layers)."""
+    from edtalk.stages import stage_class
+
+    exp_path = experiment_file(experiment)
+    exp = OmegaConf.load(exp_path)
+    if not isinstance(exp, DictConfig) or "stage" not in exp:
+        raise ValueError(f"{exp_path} must name its stage (`stage: reconstruct`)")
+    cls = stage_class(str(exp.stage))
+    base = OmegaConf.load(experiments_dir() / "defaults.yaml")
+    assert isinstance(base, DictConfig)
+    base.model = OmegaConf.structured(cls.Config)
+    base.experiment = Path(experiment).stem
+    OmegaConf.set_struct(base, True)
+    with open_dict(base.data):  # DataModule kwargs are checked against its signature later
+        cfg = _merge(base, exp, str(exp_path))
+    OmegaConf.set_struct(cfg, True)
+    if debug:
+        cfg = _merge(cfg, OmegaConf.load(experiments_dir() / "debug.yaml"), "experiments/debug.yaml")
+    if overrides:
+        try:
+            dotlist = OmegaConf.from_dotlist(list(overrides))
+        except OmegaConfBaseException as err:
+            raise ValueError(f"cannot parse overrides {overrides}: {err}") from err
+        cfg = _merge(cfg, dotlist, "command-line overrides")
+    return cfg
+
+
+def plain(node: Any) -> dict[str, Any]:
+    """A resolved config section as a plain dict."""
+    out = OmegaConf.to_container(node, resolve=True)
+    assert isinstance(out, dict)
+    return {str(k): v for k, v in out.items()}
+
+
+def to_yaml(cfg: DictConfig) -> str:
+    return OmegaConf.to_yaml(cfg, resolve=True)
+
+
+# -- run directories -----------------------------------------------------------------------------------
+def runs_of(cfg: DictConfig) -> Path:
+    return Path(cfg.run.root) / str(cfg.experiment)
+
+
+def resolve_run(cfg: DictConfig) -> tuple[Path, str | None]:
+    """(run dir, checkpoint to resume or None); fills `run.name` and `ckpt_path` in `cfg`."""
+    ckpt = cfg.ckpt_path
+    if ckpt == "last":
+        run_dir = _last_run(cfg)
+        ckpt = str(run_dir / "checkpoints" / "last.ckpt")
+    elif ckpt:
+        if not Path(ckpt).is_file():
+            raise FileNotFoundError(f"ckpt_path {ckpt} does not exist")
+        parent = Path(ckpt).resolve().parent
+        run_dir = parent.parent if parent.name == "checkpoints" else _new_run_dir(cfg)
+    else:
+        run_dir = _new_run_dir(cfg)
+    cfg.run.name = run_dir.name
+    cfg.ckpt_path = ckpt
+    return run_dir, ckpt
+
+
+def _new_run_dir(cfg: DictConfig) -> Path:
+    name = cfg.run.name or datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return runs_of(cfg) / str(name)
+
+
+def _last_run(cfg: DictConfig) -> Path:
+    if cfg.run.name:
+        run_dir = runs_of(cfg) / str(cfg.run.name)
+        candidates = [run_dir] if (run_dir / "checkpoints" / "last.ckpt").is_file() else []
+    else:
+        found = runs_of(cfg).glob("*/checkpoints/last.ckpt")
+        candidates = sorted(
+            (p.parents[1] for p in found), key=lambda d: (d / "checkpoints" / "last.ckpt").stat().st_mtime
+        )
+    if not candidates:
+        where = runs_of(cfg) / str(cfg.run.name or "*")
+        raise FileNotFoundError(
+            f"ckpt_path=last: no {where}/checkpoints/last.ckpt to resume; start a run first"
+        )
+    return candidates[-1]
+
+
+def fresh_run_check(run_dir: Path, resuming: bool, overwrite: bool) -> None:
+    """Refuse to start a new run on top of an existing one's checkpoints (unless overwrite)."""
+    ckpts = run_dir / "checkpoints"
+    if resuming or not ckpts.is_dir() or not any(ckpts.iterdir()):
+        return
+    if not overwrite:
+        raise ValueError(
+            f"{run_dir} already holds checkpoints; resume with ckpt_path=last run.name={run_dir.name}, "
+            "or choose another run.name"
+        )
+    import shutil
+
+    shutil.rmtree(run_dir)
+
+
+# -- builders --------------------------------------------------------------------------------------------
+def _import(target: str) -> Any:
+    import importlib
+
+    module, _, attr = target.replace(":", ".").rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ModuleNotFoundError, AttributeError) as err:
+        raise ValueError(f"cannot import {target!r}: {err}") from err
+
+
+def build_datamodule(cfg: DictConfig) -> Any:
+    """The experiment's DataModule; `data.root: null` means the built-in dataset (built if missing)."""
+    kwargs = plain(cfg.data)
+    cls = _import(str(kwargs.pop("module")))
+    if kwargs.get("root") is None:
+        from datamodules.synthetic import ensure_builtin
+
+        kwargs["root"] = str(ensure_builtin())
+    params = inspect.signature(cls).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(set(kwargs) - set(params))
+        if unknown:
+            raise ValueError(
+                f"unknown config key(s) {['data.' + k for k in unknown]} for {cls.__name__}; "
+                f"it accepts {sorted(params)}"
+            )
+    return cls(**kwargs)
+
+
+def prepare_generator_config(cfg: DictConfig) -> None:
+    """`init.generator_config: checkpoint` copies the init file's GeneratorConfig into `cfg.generator`."""
+    if cfg.init.generator_config == "checkpoint":
+        if not cfg.init_from:
+            raise ValueError("init.generator_config=checkpoint needs init_from=<generator checkpoint>")
+        from edtalk.stages.handoff import generator_config_of
+
+        cfg.generator = generator_config_of(cfg.init_from).to_dict()
+    elif cfg.init.generator_config != "stage":
+        raise ValueError(
+            f"init.generator_config must be 'stage' or 'checkpoint', got {cfg.init.generator_config!r}"
+        )
+
+
+def _strategy(cfg: DictConfig) -> Any:
+    t = cfg.trainer
+    if t.strategy not in ("ddp", "auto"):
+        return t.strategy
+    multi = t.num_nodes > 1 or (isinstance(t.devices, int) and (t.devices > 1 or t.devices == -1))
+    if t.strategy == "auto" and not multi:
+        return "auto"
+    from lightning.pytorch.strategies import DDPStrategy
+
+    # D is toggled off during the G step (and G during the D step): those parameters get no gradient.
+    # No BatchNorm anywhere, so buffers need no per-step broadcast.
+    return DDPStrategy(find_unused_parameters=True, broadcast_buffers=False)
+
+
+def build_loggers(cfg: DictConfig, run_dir: Path) -> list[Any]:
+    from lightning.pytorch.loggers import CSVLogger
+
+    loggers: list[Any] = []
+    if cfg.logger.csv:
+        loggers.append(CSVLogger(save_dir=str(run_dir), name="logs", version=""))
+    mode = os.environ.get("WANDB_MODE", cfg.logger.wandb_mode)
+    if cfg.logger.wandb and mode != "disabled":
+        loggers.append(_wandb_logger(cfg, run_dir, mode))
+    return loggers
+
+
+def _wandb_logger(cfg: DictConfig, run_dir: Path, mode: str) -> Any:
+    from lightning.pytorch.loggers import WandbLogger
+
+    id_file = run_dir / "wandb_id.txt"
+    if id_file.is_file():
+        run_id = id_file.read_text().strip()  # resume the same wandb run
+    else:
+        import secrets
+
+        run_id = secrets.token_hex(4)  # wandb run ids: 8 lower-case alphanumerics
+        id_file.parent.mkdir(parents=True, exist_ok=True)
+        id_file.write_text(run_id)
+    return WandbLogger(
+        project=cfg.logger.project,
+        entity=cfg.logger.entity,
+        name=f"{cfg.experiment}/{run_dir.name}",
+        save_dir=str(run_dir),
+        id=run_id,
+        resume="allow",
+        offline=mode == "offline",
+        tags=list(cfg.logger.tags),
+    )
+
+
+def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[Any]:
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    ckpt_dir = run_dir / "checkpoints"
+    c = cfg.checkpoint
+    last = ModelCheckpoint(
+        dirpath=ckpt_dir, save_last=True, save_top_k=0, every_n_train_steps=int(c.every_n_steps)
+    )
+    best = ModelCheckpoint(
+        dirpath=ckpt_dir,
+        filename="best",
+        monitor=c.monitor,
+        mode=c.mode,
+        save_top_k=1,
+        auto_insert_metric_name=False,
+    )
+    return [last, best, FinalCheckpoint(ckpt_dir / "last.ckpt")]
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
+    t = plain(cfg.trainer)
+    t["strategy"] = _strategy(cfg)
+    t["check_val_every_n_epoch"] = None  # validation every `val_check_interval` steps, across epochs
+    return L.Trainer(
+        default_root_dir=str(run_dir),
+        logger=build_loggers(cfg, run_dir) or False,
+        callbacks=build_callbacks(cfg, run_dir),
+        **t,
+    )
+
+
+class FinalCheckpoint(Callback):
+    """Write `last.ckpt` when training ends, whatever step that is (ModelCheckpoint saves every N steps)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        trainer.save_checkpoint(self.path)
+
+
+# -- the command ----------------------------------------------------------------------------------------
+def fit(cfg: DictConfig, overwrite: bool = False) -> Path:
+    """Train the experiment described by `cfg`. Returns the run directory."""
+    from edtalk.stages import stage_class
+
+    run_dir, ckpt = resolve_run(cfg)
+    fresh_run_check(run_dir, ckpt is not None, overwrite)
+    prepare_generator_config(cfg)
+    L.seed_everything(int(cfg.seed), workers=True)
+    module = stage_class(str(cfg.stage)).build(cfg, resume=ckpt is not None)
+    module.sample_dir = run_dir / "samples"
+    datamodule = build_datamodule(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(to_yaml(cfg))
+    trainer = build_trainer(cfg, run_dir)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
+    return run_dir
+
+
+def debug_dependency(cfg: DictConfig) -> None:
+    """For `--debug`: make the earlier stage's debug checkpoint (if `requires`) and use it as init_from."""
+    if not cfg.requires or (not OmegaConf.is_missing(cfg, "init_from") and cfg.init_from):
+        return
+    prev = compose(str(cfg.requires), [f"run.root={cfg.run.root}"], debug=True)
+    ckpt = runs_of(prev) / "debug" / "checkpoints" / "last.ckpt"
+    if not _usable(ckpt, prev):
+        debug_dependency(prev)
+        fit(prev, overwrite=True)
+    cfg.init_from = str(ckpt)
+
+
+def _usable(ckpt: Path, cfg: DictConfig) -> bool:
+    """A finished debug checkpoint whose generator matches what the config would build."""
+    if not ckpt.is_file():
+        return False
+    from edtalk.weights import load_file
+
+    obj = load_file(ckpt)
+    stored = obj.get("edtalk", {}).get("generator")
+    return bool(stored == OmegaConf.to_container(cfg.generator, resolve=True))
