@@ -1,0 +1,20 @@
+"""CSIM: identity preservation as cosine similarity of face embeddings (source image vs generated frames)."""
+
+from __future__ import annotations
+
+import torch
+
+from metrics.base import MeanMetric
+from metrics.functional.identity import csim
+
+
+class CSIM(MeanMetric):
+    """Mean per-frame cosine similarity; `update(source_embedding D, frame_embeddings T x D)`.
+
+    Embeddings come from `edtalk.nn.judges.DlibFace.embeddings` (128-d, ships) or `ArcFace` (512-d).
+    """
+
+    higher_is_better = True
+
+    def update(self, source: torch.Tensor, frames: torch.Tensor) -> None:
+        self._add(csim(source, frames))

@@ -1,0 +1,56 @@
+"""PSNR, SSIM and LPIPS over frames (each frame one item; video frames are flattened into the batch)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from edtalk.nn.judges import LPIPSAlex
+from metrics.base import MeanMetric
+from metrics.functional.image import psnr, ssim
+
+
+def _frames(x: torch.Tensor) -> torch.Tensor:
+    return x.reshape(-1, *x.shape[-3:])  # (B x) T x 3 x H x W -> N x 3 x H x W
+
+
+class PSNR(MeanMetric):
+    """Mean per-frame PSNR (dB) between generated and ground-truth frames in [-1, 1] (skimage, range 255)."""
+
+    higher_is_better = True
+
+    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
+        self._add(psnr(_frames(preds), _frames(target)))
+
+
+class SSIM(MeanMetric):
+    """Mean per-frame SSIM (skimage `structural_similarity`, 7x7 uniform window, data range 255)."""
+
+    higher_is_better = True
+
+    def __init__(self, gaussian: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.gaussian = gaussian
+
+    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
+        self._add(ssim(_frames(preds), _frames(target), gaussian=self.gaussian))
+
+
+class LPIPS(MeanMetric):
+    """Mean per-frame LPIPS v0.1 with the AlexNet trunk (lower is better)."""
+
+    higher_is_better = False
+
+    def __init__(
+        self, net: LPIPSAlex | None = None, alexnet_path: str | Path | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.net = net if net is not None else LPIPSAlex.from_files(alexnet_path)
+
+    @torch.no_grad()
+    def update(self, preds: torch.Tensor, target: torch.Tensor, batch_size: int = 32) -> None:
+        p, t = _frames(preds), _frames(target)
+        vals = [self.net(p[i : i + batch_size], t[i : i + batch_size]) for i in range(0, len(p), batch_size)]
+        self._add(torch.cat(vals))
