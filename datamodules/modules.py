@@ -127,6 +127,10 @@ class ShardDataModule(L.LightningDataModule):
         )
         return self._loader(pipeline, self.val_batch_size, workers=min(self.num_workers, len(urls)))
 
+    def test_dataloader(self) -> DataLoader[Any]:
+        """The test split, as in validation."""
+        return self.val_dataloader()
+
     def _loader(self, pipeline: Any, batch_size: int, workers: int | None = None) -> DataLoader[Any]:
         workers = self.num_workers if workers is None else workers
         return DataLoader(
@@ -179,6 +183,3 @@ class AudioDataModule(ShardDataModule):
 
         urls = shard_urls(root, "train") + shard_urls(root, "test")
         return all(CoefficientCache.path(u).is_file() for u in urls)
-
-
-ShardDataModule.test_dataloader = ShardDataModule.val_dataloader  # type: ignore[method-assign]

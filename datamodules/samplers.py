@@ -25,7 +25,6 @@ from datamodules.mouth_swap import swap_mouth
 from datamodules.shards import Clip
 
 Sample = dict[str, torch.Tensor]
-STORED_SIZE = 256
 
 
 def to_tensor(frames: np.ndarray, size: int) -> torch.Tensor:
@@ -207,11 +206,12 @@ class AudioSampler(_Base):
         self, clip: Clip, windows: np.ndarray, coeffs: dict[str, np.ndarray], start: int, ident: int
     ) -> Sample:
         span = slice(start, start + self.clip_frames)
+        frames = clip.frames(range(start, start + self.clip_frames))  # T x H x W x 3 uint8
         out = {
-            "frames": self.image(clip.frames(range(start, start + self.clip_frames))),
+            "frames": self.image(frames),
             "mel": torch.from_numpy(windows[span].copy()),
             "identity": self.image(clip.frame(ident)),
-            "bbox": torch.from_numpy(clip.bbox[span] * (self.image_size / STORED_SIZE)).float(),
+            "bbox": torch.from_numpy(clip.bbox[span] * (self.image_size / frames.shape[2])).float(),
             "emotion": torch.tensor(int(clip.meta.get("emotion_id", -1)), dtype=torch.long),
         }
         out.update({k: torch.from_numpy(np.asarray(v[span], np.float32)) for k, v in coeffs.items()})

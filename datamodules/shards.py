@@ -390,7 +390,7 @@ class NodeSplit:
         yield from islice(src, self.rank, None, self.world_size)
 
 
-class ResampledShards(IterableDataset):  # type: ignore[type-arg]
+class ResampledShards(IterableDataset[dict[str, str]]):
     """Endless shard stream drawn with replacement, seeded by (seed, epoch, rank, worker).
 
     Equivalent to `wds.ResampledShards(deterministic=True)` except that the rank is captured at

@@ -33,6 +33,7 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -139,14 +140,20 @@ class Face:
     size: tuple[float, float]  # face geometry scale (width, height)
 
 
-def base_face(speaker: str) -> Face:
+@lru_cache(maxsize=1)
+def _astronaut() -> tuple[np.ndarray, np.ndarray]:
     from skimage import data
 
     from datamodules.preprocess.landmarks import get_backend
 
     image = data.astronaut()
     backend = get_backend("dlib")
-    lmk = backend.landmarks(image, backend.detect(image)[0])
+    return image, backend.landmarks(image, backend.detect(image)[0])
+
+
+def base_face(speaker: str) -> Face:
+    """The astronaut in a speaker's colours, with her 68 landmarks."""
+    image, lmk = _astronaut()
     _, gains, size = SPEAKER_STYLE[speaker]
     coloured = np.clip(image.astype(np.float32) * np.asarray(gains, np.float32), 0, 255).astype(np.uint8)
     return Face(coloured, lmk, size)

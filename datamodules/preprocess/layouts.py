@@ -86,7 +86,8 @@ def _mead_flat(root: Path) -> Iterator[VideoJob]:
         if len(parts) != 4:
             raise ValueError(f"{video}: MEAD flat names are <spk>#<emotion>#level_<k>#<nnn>.mp4")
         audio = _first_audio([root / "audio" / f"{video.stem}{s}" for s in AUDIO_SUFFIXES])
-        yield VideoJob(video, audio, [clean_id(video.stem)], None, _mead_meta(*parts[:3], video))
+        meta = _mead_meta(parts[0], parts[1], parts[2], video)
+        yield VideoJob(video, audio, [clean_id(video.stem)], None, meta)
 
 
 def mead_jobs(root: Path) -> list[VideoJob]:
@@ -126,8 +127,8 @@ def folder_jobs(root: Path) -> list[VideoJob]:
     for video in sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()):
         rel = video.relative_to(root).with_suffix("")
         audio = _first_audio([video.with_suffix(s) for s in AUDIO_SUFFIXES])
-        meta = {"dataset": "folder", "speaker": rel.parts[0] if len(rel.parts) > 1 else rel.name}
-        meta.update(emotion=None, level=None, **_sidecar(video))
+        speaker = rel.parts[0] if len(rel.parts) > 1 else rel.name
+        meta = {"dataset": "folder", "speaker": speaker, "emotion": None, "level": None, **_sidecar(video)}
         jobs.append(VideoJob(video, audio, [clean_id(str(rel))], None, meta))
     return jobs
 

@@ -89,7 +89,7 @@ def track_face(
     chosen = _associate(detections, min_iou)
     keep = [k for k, box in enumerate(chosen) if box is not None]
     det_frames = idx[keep]
-    det_boxes = np.stack([chosen[k] for k in keep])  # N x 4
+    det_boxes = np.stack([b for b in chosen if b is not None])  # N x 4
     det_landmarks = np.stack([backend.landmarks(frames[i], b) for i, b in zip(det_frames, det_boxes)])
     all_t = np.arange(t)
     boxes = np.stack([np.interp(all_t, det_frames, det_boxes[:, c]) for c in range(4)], 1)  # -> T x 4
