@@ -18,6 +18,29 @@ from edtalk.nn.audio2lip import ConvSpec, build_encoder, wav2lip_audio_specs
 
 SYNC_FRAMES = 5
 FACE_SHAPE = (3 * SYNC_FRAMES, 48, 96)
+# Per-frame mel window t (edtalk.audio.mel_windows) covers video frames t-2 .. t+2.
+WINDOW_CENTRE_OFFSET = SYNC_FRAMES // 2
+
+
+def sync_window_index(first_frame: torch.Tensor | int) -> torch.Tensor | int:
+    """Index of the per-frame mel window that covers video frames `first_frame` .. `first_frame + 4`.
+
+    Window t of `edtalk.audio.mel_windows` starts at mel frame int(80 (t - 2) / 25), so window
+    `first_frame + 2` starts at int(80 first_frame / 25): exactly Wav2Lip's `crop_audio_window` for the
+    5 frames starting at `first_frame` (upstream EDTalk paired frames r..r+4 with window r, two frames early).
+    """
+    return first_frame + WINDOW_CENTRE_OFFSET
+
+
+def gather_sync_windows(mel: torch.Tensor, first_frame: torch.Tensor) -> torch.Tensor:
+    """The mel window matching each clip's 5 frames: mel B x T x 1 x 80 x 16, first_frame B -> B x 1 x 80 x 16."""
+    if int(first_frame.max()) > mel.shape[1] - SYNC_FRAMES or int(first_frame.min()) < 0:
+        raise ValueError(
+            f"5-frame windows starting at {first_frame.tolist()} do not fit clips of {mel.shape[1]} frames; "
+            f"first_frame must lie in [0, T - {SYNC_FRAMES}]"
+        )
+    idx = (first_frame + WINDOW_CENTRE_OFFSET).to(mel.device)
+    return mel[torch.arange(mel.shape[0], device=mel.device), idx]
 
 
 def face_specs(channels: Sequence[int] = (32, 64, 128, 256, 512)) -> list[ConvSpec]:

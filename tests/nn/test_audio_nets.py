@@ -115,7 +115,7 @@ def test_audio2exp_shapes_masked_targets_and_training() -> None:
         out["loss"].backward()
         opt.step()
         first = first if first is not None else out["loss"].item()
-    assert float(out["loss"]) < 0.5 * first
+    assert out["loss"].item() < 0.5 * first
     with torch.no_grad():
         out = model.eval().loss(mel, exp, emotion, mask)
     target = torch.stack([exp[0, :3].mean(0), exp[1].mean(0), exp[2].mean(0)])  # masked frames left out

@@ -5,11 +5,20 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from edtalk import weights
-from edtalk.nn.syncnet import SyncNet, stack_mouth_frames, sync_loss, sync_probability
+from edtalk.audio import mel_windows, window_rows
+from edtalk.nn.syncnet import (
+    SyncNet,
+    gather_sync_windows,
+    stack_mouth_frames,
+    sync_loss,
+    sync_probability,
+    sync_window_index,
+)
 from tests.conftest import manifest
 
 TINY = (4, 8, 8, 16, 16)
@@ -67,3 +76,29 @@ def test_stack_mouth_frames_keeps_lower_halves_in_frame_order() -> None:
         stack_mouth_frames(torch.zeros(1, 4, 3, 96, 96))
     with pytest.raises(ValueError, match="stack_mouth_frames"):
         SyncNet(TINY).embed_face(torch.zeros(1, 3, 96, 96))
+
+
+@pytest.mark.parametrize("first", [0, 3, 10])
+def test_sync_window_covers_the_same_five_frames(first: int) -> None:
+    """The audio window paired with frames r..r+4 holds the audio of exactly those frames (Wav2Lip)."""
+    t = 20
+    rows = window_rows(t, 1 + t * 640 // 200)
+    idx = sync_window_index(first)
+    start = int(80 * first / 25)  # Wav2Lip crop_audio_window start for these frames
+    assert rows[idx].tolist() == list(range(start, start + 16))
+    # mel frame m is centred at m / 80 s; the window spans [r / 25, (r + 5) / 25) seconds
+    assert first / 25 <= rows[idx][0] / 80 + 1 / 80 and rows[idx][-1] / 80 < (first + 5) / 25
+    # audio energy only during frames r..r+4 fills the paired window; upstream's window r (two frames
+    # early) is half silent
+    wav = np.zeros(t * 640, dtype=np.float32)
+    wav[first * 640 : (first + 5) * 640] = np.random.default_rng(first).standard_normal(3200) * 0.5
+    mel = torch.from_numpy(mel_windows(wav))[None]  # -> 1 x T x 1 x 80 x 16
+    level = mel[0, :, 0].mean(1)  # -> T x 16 mean level per column
+    loud = (level > -1.0).sum(1)
+    assert int(loud[idx]) >= 15
+    if first >= 2:
+        assert int(loud[first]) <= 11
+    picked = gather_sync_windows(mel, torch.tensor([first]))
+    assert torch.equal(picked[0], mel[0, idx])
+    with pytest.raises(ValueError, match="do not fit"):
+        gather_sync_windows(mel, torch.tensor([t - 4]))
