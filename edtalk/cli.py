@@ -15,7 +15,6 @@ from collections.abc import Sequence
 # Subcommand modules, in help order.
 COMMANDS = (
     "edtalk.commands.parity",
-    "edtalk.commands.render",
     "edtalk.commands.weights",
     "edtalk.commands.preprocess",
     "edtalk.commands.fit",

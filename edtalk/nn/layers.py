@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -156,7 +157,9 @@ class ConvLayer(nn.Sequential):
     """[Blur if downsample] -> EqualConv2d -> [FusedLeakyReLU if activate].
 
     The Sequential indices (blur 0, conv 0/1, activation 1/2) are the state-dict layout of the
-    official checkpoints.
+    official checkpoints. The forward fuses the epilogue: the activation's bias goes into the conv,
+    and the sqrt(2) gain (times an optional extra `gain`) into the conv weight, using
+    leaky_relu(a * z) = a * leaky_relu(z) for a > 0; the activation then runs in place.
     """
 
     def __init__(
@@ -179,6 +182,22 @@ class ConvLayer(nn.Sequential):
         if activate:
             layers.append(FusedLeakyReLU(out_ch) if bias else ScaledLeakyReLU())
         super().__init__(*layers)
+        self._blur = downsample
+        self._activate = activate
+
+    def forward(self, x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
+        """x: B x Cin x H x W -> B x Cout x H' x W', multiplied by `gain`."""
+        if self._blur:
+            x = self[0](x)
+        conv = cast(EqualConv2d, self[int(self._blur)])
+        if not self._activate:
+            bias = conv.bias * gain if conv.bias is not None else None
+            return F.conv2d(x, conv.weight * (conv.scale * gain), bias, conv.stride, conv.padding)
+        g = SQRT2 * gain
+        act = self[-1]
+        bias = act.bias.view(-1) * g if isinstance(act, FusedLeakyReLU) else None
+        out = F.conv2d(x, conv.weight * (conv.scale * g), bias, conv.stride, conv.padding)
+        return F.leaky_relu(out, 0.2, inplace=True)
 
 
 class ScaledLeakyReLU(nn.Module):
@@ -198,15 +217,21 @@ class ResBlock(nn.Module):
         self.skip = ConvLayer(in_ch, out_ch, 1, downsample=True, activate=False, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (self.conv2(self.conv1(x)) + self.skip(x)) / SQRT2
+        # the final 1/sqrt(2) is folded into both branches' weights
+        out = self.conv2(self.conv1(x), gain=1 / SQRT2)
+        skip = self.skip(x, gain=1 / SQRT2)
+        # in place only without autograd: leaky_relu's backward needs its (unmodified) output
+        return out.add_(skip) if not torch.is_grad_enabled() else out + skip
 
 
 class ModulatedConv2d(nn.Module):
     """StyleGAN2 modulated convolution.
 
-    Computed in the per-sample scaling form: modulate the input channels, convolve with the one
-    shared weight, demodulate the output channels. It equals the grouped-convolution form of the
-    original exactly (up to float rounding) and lets a batch of frames share one conv call.
+    For one sample the style (and demodulation) is folded into the weight, as the original does; for a
+    batch it runs in the per-sample scaling form: modulate the input channels, convolve with the one
+    shared weight, demodulate the output channels, so the batch shares one conv call instead of a
+    grouped convolution. Both equal the original up to float rounding. `gain` and `bias` fuse the
+    caller's epilogue (out * gain + bias).
     """
 
     def __init__(
@@ -229,21 +254,31 @@ class ModulatedConv2d(nn.Module):
             p = (len(BLUR_KERNEL) - 2) - (kernel - 1)
             self.blur = Blur(pad=((p + 1) // 2 + 1, p // 2 + 1), upsample_factor=2)
 
-    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        """x: B x Cin x H x W, style: B x S -> B x Cout x H' x W' (H' = 2H when upsampling)."""
+    def _conv(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if self.upsample:
+            out = self.blur(F.conv_transpose2d(x, weight.transpose(0, 1), stride=2))
+            return out if bias is None else out.add_(bias.view(1, -1, 1, 1))
+        return F.conv2d(x, weight, bias, padding=self.padding)
+
+    def forward(
+        self, x: torch.Tensor, style: torch.Tensor, gain: float = 1.0, bias: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """x: B x Cin x H x W, style: B x S -> (B x Cout x H' x W') * gain + bias (H' = 2H when upsampling)."""
         s = self.modulation(style)  # -> B x Cin
         weight = self.weight[0] * self.scale  # -> Cout x Cin x k x k
-        x = x * s[:, :, None, None]
-        if self.upsample:
-            out = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)
-            out = self.blur(out)
-        else:
-            out = F.conv2d(x, weight, padding=self.padding)
+        if x.shape[0] == 1:
+            weight = weight * s[0].view(1, -1, 1, 1)
+            if self.demodulate:
+                weight = weight * torch.rsqrt(weight.square().sum(dim=(1, 2, 3)) + 1e-8).view(-1, 1, 1, 1)
+            return self._conv(x, weight * gain, bias)
+        out = self._conv(x * s[:, :, None, None], weight, None)
+        scale = s.new_full((x.shape[0], self.out_ch), gain)
         if self.demodulate:
             w2 = weight.square().sum(dim=(2, 3))  # -> Cout x Cin
-            demod = torch.rsqrt(s.square() @ w2.t() + 1e-8)  # -> B x Cout
-            out = out * demod[:, :, None, None]
-        return out
+            scale = torch.rsqrt(s.square() @ w2.t() + 1e-8) * gain  # -> B x Cout
+        if bias is None:
+            return out.mul_(scale[:, :, None, None])
+        return torch.addcmul(bias.view(1, -1, 1, 1), out, scale[:, :, None, None])
 
 
 class StyledConv(nn.Module):
@@ -255,7 +290,9 @@ class StyledConv(nn.Module):
         self.activate = FusedLeakyReLU(out_ch)
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        return self.activate(self.conv(x, style))
+        # leaky_relu(z + b) * sqrt(2) == leaky_relu(sqrt(2) z + sqrt(2) b): bias and gain fused into the conv
+        out = self.conv(x, style, gain=SQRT2, bias=self.activate.bias.view(-1) * SQRT2)
+        return F.leaky_relu(out, 0.2, inplace=True)
 
 
 class ConstantInput(nn.Module):
