@@ -15,14 +15,19 @@ get it when it is missing or of another kind.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from edtalk.nn.gfpgan import GFPGAN, GFPGANConfig
+
+if TYPE_CHECKING:
+    from edtalk.pipeline import Inputs, Pipeline, Result
 
 
 def load_gfpgan(path: str | Path, cfg: GFPGANConfig | None = None) -> GFPGAN:
@@ -130,3 +135,41 @@ class FaceRestorer:
         """`restore` applied lazily to a stream of frame chunks (e.g. `Pipeline.stream`)."""
         for chunk in chunks:
             yield self.restore(chunk)
+
+
+def _soundtrack(inputs: Inputs) -> np.ndarray | None:
+    """The clip's sound, as `Pipeline` muxes it: the audio, else the lip video's, else the source video's."""
+    from edtalk.io import probe_video, read_audio
+    from edtalk.pipeline import is_image
+
+    if inputs.audio is not None:
+        return read_audio(inputs.audio)
+    for path in (inputs.lip, inputs.source):
+        if path is not None and not is_image(Path(path)) and probe_video(path).has_audio:
+            return read_audio(path)
+    return None
+
+
+def render_restored(
+    pipe: Pipeline, inputs: Inputs, out: str | Path, restorer: FaceRestorer, progress: bool = True
+) -> Result:
+    """Render like `pipe(inputs, out)` with every frame restored to 512² before it is written.
+
+    Frames stream from `Pipeline.stream` through `FaceRestorer.restore` into the H.264 writer, so no
+    256² video is written or decoded in between.
+    """
+    from tqdm import tqdm
+
+    from edtalk.io import FPS, VideoWriter, to_uint8
+    from edtalk.pipeline import Result
+
+    start = time.perf_counter()
+    with (
+        VideoWriter(out, fps=FPS, audio=_soundtrack(inputs)) as writer,
+        tqdm(unit="frame", desc="generate + face SR", disable=not progress) as bar,
+    ):
+        for chunk in restorer.restore_stream(pipe.stream(inputs)):
+            writer.write(to_uint8(chunk))
+            bar.update(len(chunk))
+    n = writer.frames_written
+    return Result(writer.path, n, FPS, time.perf_counter() - start, {"face_sr": f"GFPGAN {restorer.size}²"})
