@@ -268,7 +268,7 @@ class GANStage(L.LightningModule):
         opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         self._clip_and_log_norm(opt, self.discriminator, "discriminator")
-        opt.step()
+        _step_uncounted(opt)
         self.untoggle_optimizer(opt)
         self.log_dict(logs, batch_size=real.shape[0])
 
@@ -381,6 +381,24 @@ class GANStage(L.LightningModule):
         rng = checkpoint.get("edtalk", {}).get("rng")
         if rng is not None:
             set_rng_state(rng)
+
+
+def _step_uncounted(opt: Any) -> None:
+    """Step a LightningOptimizer without advancing `global_step`: one training step = one G + one D update.
+
+    Lightning counts every manual optimiser step; without this, `max_steps`, checkpoint and logging
+    cadences would count each batch twice.
+    """
+    before, after = opt._on_before_step, opt._on_after_step
+    opt._on_before_step = opt._on_after_step = _nothing
+    try:
+        opt.step()
+    finally:
+        opt._on_before_step, opt._on_after_step = before, after
+
+
+def _nothing() -> None:
+    return None
 
 
 def _betas(b: list[float]) -> tuple[float, float]:

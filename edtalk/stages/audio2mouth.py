@@ -1,0 +1,240 @@
+"""Stage `audio2mouth` (SPEC 5.4): mel windows -> the 20 mouth weights of the MLN bank.
+
+Batch (AudioDataModule with coefficient sidecars, T = `data.clip_frames` >= 5): frames B x T x 3 x S x S,
+mel B x T x 1 x 80 x 16, identity B x 3 x S x S, bbox B x T x 4, mouth B x T x 20, pose B x T x 6
+(+ exp B x T x 10), the coefficients extracted by the generator given as `init_from`.
+
+With alpha_hat = Audio2Lip(mel) (B x T x 20) the loss terms (weights `model.loss.<term>`) are
+
+* coeff     MSE(alpha_hat, alpha)                                    (1)
+* temporal  MSE(diff_t alpha_hat, diff_t alpha)                      (0.1)
+* l1, vgg   render G(identity; w_a + [alpha_hat, alpha_pose(, alpha_exp)] Q^T) vs the real frames (1, 1)
+* mouth_l1  L1 between the 96 x 96 mouth crops of rendered and real frames (upstream img_l1_sync)  (1)
+* sync      BCE(cos(SyncNet(mel window), SyncNet(rendered mouths)), 1) on frames s..s+4 and the mel
+            window of the SAME frames (window s + 2; upstream paired window s: two frames early) (5)
+
+The generator is frozen (its bytes are verified unchanged at the end) unless `model.trainable` lists
+globs, e.g. `'model.trainable=[synthesis.*]'` to fine-tune the decoder; the SyncNet expert is always
+frozen (eval mode). Upstream starts the audio encoder from Wav2Lip and trains only `mapping`:
+`model.init=Audio2Lip.pt 'model.audio_trainable=[mapping.*]'`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edtalk.losses import VGGPyramidLoss
+from edtalk.losses.sync import SyncLoss, random_starts, sync_faces
+from edtalk.nn.audio2lip import Audio2Lip
+from edtalk.nn.generator import Generator, SourceEncoding
+from edtalk.nn.syncnet import SYNC_FRAMES, SyncNet
+from edtalk.stages.params import apply_trainable, fingerprint
+from edtalk.stages.supervised import (
+    StageConfig,
+    SupervisedStage,
+    keep_out_of_checkpoints,
+    load_network,
+    resolved,
+    scaled,
+    seeded_generator,
+)
+
+AUDIO2LIP_CHANNELS = (32, 64, 128, 256, 512)
+IMAGE_TERMS = ("l1", "vgg", "mouth_l1", "sync")
+
+
+@dataclass
+class Audio2MouthLoss:
+    """Weights of the loss terms (a term with weight 0 is not computed)."""
+
+    coeff: float = 1.0
+    temporal: float = 0.1
+    l1: float = 1.0
+    vgg: float = 1.0
+    mouth_l1: float = 1.0
+    sync: float = 5.0
+
+
+@dataclass
+class Audio2MouthConfig(StageConfig):
+    """`model:` of the audio2mouth stage.
+
+    Attributes:
+        loss: loss weights.
+        syncnet: the lip-sync expert (our syncnet checkpoint/export or the official Wav2Lip expert);
+            required when `loss.sync` > 0.
+        init: start the Audio2Lip network from this file (official `Audio2Lip.pt` or ours).
+        audio_trainable: globs of trained Audio2Lip parameters (upstream: `[mapping.*]`).
+        trainable: globs of trained generator parameters (default none: the generator is frozen).
+        crop_scale: mouth crop side over the mouth-box width.
+        verify_frozen: check bit-exactly that frozen generator parameters did not change.
+    """
+
+    loss: Audio2MouthLoss = field(default_factory=Audio2MouthLoss)
+    syncnet: str | None = None
+    init: str | None = None
+    audio_trainable: list[str] = field(default_factory=lambda: ["*"])
+    trainable: list[str] = field(default_factory=list)
+    crop_scale: float = 2.0
+    verify_frozen: bool = True
+
+
+def expand_source(enc: SourceEncoding, t: int) -> SourceEncoding:
+    """Each source repeated for its T frames: batch B -> B*T, ordered b0 x T, b1 x T, ..."""
+    feats = [f.repeat_interleave(t, 0) for f in enc.feats]
+    eem = [f.repeat_interleave(t, 0) for f in enc.eem] if enc.eem is not None else None
+    return SourceEncoding(enc.w_a.repeat_interleave(t, 0), feats, eem)
+
+
+class Audio2MouthStage(SupervisedStage):
+    """Audio2Lip trained against extracted coefficients, through the frozen generator and SyncNet.
+
+    Args:
+        net: the Audio2Lip network.
+        net_config: its config dict ({"mouth_dim", "channels"}).
+        generator: the (lip-pose or full) generator the coefficients were extracted with.
+        perceptual: VGG pyramid loss (None when `loss.vgg` is 0).
+        sync: the frozen SyncNet loss (None when `loss.sync` is 0).
+        cfg: stage hyper-parameters.
+        run_config: resolved run configuration.
+    """
+
+    Config: ClassVar[type[StageConfig]] = Audio2MouthConfig
+    stage_name: ClassVar[str] = "audio2mouth"
+    kind: ClassVar[str] = "audio2mouth"
+    cfg: Audio2MouthConfig
+
+    def __init__(
+        self,
+        net: Audio2Lip,
+        net_config: dict[str, Any],
+        generator: Generator,
+        perceptual: VGGPyramidLoss | None,
+        sync: SyncLoss | None,
+        cfg: Audio2MouthConfig,
+        run_config: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(net, net_config, cfg, run_config)
+        if cfg.loss.vgg > 0 and perceptual is None:
+            raise ValueError("model.loss.vgg > 0 needs a perceptual loss (or set model.loss.vgg=0)")
+        if cfg.loss.sync > 0 and sync is None:
+            raise ValueError(
+                "model.loss.sync > 0 needs the lip-sync expert: model.syncnet=<syncnet checkpoint> "
+                "(edtalk fit syncnet, or Wav2Lip's lipsync_expert.pth), or set model.loss.sync=0"
+            )
+        self.generator = generator
+        self.perceptual = perceptual
+        self.sync = sync
+        for frozen in (perceptual, sync):  # fixed judges stay out of our checkpoints
+            if frozen is not None:
+                keep_out_of_checkpoints(frozen)
+        apply_trainable(net, cfg.audio_trainable)
+        _, self.frozen_names = apply_trainable(generator, cfg.trainable)
+        self._frozen_prints: dict[str, str] = {}
+
+    @classmethod
+    def build(cls, cfg: Any, resume: bool = False) -> Audio2MouthStage:
+        """Generator (+ `init_from`), Audio2Lip (+ `model.init`), VGG and SyncNet from a run config."""
+        from omegaconf import OmegaConf
+
+        from edtalk.config import GeneratorConfig
+        from edtalk.stages.handoff import init_generator
+
+        model_cfg, run_config = resolved(cfg)
+        gen = Generator(GeneratorConfig.from_dict(OmegaConf.to_container(cfg.generator)))  # type: ignore[arg-type]
+        if not cfg.init_from and not resume:
+            raise ValueError(
+                "audio2mouth renders through a trained generator: set init_from=<mouth_pose checkpoint> "
+                "(the one the coefficients were extracted with)"
+            )
+        if not resume:
+            init_generator(gen, cfg.init_from, use_ema=bool(cfg.init.ema))
+        net_config = {
+            "mouth_dim": gen.cfg.mouth_dim,
+            "channels": list(scaled(AUDIO2LIP_CHANNELS, model_cfg.width)),
+        }
+        net = Audio2Lip(net_config["mouth_dim"], tuple(net_config["channels"]))
+        if model_cfg.init and not resume:
+            net.load_state_dict(load_network(model_cfg.init, "audio2mouth").state_dict(), strict=True)
+        perceptual = None
+        if model_cfg.loss.vgg > 0:
+            p = model_cfg.perceptual
+            perceptual = VGGPyramidLoss(path=p.path, init=p.init, width=p.width)
+        sync = None
+        if model_cfg.loss.sync > 0 and model_cfg.syncnet:
+            expert = load_network(model_cfg.syncnet, "syncnet")
+            assert isinstance(expert, SyncNet)
+            sync = SyncLoss(expert, model_cfg.crop_scale)
+        return cls(net, net_config, gen, perceptual, sync, model_cfg, run_config)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        own = [p for p in self.net.parameters() if p.requires_grad]
+        return own + [p for p in self.generator.parameters() if p.requires_grad]
+
+    # -- the objective -----------------------------------------------------------------------------
+    def render(self, batch: dict[str, torch.Tensor], mouth: torch.Tensor) -> torch.Tensor:
+        """Frames from the identity and per-frame weights: mouth B x T x 20 (+ batch pose/exp) -> B x T x 3 x S x S."""
+        b, t = mouth.shape[:2]
+        gen = self.generator
+        src = expand_source(gen.encode(batch["identity"]), t)  # -> B*T
+        alpha = {"mouth": mouth.flatten(0, 1), "pose": batch["pose"].flatten(0, 1)}  # -> (B*T) x K
+        if gen.cfg.has_expression and "exp" in batch:
+            alpha["exp"] = batch["exp"].flatten(0, 1)
+        w, e = gen.latent(src.w_a, alpha)
+        out = gen.render(src, w, e)  # -> (B*T) x 3 x S x S
+        return out.view(b, t, *out.shape[1:])
+
+    def compute(self, batch: dict[str, torch.Tensor], train: bool) -> dict[str, torch.Tensor]:
+        target = batch["mouth"]
+        pred = self.net(batch["mel"])  # -> B x T x 20
+        terms = {"coeff": F.mse_loss(pred, target)}
+        if target.shape[1] > 1:
+            terms["temporal"] = F.mse_loss(pred.diff(dim=1), target.diff(dim=1))
+        extra: dict[str, torch.Tensor] = {}
+        w = self.cfg.loss
+        if any(getattr(w, k) > 0 for k in IMAGE_TERMS):
+            image, extra = self.image_terms(batch, pred, train)
+            terms.update(image)
+        total = sum((getattr(w, k) * v for k, v in terms.items()), pred.new_zeros(()))
+        return {"loss": total, **terms, **extra}
+
+    def image_terms(
+        self, batch: dict[str, torch.Tensor], pred: torch.Tensor, train: bool
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """(loss terms l1 / vgg / mouth_l1 / sync, logged-only {"psnr"}) of frames rendered from `pred`."""
+        frames, w = batch["frames"], self.cfg.loss
+        fake = self.render(batch, pred)  # -> B x T x 3 x S x S
+        out: dict[str, torch.Tensor] = {"l1": (fake - frames).abs().mean()}
+        if self.perceptual is not None and w.vgg > 0:
+            out["vgg"] = self.perceptual(fake.flatten(0, 1), frames.flatten(0, 1))
+        b, t = pred.shape[:2]
+        if t >= SYNC_FRAMES and (w.sync > 0 or w.mouth_l1 > 0):
+            start = random_starts(b, t, None if train else seeded_generator(self.val_index))
+            fake_mouth = sync_faces(fake, batch["bbox"], start, self.cfg.crop_scale)
+            real_mouth = sync_faces(frames, batch["bbox"], start, self.cfg.crop_scale)
+            out["mouth_l1"] = (fake_mouth - real_mouth).abs().mean()
+            if self.sync is not None and w.sync > 0:
+                out["sync"] = self.sync(fake, batch["bbox"], batch["mel"], start)
+        mse = (fake.detach().clamp(-1, 1) - frames).pow(2).flatten(2).mean(2)
+        psnr = (10 * torch.log10(4.0 / mse.clamp_min(1e-10))).mean()  # peak-to-peak 2 -> peak^2 = 4
+        if train and self.sample_due():
+            self.log_samples([batch["identity"], frames[:, 0], fake[:, 0].detach()], "train")
+        return out, {"psnr": psnr}
+
+    # -- frozen generator ---------------------------------------------------------------------------
+    def on_train_start(self) -> None:
+        if self.cfg.verify_frozen:
+            self._frozen_prints = fingerprint(self.generator, self.frozen_names)
+
+    def on_train_end(self) -> None:
+        if self._frozen_prints:
+            now = fingerprint(self.generator, self._frozen_prints)
+            changed = [k for k, v in now.items() if v != self._frozen_prints[k]]
+            if changed:
+                raise RuntimeError(f"frozen generator parameters changed: {changed[:5]} ({len(changed)})")
+        super().on_train_end()

@@ -1,0 +1,93 @@
+"""Stage `syncnet`: the Wav2Lip-style lip-sync expert, trained on our shards (SPEC 3.6, 5.4).
+
+Batch (AudioDataModule, `clip_frames` T >= 5 + 2 `min_shift`): frames B x T x 3 x S x S, mel windows
+B x T x 1 x 80 x 16 (window t centred on frame t), mouth boxes B x T x 4.
+Per clip one 5-frame window starting at s is cropped (lower half of 96 x 96 crops around the mouth,
+`edtalk.losses.sync.sync_faces`) and paired with
+
+* the mel window of the same 5 frames (`gather_sync_windows`, window s + 2): label 1 (in sync);
+* the mel window of 5 frames starting at s' with |s' - s| >= `min_shift`: label 0 (shifted).
+
+Loss: mean BCE of cos(audio, face) over both pairs (Wav2Lip's expert loss, balanced classes).
+Validation: the same with seeded choices; `val/accuracy` = fraction of pairs on the right side of 0.5.
+Start from scratch or from the official Wav2Lip expert: `model.init=<lipsync_expert.pth>` (needs
+`model.width=1`), or from one of our syncnet checkpoints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from edtalk.losses.sync import random_starts, shifted_starts, sync_faces
+from edtalk.nn.syncnet import SyncNet, gather_sync_windows, sync_probability
+from edtalk.stages.supervised import (
+    StageConfig,
+    SupervisedStage,
+    load_network,
+    resolved,
+    scaled,
+    seeded_generator,
+)
+
+WAV2LIP_CHANNELS = (32, 64, 128, 256, 512)
+
+
+@dataclass
+class SyncNetStageConfig(StageConfig):
+    """`model:` of the syncnet stage.
+
+    Attributes:
+        init: start from this file: the official Wav2Lip expert or one of our syncnet checkpoints.
+        crop_scale: mouth crop side over the mouth-box width (`edtalk.losses.sync.sync_boxes`).
+        min_shift: frames between an in-sync window and its shifted (negative) window.
+    """
+
+    init: str | None = None
+    crop_scale: float = 2.0
+    min_shift: int = 5
+
+
+class SyncNetStage(SupervisedStage):
+    """Trains `SyncNet` on in-sync vs shifted (mel window, 5 mouth frames) pairs."""
+
+    Config: ClassVar[type[StageConfig]] = SyncNetStageConfig
+    stage_name: ClassVar[str] = "syncnet"
+    kind: ClassVar[str] = "syncnet"
+    cfg: SyncNetStageConfig
+
+    @classmethod
+    def build(cls, cfg: Any, resume: bool = False) -> SyncNetStage:
+        """From a composed run config: a fresh expert of `model.width`, or `model.init`'s weights."""
+        model_cfg, run_config = resolved(cfg)
+        net_config = {"channels": list(scaled(WAV2LIP_CHANNELS, model_cfg.width))}
+        net = SyncNet(tuple(net_config["channels"]))
+        if model_cfg.init and not resume:
+            loaded = load_network(model_cfg.init, "syncnet")
+            net.load_state_dict(loaded.state_dict(), strict=True)
+        return cls(net, net_config, model_cfg, run_config)
+
+    def compute(self, batch: dict[str, torch.Tensor], train: bool) -> dict[str, torch.Tensor]:
+        frames, mel, bbox = batch["frames"], batch["mel"], batch["bbox"]
+        b, t = frames.shape[:2]
+        gen = None if train else seeded_generator(self.val_index)
+        start = random_starts(b, t, gen)
+        shifted = shifted_starts(start, t, self.cfg.min_shift, gen)
+        faces = sync_faces(frames, bbox, start, self.cfg.crop_scale)  # -> B x 15 x 48 x 96
+        video = self.net.embed_face(faces)
+        audio = self.net.embed_audio(
+            torch.cat([gather_sync_windows(mel, start), gather_sync_windows(mel, shifted)])
+        )
+        prob = sync_probability(audio, video.repeat(2, 1))  # -> 2B: [in sync, shifted]
+        label = torch.cat([prob.new_ones(b), prob.new_zeros(b)])
+        loss = F.binary_cross_entropy(prob, label)
+        correct = ((prob > 0.5).to(prob.dtype) == label).to(prob.dtype)
+        return {
+            "loss": loss,
+            "accuracy": correct.mean(),
+            "p_sync": prob[:b].mean().detach(),
+            "p_shifted": prob[b:].mean().detach(),
+        }
