@@ -99,10 +99,11 @@ def test_node_split_is_disjoint_and_covers(tiny_shards: Path) -> None:
 
 def test_resampled_epochs_have_fixed_length_and_differ_by_rank(tiny_shards: Path) -> None:
     urls = shard_urls(tiny_shards, "train")
-    run = lambda rank: [
-        s["__key__"]
-        for s in clip_pipeline(urls, resampled=True, samples_per_worker=10, rank=rank, world_size=2)
-    ]  # noqa: E731
+
+    def run(rank: int) -> list[str]:
+        pipeline = clip_pipeline(urls, resampled=True, samples_per_worker=10, rank=rank, world_size=2)
+        return [s["__key__"] for s in pipeline]
+
     a, b = run(0), run(1)
     assert len(a) == len(b) == 10
     assert a != b and a == run(0)  # seeded per rank, reproducible
