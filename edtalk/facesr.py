@@ -15,6 +15,7 @@ get it when it is missing or of another kind.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -30,15 +31,41 @@ if TYPE_CHECKING:
     from edtalk.pipeline import Inputs, Pipeline, Result
 
 
+def infer_gfpgan_config(sd: Mapping[str, torch.Tensor]) -> GFPGANConfig:
+    """`GFPGANConfig` from the shapes of a GFPGANv1Clean state dict (v1.4: the default config).
+
+    `input_is_latent` leaves no trace in the weights; it is True, as GFPGANer builds v1.3/v1.4.
+    """
+    n_down = len({k.split(".")[1] for k in sd if k.startswith("conv_body_down.")})
+    style_dim = sd["stylegan_decoder.style_mlp.1.weight"].shape[0]
+    c4 = sd["stylegan_decoder.constant_input.weight"].shape[1]
+    narrow = c4 / 512
+    out_size = 2 ** (n_down + 2)
+    cm = 1.0
+    if out_size >= 64:  # level 64 is the first one scaled by the channel multiplier
+        cm = sd[f"stylegan_decoder.style_convs.{2 * 3}.bias"].shape[1] / (256 * narrow)
+    cfg = GFPGANConfig(
+        out_size=out_size,
+        style_dim=style_dim,
+        channel_multiplier=int(cm) if cm == int(cm) else cm,
+        narrow=narrow,
+        num_mlp=sum(1 for k in sd if k.startswith("stylegan_decoder.style_mlp.") and k.endswith(".weight")),
+        sft_half=sd["condition_scale.0.2.weight"].shape[0] == sd["condition_scale.0.0.weight"].shape[0],
+    )
+    return dataclasses.replace(cfg, different_w=sd["final_linear.weight"].shape[0] != style_dim)
+
+
 def load_gfpgan(path: str | Path, cfg: GFPGANConfig | None = None) -> GFPGAN:
-    """The official `GFPGANv1.4.pth` (or a file of the same layout for `cfg`) as an eval-mode `GFPGAN`.
+    """The official `GFPGANv1.4.pth` (or any file of its layout) as an eval-mode `GFPGAN`.
+
+    The architecture is read from the file's shapes unless `cfg` is given.
 
     Raises:
         CheckpointError: the file is missing (the message says where to download it), unreadable, or
             its keys/shapes differ from the architecture (every key and shape is checked, then
             `load_state_dict(strict=True)`).
     """
-    from edtalk.weights import WHERE_TO_GET, CheckpointError, gfpgan_from_official, load_file
+    from edtalk.weights import WHERE_TO_GET, CheckpointError, gfpgan_from_official, load_file, strip_prefixes
 
     path = Path(path)
     if not path.is_file():
@@ -53,9 +80,13 @@ def load_gfpgan(path: str | Path, cfg: GFPGANConfig | None = None) -> GFPGAN:
             f"{path} is not a GFPGAN checkpoint (expected a 'params_ema' state dict, found {found}); "
             f"get {WHERE_TO_GET['gfpgan']}"
         )
-    sd = dict(obj["params_ema"])
+    sd = strip_prefixes(obj["params_ema"])
     try:
-        model: GFPGAN = gfpgan_from_official(sd, cfg)
+        model: GFPGAN = gfpgan_from_official(sd, cfg or infer_gfpgan_config(sd))
+    except KeyError as err:
+        raise CheckpointError(
+            f"{path} lacks {err}, found in every GFPGAN v1.4 file: get {WHERE_TO_GET['gfpgan']}"
+        ) from err
     except CheckpointError as err:
         raise CheckpointError(f"{path}: {err}") from err
     return model.eval()
@@ -71,7 +102,7 @@ class FaceRestorer:
         bf16: run under bfloat16 autocast (GPUs).
         randomize_noise: draw fresh StyleGAN noise per frame as GFPGANer does (default: the stored
             noise maps, which keep video frames stable and batching exact).
-        cfg: architecture of the file (default: GFPGAN v1.4).
+        cfg: architecture of the file (default: read from its shapes; v1.4 for the official file).
     """
 
     def __init__(

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from edtalk import io, weights
-from edtalk.facesr import FaceRestorer, load_gfpgan
+from edtalk.facesr import FaceRestorer, infer_gfpgan_config, load_gfpgan
 from edtalk.nn.gfpgan import GFPGAN, GFPGANConfig, ModulatedConv2d
 from tests.conftest import manifest
 
@@ -115,11 +115,24 @@ def test_restore_to_512_mp4_with_audio(tmp_path: Path, tiny512: GFPGAN) -> None:
 def test_official_file_round_trip(tmp_path: Path, tiny512: GFPGAN) -> None:
     path = weights.save_official(tiny512, "gfpgan", tmp_path / "GFPGANv1.4.pth")
     assert set(torch.load(path, weights_only=True)) == {"params_ema"}
-    back = load_gfpgan(path, GFPGANConfig.tiny())
+    back = load_gfpgan(path)  # architecture read from the shapes
+    assert back.cfg == GFPGANConfig.tiny() and not back.training
     for k, v in tiny512.state_dict().items():
         assert torch.equal(back.state_dict()[k], v), k
-    restorer = FaceRestorer(path, batch_size=2, cfg=GFPGANConfig.tiny())
-    assert restorer.size == 512 and not restorer.net.training
+    assert FaceRestorer(path, batch_size=2).size == 512
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        GFPGANConfig(),
+        GFPGANConfig.tiny(),
+        GFPGANConfig(out_size=64, style_dim=16, narrow=1 / 16, num_mlp=2, sft_half=False),
+    ],
+    ids=["v1.4", "tiny", "sft_full"],
+)
+def test_config_inferred_from_shapes(cfg: GFPGANConfig) -> None:
+    assert infer_gfpgan_config(GFPGAN(cfg).state_dict()) == cfg
 
 
 def test_missing_file_says_where_to_get_it(tmp_path: Path) -> None:
@@ -134,7 +147,11 @@ def test_wrong_files_are_named(tmp_path: Path, tiny512: GFPGAN) -> None:
         load_gfpgan(other)
     tiny_file = weights.save_official(tiny512, "gfpgan", tmp_path / "tiny.pth")
     with pytest.raises(weights.CheckpointError, match=r"tiny\.pth.*shape mismatch"):
-        load_gfpgan(tiny_file)  # a 1/16-width file into the v1.4 architecture
+        load_gfpgan(tiny_file, GFPGANConfig())  # a 1/16-width file into the v1.4 architecture
+    sd = {k: v for k, v in tiny512.state_dict().items() if not k.startswith("toRGB.3")}
+    torch.save({"params_ema": sd}, tmp_path / "cut.pth")
+    with pytest.raises(weights.CheckpointError, match=r"cut\.pth.*2 missing.*toRGB\.3"):
+        load_gfpgan(tmp_path / "cut.pth")
 
 
 @pytest.mark.weights
