@@ -334,7 +334,12 @@ def _input_widgets(gr: Any, studio: Studio) -> dict[str, Any]:
         w["fix_pose"] = gr.Checkbox(label="Keep the source's head pose", value=False)
         w["crop"] = gr.Checkbox(label="Auto-crop the photo", value=True, elem_id="crop")
         w["face_sr"] = gr.Checkbox(
-            label="Face super-resolution (GFPGAN v1.4, 512²)", value=False, elem_id="face-sr"
+            label="Face super-resolution (GFPGAN v1.4, 512²)",
+            value=False,
+            elem_id="face-sr",
+            info=f"weights: {studio.cfg.gfpgan}"
+            if studio.cfg.gfpgan
+            else "needs `edtalk ui --gfpgan GFPGANv1.4.pth` (the demo model uses random weights)",
         )
     w["model"] = gr.Dropdown(choices, value=choices[0], label="Checkpoint", elem_id="model")
     w["preview"], w["preview_note"] = preview, preview_note

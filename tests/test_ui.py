@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -160,20 +162,60 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class ProxyRecorder:
+    """A local HTTP(S) proxy that records and refuses every request: the server's outbound calls."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.sock.settimeout(0.2)
+        self.requests: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(2)
+                with contextlib.suppress(OSError):
+                    self.requests.append(conn.recv(1024).split(b"\r\n")[0].decode(errors="replace"))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sock.close()
+
+
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[str]:
-    """`edtalk ui` in a subprocess on a free port; yields its URL, stops it afterwards."""
+def server(tmp_path: Path) -> Iterator[tuple[str, ProxyRecorder]]:
+    """`edtalk ui` in a subprocess on a free port, its outbound HTTP(S) sent to a recorder; stops it after."""
     port = _free_port()
     log = (tmp_path / "server.log").open("w")
+    proxy = ProxyRecorder()
     env = {**os.environ, "GRADIO_TEMP_DIR": str(tmp_path / "gradio"), "PYTHONUNBUFFERED": "1"}
+    env.update(
+        {k: proxy.url for k in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY")}
+    )
+    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
     cmd = [sys.executable, "-m", "edtalk.cli", "ui", "--host", "127.0.0.1", "--port", str(port)]
     cmd += ["--out-dir", str(tmp_path / "out"), "--device", "cpu"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:
         _wait_for(url, proc, tmp_path / "server.log")
-        yield url
+        yield url, proxy
     finally:
+        proxy.close()
         proc.terminate()
         try:
             proc.wait(timeout=15)
@@ -204,7 +246,10 @@ def _save_artifact(src: Path) -> None:
         shutil.copy(src, Path(dest) / src.name)
 
 
-def test_browser_generates_a_video(server: str, tmp_path: Path, media: dict[str, Path]) -> None:
+def test_browser_generates_a_video(
+    server: tuple[str, ProxyRecorder], tmp_path: Path, media: dict[str, Path]
+) -> None:
+    url, proxy = server
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (ui extra)")
     external: list[str] = []
 
@@ -220,7 +265,7 @@ def test_browser_generates_a_video(server: str, tmp_path: Path, media: dict[str,
         browser = pw.chromium.launch(executable_path=_chromium(), args=BROWSER_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 1600})
         page.route("**/*", only_local)
-        page.goto(server)
+        page.goto(url)
         page.locator("#source input[type=file]").set_input_files(str(media["photo"]))
         page.locator("#preview img").wait_for(timeout=60_000)  # the auto-crop preview
         page.locator("#audio input[type=file]").set_input_files(str(media["audio"]))
@@ -245,8 +290,9 @@ def test_browser_generates_a_video(server: str, tmp_path: Path, media: dict[str,
     assert "30 frames" in status
     assert href is not None
     downloaded = tmp_path / "download.mp4"
-    with urllib.request.urlopen(href if href.startswith("http") else server.rstrip("/") + href) as resp:
+    with urllib.request.urlopen(href if href.startswith("http") else url.rstrip("/") + href) as resp:
         downloaded.write_bytes(resp.read())
     info = io.probe_video(downloaded)
     assert (info.num_frames, info.fps, info.has_audio) == (30, 25.0, True)
     assert not external, f"the page tried to reach the network: {external}"
+    assert not proxy.requests, f"the server tried to reach the network: {proxy.requests}"
