@@ -24,6 +24,12 @@ class FID(Metric):
     higher_is_better = False
     is_differentiable = False
     full_state_update = False
+    real_sum: torch.Tensor
+    real_outer: torch.Tensor
+    real_n: torch.Tensor
+    fake_sum: torch.Tensor
+    fake_outer: torch.Tensor
+    fake_n: torch.Tensor
 
     def __init__(
         self,

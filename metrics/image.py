@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +12,18 @@ from edtalk.nn.judges import LPIPSAlex
 from metrics.base import MeanMetric
 from metrics.functional.image import psnr, ssim
 
+CHUNK = 8  # frames per float64 SSIM/PSNR pass (bounds memory for long 256^2 clips)
+
 
 def _frames(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(-1, *x.shape[-3:])  # (B x) T x 3 x H x W -> N x 3 x H x W
+
+
+def _chunked(
+    fn: Callable[..., torch.Tensor], preds: torch.Tensor, target: torch.Tensor, **kw: Any
+) -> torch.Tensor:
+    p, t = _frames(preds), _frames(target)
+    return torch.cat([fn(p[i : i + CHUNK], t[i : i + CHUNK], **kw) for i in range(0, len(p), CHUNK)])
 
 
 class PSNR(MeanMetric):
@@ -22,7 +32,7 @@ class PSNR(MeanMetric):
     higher_is_better = True
 
     def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
-        self._add(psnr(_frames(preds), _frames(target)))
+        self._add(_chunked(psnr, preds, target))
 
 
 class SSIM(MeanMetric):
@@ -35,7 +45,7 @@ class SSIM(MeanMetric):
         self.gaussian = gaussian
 
     def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
-        self._add(ssim(_frames(preds), _frames(target), gaussian=self.gaussian))
+        self._add(_chunked(ssim, preds, target, gaussian=self.gaussian))
 
 
 class LPIPS(MeanMetric):

@@ -69,6 +69,9 @@ class LSE(Metric):
     directions: ClassVar[dict[str, bool]] = {"lse_d": False, "lse_c": True}
     is_differentiable = False
     full_state_update = False
+    lse_d: torch.Tensor
+    lse_c: torch.Tensor
+    count: torch.Tensor
 
     def __init__(
         self,

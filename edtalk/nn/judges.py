@@ -317,7 +317,9 @@ class DlibFace:
 
     def box(self, image: np.ndarray, previous: Any = None) -> Any:
         """Largest detected face (dlib.rectangle), else `previous`, else the whole image."""
-        dets = self.detector(image, 1)
+        dets = self.detector(image, 0)  # faces >= 80 px (our crops); upsample once only when none is found
+        if not len(dets):
+            dets = self.detector(image, 1)
         if len(dets):
             return max(dets, key=lambda r: r.width() * r.height())
         self.misses += 1
@@ -326,23 +328,29 @@ class DlibFace:
         h, w = image.shape[:2]
         return self._dlib.rectangle(0, 0, w - 1, h - 1)
 
-    def landmarks(self, frames: np.ndarray) -> np.ndarray:
-        """T x H x W x 3 uint8 -> T x 68 x 2 float32 pixel coordinates."""
+    def boxes(self, frames: np.ndarray) -> list[Any]:
+        """One box per frame (T x H x W x 3 uint8), the previous box reused when detection fails."""
         out, rect = [], None
         for image in frames:
             rect = self.box(image, rect)
-            shape = self.shape68(image, rect)
-            out.append([(p.x, p.y) for p in shape.parts()])
+            out.append(rect)
+        return out
+
+    def landmarks(self, frames: np.ndarray, boxes: list[Any] | None = None) -> np.ndarray:
+        """T x H x W x 3 uint8 -> T x 68 x 2 float32 pixel coordinates."""
+        boxes = boxes if boxes is not None else self.boxes(frames)
+        out = [[(p.x, p.y) for p in self.shape68(image, r).parts()] for image, r in zip(frames, boxes)]
         return np.asarray(out, np.float32).reshape(len(frames), 68, 2)
 
-    def embeddings(self, frames: np.ndarray) -> np.ndarray:
+    def embeddings(self, frames: np.ndarray, boxes: list[Any] | None = None) -> np.ndarray:
         """T x H x W x 3 uint8 -> T x 128 float32 (dlib_face_recognition_resnet_model_v1)."""
         if self._encoder is None:
             path = dlib_model_file("dlib_face_recognition_resnet_model_v1.dat")
             self._encoder = self._dlib.face_recognition_model_v1(str(path))
+        boxes = boxes if boxes is not None else self.boxes(frames)
         out = []
-        for image in frames:
-            shape = self.shape5(image, self.box(image))
+        for image, rect in zip(frames, boxes):
+            shape = self.shape5(image, rect)
             out.append(np.asarray(self._encoder.compute_face_descriptor(image, shape), np.float32))
         return np.stack(out)
 

@@ -63,11 +63,10 @@ def ssim(
         raise ValueError(
             f"SSIM window {win_size} is larger than the image {h}x{w}; use images >= {win_size} px"
         )
-    kernel = _window(win_size, gaussian, sigma, x)
     npix = win_size * win_size
     cov_norm = npix / (npix - 1) if not gaussian else 1.0
     stack = torch.cat([x, y, x * x, y * y, x * y], 1).reshape(b * 5 * c, 1, h, w)  # -> (B*5*C) x 1 x H x W
-    filt = F.conv2d(stack, kernel).reshape(b, 5, c, h - win_size + 1, w - win_size + 1)
+    filt = _filter(stack, win_size, gaussian, sigma).reshape(b, 5, c, h - win_size + 1, w - win_size + 1)
     ux, uy, uxx, uyy, uxy = filt.unbind(1)
     vx, vy, vxy = cov_norm * (uxx - ux * ux), cov_norm * (uyy - uy * uy), cov_norm * (uxy - ux * uy)
     c1, c2 = (k1 * DATA_RANGE) ** 2, (k2 * DATA_RANGE) ** 2
@@ -75,13 +74,14 @@ def ssim(
     return s.mean(dim=(1, 2, 3))
 
 
-def _window(win_size: int, gaussian: bool, sigma: float, like: torch.Tensor) -> torch.Tensor:
+def _filter(x: torch.Tensor, win_size: int, gaussian: bool, sigma: float) -> torch.Tensor:
+    """Valid-region local means of N x 1 x H x W maps: box (avg_pool) or separable Gaussian."""
     if not gaussian:
-        return torch.full((1, 1, win_size, win_size), 1.0 / win_size**2, dtype=like.dtype, device=like.device)
-    r = torch.arange(win_size, dtype=like.dtype, device=like.device) - (win_size - 1) / 2
+        return F.avg_pool2d(x, win_size, stride=1)
+    r = torch.arange(win_size, dtype=x.dtype, device=x.device) - (win_size - 1) / 2
     g = torch.exp(-(r**2) / (2 * sigma**2))
     g = g / g.sum()
-    return (g[:, None] * g[None, :])[None, None]
+    return F.conv2d(F.conv2d(x, g.reshape(1, 1, 1, -1)), g.reshape(1, 1, -1, 1))
 
 
 def _check_pair(preds: torch.Tensor, target: torch.Tensor) -> None:

@@ -1,0 +1,419 @@
+"""Evaluation runner: score result videos of one or more methods against a split's ground-truth clips.
+
+Result folders hold one video per clip named `<clip id>.<ext>` (mp4/avi/mov/mkv/webm). Videos are read
+at 25 fps and resized to the ground-truth size; the first min(T_pred, T_gt) frames are compared. Per
+clip: PSNR, SSIM, LPIPS (all frames), FID (5 evenly spaced frames per clip pooled over the split;
+`fid_frames=0`: all frames), CSIM (dlib 128-d, or ArcFace; source = the clip's first ground-truth
+frame), M-LMD / F-LMD (dlib 68 points on both videos), LSE-D / LSE-C (syncnet_python protocol; the
+result's own audio when it has some, else the ground-truth audio), emotion accuracy (classifier
+checkpoint, label from the clip id). A metric whose judge is unavailable is skipped with a reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from edtalk.io import from_uint8, probe_video, read_audio, read_video
+from edtalk.nn.judges import ArcFace, DlibFace, InceptionFID, JudgeWeightsMissing, LPIPSAlex, SyncNetV2
+from metrics.emotion import EmotionAccuracy
+from metrics.fid import FID
+from metrics.functional.emotion import EMOTIONS
+from metrics.functional.fid import evenly_spaced
+from metrics.identity import CSIM
+from metrics.image import LPIPS, PSNR, SSIM
+from metrics.landmarks import LMD
+from metrics.sync import LSE, face_crops_224
+
+VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+SPLITS = ("builtin", "mead_test", "hdtf_test")
+# metric -> (higher is better, judge it needs)
+METRICS: dict[str, tuple[bool, str]] = {
+    "psnr": (True, ""),
+    "ssim": (True, ""),
+    "lpips": (False, "alexnet"),
+    "fid": (False, "inception"),
+    "csim": (True, "dlib"),
+    "m_lmd": (False, "dlib"),
+    "f_lmd": (False, "dlib"),
+    "lse_d": (False, "syncnet"),
+    "lse_c": (True, "syncnet"),
+    "emotion_acc": (True, "emotion"),
+}
+WEIGHT_FILES = {
+    "syncnet": "syncnet_v2.model",
+    "inception": "weights-inception-2015-12-05-6726825d.pth",
+    "alexnet": "alexnet-owt-7be5be79.pth",
+    "arcface": "arcface_backbone.pth",
+    "emotion": "emotion_classifier.ckpt",
+}
+
+
+def weights_dir(path: str | Path | None = None) -> Path:
+    """`path`, else `$EDTALK_WEIGHTS`, else `./weights`."""
+    return Path(path or os.environ.get("EDTALK_WEIGHTS") or "weights")
+
+
+# -- ground truth --------------------------------------------------------------------------------
+@dataclass
+class GroundTruth:
+    """One ground-truth clip: frames T x H x W x 3 uint8, 16 kHz audio, metadata."""
+
+    clip_id: str
+    frames: np.ndarray
+    wav: np.ndarray
+    meta: dict[str, Any]
+    lmk: np.ndarray | None = None  # dlib landmarks of `frames`, filled on first use
+
+
+def _is_mead(clip_id: str) -> bool:
+    return len(clip_id.split("#")) == 4
+
+
+def ground_truth(split: str, root: str | Path | None = None) -> Iterator[GroundTruth]:
+    """Test clips of a split, from a shard directory (`builtin`: built on first use).
+
+    Args:
+        split: "builtin", "mead_test" or "hdtf_test".
+        root: shard directory (required for mead_test / hdtf_test: the output of `edtalk preprocess`).
+    """
+    from datamodules.shards import iter_clips
+
+    if split not in SPLITS:
+        raise ValueError(f"--split must be one of {SPLITS}, got {split!r}")
+    if split == "builtin" and root is None:
+        from datamodules.synthetic import ensure_builtin
+
+        root = ensure_builtin()
+    if root is None:
+        raise ValueError(
+            f"--split {split} needs --gt SHARD_DIR (preprocess MEAD/HDTF with `edtalk preprocess`)"
+        )
+    for clip in iter_clips(root, "test"):
+        if (split == "mead_test" and not _is_mead(clip.key)) or (split == "hdtf_test" and _is_mead(clip.key)):
+            continue
+        yield GroundTruth(clip.key, clip.frames(range(clip.num_frames)), clip.wav(), clip.meta)
+
+
+def find_videos(folder: str | Path) -> dict[str, Path]:
+    """{clip id: video path} for the videos in `folder` (clip id = file name without extension)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"result folder not found: {folder}")
+    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in VIDEO_EXTS and p.is_file()}
+
+
+# -- judges --------------------------------------------------------------------------------------
+@dataclass
+class Judges:
+    """The judges that could be loaded, and why the others could not."""
+
+    syncnet: SyncNetV2 | None = None
+    inception: InceptionFID | None = None
+    alexnet: LPIPSAlex | None = None
+    arcface: ArcFace | None = None
+    dlib: DlibFace | None = None
+    emotion: torch.nn.Module | None = None
+    missing: dict[str, str] = field(default_factory=dict)
+
+    def skipped(self) -> dict[str, str]:
+        """{metric: reason} for metrics whose judge is missing."""
+        return {m: self.missing[j] for m, (_, j) in METRICS.items() if j and j in self.missing}
+
+
+def load_emotion_classifier(path: Path) -> torch.nn.Module:
+    """Our `emotion_classifier` checkpoint (written by `edtalk fit emotion_classifier`)."""
+    from edtalk.nn.emotion import EmotionClassifier, EmotionClassifierConfig, config_from_dict
+    from edtalk.weights import read_checkpoint
+
+    if not path.is_file():
+        raise JudgeWeightsMissing(
+            f"emotion classifier not found at {path}; train it: edtalk fit emotion_classifier"
+        )
+    obj = read_checkpoint(path, kind="emotion_classifier")
+    net = EmotionClassifier(config_from_dict(EmotionClassifierConfig, dict(obj["config"])))
+    net.load_state_dict(obj["state_dict"], strict=True)
+    return net.eval().requires_grad_(False)
+
+
+def load_judges(folder: str | Path | None = None, files: dict[str, str | Path] | None = None) -> Judges:
+    """Load every judge whose file exists under `folder` (names in WEIGHT_FILES; `files` overrides)."""
+    root = weights_dir(folder)
+    paths = {k: Path((files or {}).get(k) or root / name) for k, name in WEIGHT_FILES.items()}
+    judges = Judges()
+    loaders: dict[str, Callable[[], Any]] = {
+        "syncnet": lambda: SyncNetV2.from_file(paths["syncnet"]),
+        "inception": lambda: InceptionFID(paths["inception"]),
+        "alexnet": lambda: LPIPSAlex.from_files(paths["alexnet"]),
+        "arcface": lambda: ArcFace.from_file(paths["arcface"]),
+        "dlib": DlibFace,
+        "emotion": lambda: load_emotion_classifier(paths["emotion"]),
+    }
+    for name, load in loaders.items():
+        try:
+            setattr(judges, name, load())
+        except JudgeWeightsMissing as err:
+            judges.missing[name] = str(err)
+    return judges
+
+
+# -- scoring -------------------------------------------------------------------------------------
+class MethodScorer:
+    """Accumulates every available metric for one method over the clips it is given."""
+
+    def __init__(self, judges: Judges, fid_frames: int = 5, lse_crop: bool = True) -> None:
+        self.j, self.fid_frames, self.lse_crop = judges, fid_frames, lse_crop
+        self.m: dict[str, Any] = {"psnr": PSNR(), "ssim": SSIM()}
+        if judges.alexnet is not None:
+            self.m["lpips"] = LPIPS(judges.alexnet)
+        if judges.inception is not None:
+            self.m["fid"] = FID(judges.inception)
+        if judges.dlib is not None:
+            self.m.update(csim=CSIM(), m_lmd=LMD("mouth"), f_lmd=LMD("face"))
+        if judges.syncnet is not None:
+            self.m["lse"] = LSE(judges.syncnet)
+        if judges.emotion is not None:
+            self.m["emotion_acc"] = EmotionAccuracy()
+        self.rows: list[dict[str, Any]] = []
+
+    @torch.no_grad()
+    def add(self, gt: GroundTruth, pred: np.ndarray, wav: np.ndarray) -> dict[str, Any]:
+        """Score one clip (pred: T x H x W x 3 uint8 at the GT size); returns its per-clip row."""
+        t = min(len(pred), len(gt.frames))
+        p_u8, g_u8 = pred[:t], gt.frames[:t]
+        p, g = from_uint8(p_u8), from_uint8(g_u8)
+        row: dict[str, Any] = {"clip_id": gt.clip_id, "frames": t}
+        for name in ("psnr", "ssim", "lpips"):
+            if name in self.m:
+                self.m[name].update(p, g)
+                row[name] = self.m[name].last
+        if "fid" in self.m:
+            idx = evenly_spaced(t, self.fid_frames) if self.fid_frames else list(range(t))
+            self.m["fid"].update(g[idx], real=True)
+            self.m["fid"].update(p[idx], real=False)
+        if self.j.dlib is not None:
+            row.update(self._face(p_u8, gt))
+        if "lse" in self.m:
+            frames = face_crops_224(p_u8, self.j.dlib if self.lse_crop else None)
+            self.m["lse"].update(frames, wav)
+            row.update({k: v for k, v in self.m["lse"].last.as_dict().items()})
+        if "emotion_acc" in self.m and self.j.emotion is not None:
+            logits = self.j.emotion(p[None])  # 1 x T x 3 x H x W -> 1 x 8
+            self.m["emotion_acc"].update(logits[:, None], _label(gt.clip_id))
+            row["emotion_pred"] = EMOTIONS[int(logits.argmax())]
+        self.rows.append(row)
+        return row
+
+    def _face(self, p_u8: np.ndarray, gt: GroundTruth) -> dict[str, float]:
+        dlib = self.j.dlib
+        assert dlib is not None
+        boxes = dlib.boxes(p_u8)
+        lp, lg = torch.from_numpy(dlib.landmarks(p_u8, boxes)), torch.from_numpy(self._gt_landmarks(gt))
+        g_u8 = gt.frames[: len(p_u8)]
+        lg = lg[: len(p_u8)]
+        self.m["m_lmd"].update(lp, lg)
+        self.m["f_lmd"].update(lp, lg)
+        if self.j.arcface is not None:
+            from edtalk.nn.judges import arcface_crops
+
+            src = self.j.arcface(arcface_crops(g_u8[:1], lg[:1].numpy()))
+            emb = self.j.arcface(arcface_crops(p_u8, lp.numpy()))
+        else:
+            src = torch.from_numpy(dlib.embeddings(g_u8[:1]))
+            emb = torch.from_numpy(dlib.embeddings(p_u8, boxes))
+        self.m["csim"].update(src[0], emb)
+        return {"csim": self.m["csim"].last, "m_lmd": self.m["m_lmd"].last, "f_lmd": self.m["f_lmd"].last}
+
+    def _gt_landmarks(self, gt: GroundTruth) -> np.ndarray:
+        """Ground-truth landmarks of the whole clip, computed once and shared by every method."""
+        if gt.lmk is None:
+            assert self.j.dlib is not None
+            gt.lmk = self.j.dlib.landmarks(gt.frames)
+        return gt.lmk
+
+    def summary(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for name, metric in self.m.items():
+            if name == "lse":
+                if int(metric.count):
+                    out.update({k: float(v) for k, v in metric.compute().items()})
+            elif name == "fid":
+                out["fid"] = float(metric.compute()) if int(metric.fake_n) >= 2 else math.nan
+            else:
+                out[name] = float(metric.compute())
+        return out
+
+
+def _label(clip_id: str) -> int:
+    from metrics.functional.emotion import emotion_label
+
+    return emotion_label(clip_id)
+
+
+def load_result(path: Path, gt: GroundTruth) -> tuple[np.ndarray, np.ndarray]:
+    """Frames resized to the ground-truth size (T x H x W x 3 uint8) and the audio to judge sync with."""
+    import cv2
+
+    frames = read_video(path)
+    h, w = gt.frames.shape[1:3]
+    if frames.shape[1:3] != (h, w):
+        frames = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in frames])
+    wav = read_audio(path) if probe_video(path).has_audio else gt.wav
+    return frames, wav
+
+
+# -- the whole comparison ------------------------------------------------------------------------
+@dataclass
+class Report:
+    """Results of `evaluate`: summary per method, per-clip rows, matching problems, skipped metrics."""
+
+    summary: dict[str, dict[str, float]]
+    rows: dict[str, list[dict[str, Any]]]
+    missing: dict[str, list[str]]
+    extra: dict[str, list[str]]
+    skipped: dict[str, str]
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def evaluate(
+    methods: dict[str, Path],
+    gt_clips: Iterator[GroundTruth],
+    judges: Judges,
+    fid_frames: int = 5,
+    lse_crop: bool = True,
+    log: Callable[[str], None] = print,
+) -> Report:
+    """Score each method's folder against the ground-truth clips (matched by clip id)."""
+    videos = {name: find_videos(folder) for name, folder in methods.items()}
+    scorers = {name: MethodScorer(judges, fid_frames, lse_crop) for name in methods}
+    seen: list[str] = []
+    for gt in gt_clips:
+        seen.append(gt.clip_id)
+        for name, vids in videos.items():
+            if gt.clip_id in vids:
+                frames, wav = load_result(vids[gt.clip_id], gt)
+                scorers[name].add(gt, frames, wav)
+        log(f"scored {gt.clip_id}")
+    missing = {n: sorted(set(seen) - set(v)) for n, v in videos.items()}
+    extra = {n: sorted(set(v) - set(seen)) for n, v in videos.items()}
+    return Report(
+        {n: s.summary() for n, s in scorers.items()},
+        {n: s.rows for n, s in scorers.items()},
+        missing,
+        extra,
+        judges.skipped(),
+    )
+
+
+# -- writing -------------------------------------------------------------------------------------
+def markdown_table(summary: dict[str, dict[str, float]]) -> str:
+    """Methods x metrics, with ↑ / ↓ after each metric name."""
+    names = [m for m in METRICS if any(m in s for s in summary.values())]
+    head = "| method | " + " | ".join(f"{m} {'↑' if METRICS[m][0] else '↓'}" for m in names) + " |"
+    lines = [head, "|" + "---|" * (len(names) + 1)]
+    for method, values in summary.items():
+        cells = [f"{values[m]:.4f}" if m in values and not math.isnan(values[m]) else "–" for m in names]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_report(report: Report, out: str | Path) -> dict[str, Path]:
+    """metrics.json, table.md, per_clip.csv and plots/<metric>.png under `out`."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = markdown_table(report.summary)
+    notes = [f"- {m}: skipped — {why}" for m, why in report.skipped.items()]
+    notes += [
+        f"- {n}: {len(ids)} ground-truth clips have no result video"
+        for n, ids in report.missing.items()
+        if ids
+    ]
+    notes += [
+        f"- {n}: {len(ids)} videos match no ground-truth clip" for n, ids in report.extra.items() if ids
+    ]
+    (out / "table.md").write_text(table + ("\n\n" + "\n".join(notes) if notes else "") + "\n")
+    payload = {
+        "metrics": report.summary,
+        "higher_is_better": {m: hib for m, (hib, _) in METRICS.items()},
+        "skipped": report.skipped,
+        "missing": report.missing,
+        "extra": report.extra,
+        **report.extras,
+    }
+    (out / "metrics.json").write_text(json.dumps(payload, indent=2, default=_jsonable))
+    _write_csv(report.rows, out / "per_clip.csv")
+    plots = _bar_charts(report.summary, out / "plots")
+    return {"json": out / "metrics.json", "table": out / "table.md", "csv": out / "per_clip.csv", **plots}
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, torch.Tensor):
+        return x.tolist()
+    if isinstance(x, np.generic | np.ndarray):
+        return x.tolist()
+    raise TypeError(f"cannot write {type(x).__name__} to metrics.json")
+
+
+def _write_csv(rows: dict[str, list[dict[str, Any]]], path: Path) -> None:
+    flat = [{"method": m, **r} for m, rs in rows.items() for r in rs]
+    keys = list(dict.fromkeys(k for r in flat for k in r))
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=keys or ["method"])
+        writer.writeheader()
+        writer.writerows(flat)
+
+
+def _bar_charts(summary: dict[str, dict[str, float]], folder: Path) -> dict[str, Path]:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for metric, (hib, _) in METRICS.items():
+        vals = {m: s[metric] for m, s in summary.items() if metric in s and not math.isnan(s[metric])}
+        if not vals:
+            continue
+        fig, ax = plt.subplots(figsize=(1.2 + 0.8 * len(vals), 3))
+        ax.bar(list(vals), list(vals.values()), color="tab:blue")
+        ax.set_title(f"{metric} ({'higher' if hib else 'lower'} is better)")
+        fig.tight_layout()
+        path = folder / f"{metric}.png"
+        fig.savefig(path, dpi=80)
+        plt.close(fig)
+        out[f"plot_{metric}"] = path
+    return out
+
+
+def heatmap(
+    matrix: torch.Tensor | np.ndarray, title: str, path: Path, labels: list[str] | None = None
+) -> Path:
+    """Save a square heatmap (Gram / correlation matrices)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    arr = matrix.detach().cpu().numpy() if isinstance(matrix, torch.Tensor) else np.asarray(matrix)
+    fig, ax = plt.subplots(figsize=(5, 4.2))
+    im = ax.imshow(arr, cmap="RdBu_r", vmin=-1, vmax=1)
+    fig.colorbar(im, ax=ax)
+    ax.set_title(title)
+    if labels:
+        ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=6)
+        ax.set_yticks(range(len(labels)), labels, fontsize=6)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
