@@ -7,17 +7,19 @@ Layout of a shard directory::
 Each sample (key = clip id, e.g. ``M003#angry#level_1#001``) holds these members:
 
 * ``json``      metadata: dataset, speaker, emotion, level, fps (25), num_frames, split (+ ``factors``)
-* ``fNNNN.jpg`` one JPEG per frame (256², RGB), NNNN = frame index
+* ``jpgs``      the frames as a JPEG sequence (256², RGB) in one member: uint32 count n, n + 1
+                uint64 byte offsets (little endian), then the n JPEG files back to back
 * ``wav``       16 kHz mono PCM-16 wav
 * ``mel.npy``   n_mel x 80 float32 log-mel spectrogram of the wav (SPEC 4.1), when computed
 * ``lmk.npy``   T x 68 x 2 float32 landmarks in pixels of the stored frame
 * ``bbox.npy``  T x 4 float32 mouth boxes x1, y1, x2, y2
 
-Frame encoding was chosen by measurement (``/tmp`` benchmark, 75 frames of 256², 2-core CPU, this
-machine): a random frame pair costs 0.68 ms from a JPEG sequence (q90, cv2) against 12.8 ms from an
-H.264 clip (crf 18, PyAV seek-free decode up to the frame); decoding a whole clip is 0.32 vs 0.23 ms
-per frame. Every stage samples a few frames per clip, so JPEG sequences win (about 19x for pairs) at
-the price of larger shards (about 13x the H.264 bytes).
+Frame encoding was chosen by measurement (75 frames of 256², 2-core CPU): a random frame pair costs
+0.68 ms from a JPEG sequence (q90, cv2) against 12.8 ms from an H.264 clip (crf 18, PyAV decoding up
+to the frame); a whole clip is 0.32 vs 0.23 ms per frame. Every stage samples a few frames per clip,
+so JPEG sequences win (about 19x for pairs) at the price of larger shards (about 13x the H.264
+bytes). The JPEGs sit in one ``jpgs`` member rather than one tar member per frame: Python's tar
+header parsing (~0.2 ms per member) took a third of the cross-pair loader's time with 60 members.
 
 Writing: `ShardWriter` fills ``<split>-NNNNNN.tar.partial`` and renames it on close, then rewrites
 ``index.json`` atomically (shard names, split, clip ids and counts, sha256). Appending to an existing
@@ -127,12 +129,19 @@ def decode_jpeg(data: bytes) -> np.ndarray:
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise ValueError("corrupt JPEG frame in shard sample; re-run `edtalk preprocess` for this clip")
-    return np.ascontiguousarray(image[..., ::-1])
+    return np.asarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
 
 
-def frame_member(index: int) -> str:
-    """Member suffix of frame `index` (``f0042.jpg``)."""
-    return f"f{index:04d}.jpg"
+def pack_jpegs(jpegs: Sequence[bytes]) -> bytes:
+    """JPEG files -> one ``jpgs`` member (count, offsets, data)."""
+    offsets = np.cumsum([0, *map(len, jpegs)], dtype="<u8")
+    return np.uint32(len(jpegs)).astype("<u4").tobytes() + offsets.tobytes() + b"".join(jpegs)
+
+
+def jpeg_offsets(data: bytes) -> tuple[np.ndarray, int]:
+    """(n + 1 offsets, start of the JPEG data) of a ``jpgs`` member."""
+    n = int(np.frombuffer(data, "<u4", count=1)[0])
+    return np.frombuffer(data, "<u8", count=n + 1, offset=4), 4 + 8 * (n + 1)
 
 
 def encode_clip(clip: ClipRecord, quality: int = FRAME_QUALITY) -> list[tuple[str, bytes]]:
@@ -147,7 +156,7 @@ def encode_clip(clip: ClipRecord, quality: int = FRAME_QUALITY) -> list[tuple[st
     ]
     if clip.mel is not None:
         members.append(("mel.npy", _npy_bytes(clip.mel.astype(np.float32))))
-    members += [(frame_member(i), encode_jpeg(f, quality)) for i, f in enumerate(clip.frames)]
+    members.append(("jpgs", pack_jpegs([encode_jpeg(f, quality) for f in clip.frames])))
     return members
 
 
@@ -472,12 +481,22 @@ class Clip:
         self.lmk: np.ndarray = np.load(io.BytesIO(sample["lmk.npy"]))
         self.bbox: np.ndarray = np.load(io.BytesIO(sample["bbox.npy"]))
         self.url: str = sample.get("__url__", "")
+        self._offsets, self._start = jpeg_offsets(sample["jpgs"])
+        if len(self._offsets) != self.num_frames + 1:
+            raise ValueError(
+                f"{self.key}: {len(self._offsets) - 1} JPEG frames but num_frames={self.num_frames}"
+            )
+
+    def jpeg(self, index: int) -> bytes:
+        """The stored JPEG bytes of frame `index`."""
+        if not 0 <= index < self.num_frames:
+            raise IndexError(f"{self.key}: frame {index} outside 0..{self.num_frames - 1}")
+        lo, hi = self._offsets[index : index + 2] + self._start
+        return bytes(self.raw["jpgs"][lo:hi])
 
     def frame(self, index: int) -> np.ndarray:
         """Frame `index` as H x W x 3 uint8 RGB."""
-        if not 0 <= index < self.num_frames:
-            raise IndexError(f"{self.key}: frame {index} outside 0..{self.num_frames - 1}")
-        return decode_jpeg(self.raw[frame_member(index)])
+        return decode_jpeg(self.jpeg(index))
 
     def frames(self, indices: Iterable[int]) -> np.ndarray:
         """Frames as N x H x W x 3 uint8."""

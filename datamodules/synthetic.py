@@ -42,7 +42,7 @@ import numpy as np
 
 from datamodules.preprocess.layouts import EMOTIONS
 
-BUILD_VERSION = 1
+BUILD_VERSION = 2
 RAW_SIZE = 256
 SPEAKERS = ("S01", "S02", "S03", "S04")
 BUILTIN_EMOTIONS = ("angry", "happy", "neutral", "sad")

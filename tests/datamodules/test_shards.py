@@ -54,7 +54,7 @@ def test_member_names_keep_the_clip_id_as_key(tiny_shards: Path) -> None:
     with tarfile.open(tiny_shards / "test-000000.tar") as tar:
         names = tar.getnames()
     assert names[0] == "B0#happy#level_1#000.json"
-    assert "B0#happy#level_1#000.f0011.jpg" in names and "B0#happy#level_1#000.lmk.npy" in names
+    assert "B0#happy#level_1#000.jpgs" in names and "B0#happy#level_1#000.lmk.npy" in names
 
 
 def test_interrupted_writer_leaves_no_shard_and_append_continues(tmp_path: Path) -> None:
