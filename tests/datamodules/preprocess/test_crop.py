@@ -53,3 +53,11 @@ def test_tube_box_is_square_and_contains_the_moving_face() -> None:
     assert x1 <= track[..., 0].min() and x1 + side >= track[..., 0].max()
     x1, y1, side = tube_crop_box(still[None])
     np.testing.assert_allclose([x1, y1, side], [0, 0, 256], atol=1.0)  # a still template face maps to itself
+
+
+def test_face_alignment_backend_names_missing_weight_files(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from datamodules.preprocess.landmarks import FAN_FILES, FaceAlignmentBackend
+
+    with pytest.raises(FileNotFoundError, match=FAN_FILES[0]) as err:
+        FaceAlignmentBackend(weights_dir=tmp_path)
+    assert FAN_FILES[1] in str(err.value) and str(tmp_path) in str(err.value)
