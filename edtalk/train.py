@@ -316,7 +316,17 @@ def fit(cfg: DictConfig, overwrite: bool = False) -> Path:
 
 
 def debug_dependency(cfg: DictConfig) -> None:
-    """For `--debug`: make the earlier stage's debug checkpoint (if `requires`) and use it as init_from."""
+    """For `--debug`: make the earlier stage's debug checkpoint (if `requires`) and use it as init_from,
+    then let the stage prepare anything else it needs (its optional `prepare_debug(cfg)` classmethod)."""
+    from edtalk.stages import stage_class
+
+    _debug_requires(cfg)
+    prepare = getattr(stage_class(str(cfg.stage)), "prepare_debug", None)
+    if prepare is not None:
+        prepare(cfg)
+
+
+def _debug_requires(cfg: DictConfig) -> None:
     if not cfg.requires or (not OmegaConf.is_missing(cfg, "init_from") and cfg.init_from):
         return
     prev = compose(str(cfg.requires), [f"run.root={cfg.run.root}"], debug=True)

@@ -14,6 +14,11 @@ STAGES: dict[str, str] = {
     "mouth_pose": "edtalk.stages.mouth_pose:MouthPoseStage",
     "expression": "edtalk.stages.expression:ExpressionStage",
     "finetune": "edtalk.stages.finetune:FinetuneStage",
+    "syncnet": "edtalk.stages.syncnet:SyncNetStage",
+    "audio2mouth": "edtalk.stages.audio2mouth:Audio2MouthStage",
+    "audio2pose": "edtalk.stages.audio2pose:Audio2PoseStage",
+    "audio2exp": "edtalk.stages.audio2exp:Audio2ExpStage",
+    "emotion_classifier": "edtalk.stages.emotion_classifier:EmotionClassifierStage",
 }
 
 

@@ -37,6 +37,8 @@ from edtalk.stages.params import apply_trainable, fingerprint
 from edtalk.stages.supervised import (
     StageConfig,
     SupervisedStage,
+    debug_coefficient_data,
+    debug_network,
     keep_out_of_checkpoints,
     load_network,
     resolved,
@@ -154,11 +156,9 @@ class Audio2MouthStage(SupervisedStage):
             )
         if not resume:
             init_generator(gen, cfg.init_from, use_ema=bool(cfg.init.ema))
-        net_config = {
-            "mouth_dim": gen.cfg.mouth_dim,
-            "channels": list(scaled(AUDIO2LIP_CHANNELS, model_cfg.width)),
-        }
-        net = Audio2Lip(net_config["mouth_dim"], tuple(net_config["channels"]))
+        channels = scaled(AUDIO2LIP_CHANNELS, model_cfg.width)
+        net = Audio2Lip(gen.cfg.mouth_dim, channels)
+        net_config = {"mouth_dim": gen.cfg.mouth_dim, "channels": list(channels)}
         if model_cfg.init and not resume:
             net.load_state_dict(load_network(model_cfg.init, "audio2mouth").state_dict(), strict=True)
         perceptual = None
@@ -171,6 +171,13 @@ class Audio2MouthStage(SupervisedStage):
             assert isinstance(expert, SyncNet)
             sync = SyncLoss(expert, model_cfg.crop_scale)
         return cls(net, net_config, gen, perceptual, sync, model_cfg, run_config)
+
+    @classmethod
+    def prepare_debug(cls, cfg: Any) -> None:
+        """`--debug`: coefficients of the debug mouth_pose generator and the debug syncnet expert."""
+        debug_coefficient_data(cfg)
+        if cfg.model.loss.sync > 0 and not cfg.model.syncnet:
+            cfg.model.syncnet = str(debug_network("syncnet", cfg))
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         own = [p for p in self.net.parameters() if p.requires_grad]

@@ -126,7 +126,8 @@ def load_network(path: str | Path, kind: str) -> nn.Module:
     obj = weights.load_file(path)
     found = weights.guess_kind(obj) if isinstance(obj, Mapping) else None
     if kind in OFFICIAL and found == OFFICIAL[kind]:
-        return weights.load_official(path, OFFICIAL[kind])  # type: ignore[no-any-return]
+        official: nn.Module = weights.load_official(path, OFFICIAL[kind])
+        return official
     if isinstance(obj, Mapping) and "edtalk" in obj and "state_dict" in obj:
         meta = obj["edtalk"]
         if meta.get("kind") != kind:
@@ -308,3 +309,45 @@ def resolved(cfg: Any) -> tuple[Any, dict[str, Any]]:
     run_config = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(run_config, dict)
     return OmegaConf.to_object(cfg.model), {str(k): v for k, v in run_config.items()}
+
+
+# -- `edtalk fit STAGE --debug`: the earlier artefacts an audio stage needs ---------------------------
+def debug_coefficient_data(cfg: Any) -> Path:
+    """Shards with coefficients extracted by `cfg.init_from` (the debug generator) for a `--debug` run.
+
+    The source shards (`data.root`, default the built-in dataset) are linked into
+    `<run.root>/<experiment>/debug-data/` and the sidecars written there, so debug generators never
+    write beside a shared dataset. Sets `cfg.data.root`; returns the directory.
+    """
+    from datamodules.synthetic import ensure_builtin
+    from edtalk.nn.generator import Generator
+    from edtalk.stages.coefficients import extract_coefficients
+    from edtalk.stages.handoff import read_generator
+
+    if not cfg.init_from:
+        raise ValueError(f"--debug {cfg.experiment}: init_from (the generator to extract with) is not set")
+    src = Path(cfg.data.root) if cfg.data.root else ensure_builtin()
+    dst = Path(cfg.run.root) / str(cfg.experiment) / "debug-data"
+    dst.mkdir(parents=True, exist_ok=True)
+    for item in src.iterdir():
+        link = dst / item.name
+        if item.is_file() and not item.name.endswith(".coeffs.npz") and not link.exists():
+            link.symlink_to(item.resolve())
+    gen_cfg, sd, _ = read_generator(cfg.init_from)
+    gen = Generator(gen_cfg)
+    gen.load_state_dict(sd, strict=True)
+    extract_coefficients(gen, dst, overwrite=True)
+    cfg.data.root = str(dst)
+    return dst
+
+
+def debug_network(experiment: str, cfg: Any) -> Path:
+    """The export of another stage's `--debug` run under the same `run.root` (trained first if missing)."""
+    from edtalk.train import compose, debug_dependency, fit, runs_of
+
+    prev = compose(experiment, [f"run.root={cfg.run.root}"], debug=True)
+    path = runs_of(prev) / "debug" / "checkpoints" / f"{experiment}.pt"
+    if not path.is_file():
+        debug_dependency(prev)
+        fit(prev, overwrite=True)
+    return path

@@ -58,6 +58,7 @@ class SyncNetStage(SupervisedStage):
     stage_name: ClassVar[str] = "syncnet"
     kind: ClassVar[str] = "syncnet"
     cfg: SyncNetStageConfig
+    net: SyncNet
 
     @classmethod
     def build(cls, cfg: Any, resume: bool = False) -> SyncNetStage:

@@ -1,0 +1,130 @@
+"""Lip-sync loss (Wav2Lip expert, SPEC 5.4) and the crops the expert sees.
+
+The expert (`edtalk.nn.syncnet.SyncNet`) reads 5 consecutive frames as the lower halves of 96 x 96
+crops and the mel window of the same 5 frames. Our clips carry a tight mouth box per frame (contract:
+`bbox` x1, y1, x2, y2 in pixels of the S x S frame), so the crop is a square of side
+`crop_scale` x (mean mouth-box width over the 5 frames), centred horizontally on the mouth and placed
+so the mouth centre sits in the middle of the crop's lower half (row 72 of 96), as in Wav2Lip's face
+crops. Crops are bilinear (`grid_sample`), hence differentiable w.r.t. rendered frames.
+
+Window alignment: frames `start .. start+4` pair with per-frame mel window `start + 2`
+(`edtalk.nn.syncnet.gather_sync_windows`), which covers exactly those frames (upstream EDTalk used
+window `start`, two frames early).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edtalk.nn.syncnet import SYNC_FRAMES, SyncNet, gather_sync_windows, stack_mouth_frames, sync_loss
+
+CROP = 96
+
+
+def sync_boxes(bbox: torch.Tensor, crop_scale: float = 2.0) -> torch.Tensor:
+    """Square crop boxes from mouth boxes: B x 5 x 4 (x1, y1, x2, y2) -> B x 5 x 4.
+
+    Side = crop_scale x mean box width over the window (one scale for the 5 frames, so mouth opening
+    stays visible); per-frame centre x = mouth centre, mouth centre at 3/4 of the crop height.
+    """
+    cx = 0.5 * (bbox[..., 0] + bbox[..., 2])
+    cy = 0.5 * (bbox[..., 1] + bbox[..., 3])
+    side = crop_scale * (bbox[..., 2] - bbox[..., 0]).mean(dim=-1, keepdim=True).clamp_min(1.0)
+    side = side.expand_as(cx)
+    return torch.stack([cx - side / 2, cy - 0.75 * side, cx + side / 2, cy + 0.25 * side], dim=-1)
+
+
+def crop_resize(images: torch.Tensor, boxes: torch.Tensor, size: int = CROP) -> torch.Tensor:
+    """Bilinear crops: images N x 3 x H x W, boxes N x 4 pixels -> N x 3 x size x size (zeros outside)."""
+    n, _, h, w = images.shape
+    x1, y1, x2, y2 = boxes.unbind(-1)
+    # pixel box -> affine map of the normalised output grid [-1, 1] onto input coordinates
+    theta = images.new_zeros(n, 2, 3)
+    theta[:, 0, 0] = (x2 - x1) / w
+    theta[:, 0, 2] = (x1 + x2) / w - 1
+    theta[:, 1, 1] = (y2 - y1) / h
+    theta[:, 1, 2] = (y1 + y2) / h - 1
+    grid = F.affine_grid(theta, [n, 3, size, size], align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def sync_faces(
+    frames: torch.Tensor, bbox: torch.Tensor, start: torch.Tensor, crop_scale: float = 2.0
+) -> torch.Tensor:
+    """The expert's face input for frames start..start+4 of each clip.
+
+    Args:
+        frames: B x T x 3 x S x S in [-1, 1].
+        bbox: B x T x 4 mouth boxes in pixels of the S x S frame.
+        start: B first-frame indices, each in [0, T - 5].
+        crop_scale: crop side over the mouth-box width.
+
+    Returns:
+        B x 15 x 48 x 96 (lower halves of the five 96 x 96 crops, frames stacked on channels).
+    """
+    b, t = frames.shape[:2]
+    if int(start.min()) < 0 or int(start.max()) > t - SYNC_FRAMES:
+        raise ValueError(f"sync windows starting at {start.tolist()} do not fit {t} frames")
+    idx = start.to(frames.device)[:, None] + torch.arange(SYNC_FRAMES, device=frames.device)  # -> B x 5
+    rows = torch.arange(b, device=frames.device)[:, None]
+    clip = frames[rows, idx]  # -> B x 5 x 3 x S x S
+    boxes = sync_boxes(bbox.to(frames.dtype)[rows, idx], crop_scale)  # -> B x 5 x 4
+    crops = crop_resize(clip.flatten(0, 1), boxes.flatten(0, 1))  # -> (B*5) x 3 x 96 x 96
+    return stack_mouth_frames(crops.view(b, SYNC_FRAMES, 3, CROP, CROP))
+
+
+def random_starts(batch: int, frames: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """B uniform first-frame indices of 5-frame windows in clips of `frames` frames."""
+    return torch.randint(0, frames - SYNC_FRAMES + 1, (batch,), generator=generator)
+
+
+def shifted_starts(
+    start: torch.Tensor, frames: int, min_shift: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """For each start, another window start at least `min_shift` frames away (uniform over those).
+
+    Raises:
+        ValueError: clips too short for such a shift (need frames >= 5 + 2 * min_shift for every start).
+    """
+    last = frames - SYNC_FRAMES
+    out = torch.empty_like(start)
+    for i, s in enumerate(start.tolist()):
+        choices = [c for c in range(last + 1) if abs(c - s) >= min_shift]
+        if not choices:
+            raise ValueError(
+                f"no window start >= {min_shift} frames from {s} in a {frames}-frame clip; "
+                f"use clips of at least {SYNC_FRAMES + 2 * min_shift} frames (data.clip_frames)"
+            )
+        j = int(torch.randint(len(choices), (1,), generator=generator))
+        out[i] = choices[j]
+    return out
+
+
+class SyncLoss(nn.Module):
+    """Frozen lip-sync expert as a loss: BCE(cos(audio, faces), 1) on aligned 5-frame windows.
+
+    The expert stays in eval mode with no gradients (its BatchNorm statistics never move); gradients
+    flow into the frames only.
+
+    Args:
+        syncnet: a trained `SyncNet`.
+        crop_scale: see `sync_boxes`.
+    """
+
+    def __init__(self, syncnet: SyncNet, crop_scale: float = 2.0) -> None:
+        super().__init__()
+        self.syncnet = syncnet.requires_grad_(False).eval()
+        self.crop_scale = crop_scale
+
+    def train(self, mode: bool = True) -> SyncLoss:
+        return super().train(False)
+
+    def forward(
+        self, frames: torch.Tensor, bbox: torch.Tensor, mel: torch.Tensor, start: torch.Tensor
+    ) -> torch.Tensor:
+        """frames B x T x 3 x S x S, bbox B x T x 4, mel B x T x 1 x 80 x 16, start B -> scalar loss."""
+        faces = sync_faces(frames, bbox, start, self.crop_scale)
+        audio, video = self.syncnet(gather_sync_windows(mel, start), faces)
+        return sync_loss(audio, video, 1.0)

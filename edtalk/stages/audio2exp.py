@@ -1,0 +1,102 @@
+"""Stage `audio2exp`: speech -> the 10 expression weights of the ELN bank, with an emotion auxiliary task.
+
+The network (`edtalk.nn.audio.Audio2Exp`) pools per-frame features of our own audio encoder into an
+utterance-level feature (Emotion-FAN attention pooling) and regresses the clip's expression weights
+(the mean over its frames of the coefficients extracted by the expression generator), with a
+cross-entropy over the 8 MEAD emotions as auxiliary loss (clips with unknown emotion, label -1, are
+left out of it). It lets `edtalk generate --emotion auto` drive the expression from speech alone.
+
+Batch (AudioDataModule over emotional clips with full-generator coefficient sidecars; long windows,
+e.g. `data.clip_frames=50`): mel B x T x 1 x 80 x 16, exp B x T x 10, emotion B.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from edtalk.nn.audio import Audio2Exp, Audio2ExpConfig, AudioEncoderConfig
+from edtalk.stages.supervised import StageConfig, SupervisedStage, debug_coefficient_data, resolved, scaled
+
+
+@dataclass
+class Audio2ExpStageConfig(StageConfig):
+    """`model:` of the audio2exp stage (widths times `width`).
+
+    Attributes:
+        hidden: width of the temporal context and heads.
+        audio_dim: per-frame audio feature size.
+        context_layers: dilated temporal blocks before pooling.
+        emotion_weight: weight of the emotion cross-entropy against the expression MSE.
+        label_smoothing: of the emotion cross-entropy.
+    """
+
+    hidden: int = 256
+    audio_dim: int = 256
+    context_layers: int = 3
+    emotion_weight: float = 0.1
+    label_smoothing: float = 0.0
+
+
+def network_config(cfg: Audio2ExpStageConfig, exp_dim: int = 10) -> Audio2ExpConfig:
+    """The `Audio2ExpConfig` a stage config describes."""
+    audio = AudioEncoderConfig(
+        channels=scaled(AudioEncoderConfig().channels, cfg.width), dim=scaled((cfg.audio_dim,), cfg.width)[0]
+    )
+    return Audio2ExpConfig(
+        exp_dim=exp_dim,
+        audio=audio,
+        hidden=scaled((cfg.hidden,), cfg.width)[0],
+        context_layers=cfg.context_layers,
+        emotion_weight=cfg.emotion_weight,
+    )
+
+
+def emotion_terms(
+    logits: torch.Tensor, labels: torch.Tensor, smoothing: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cross-entropy, accuracy) over the clips with a known label (>= 0); zeros when there is none."""
+    known = labels >= 0
+    if not bool(known.any()):
+        zero = logits.sum() * 0.0  # keeps the graph (DDP) and the dtype
+        return zero, zero.detach()
+    ce = F.cross_entropy(logits[known], labels[known], label_smoothing=smoothing)
+    acc = (logits[known].argmax(1) == labels[known]).to(logits.dtype).mean()
+    return ce, acc
+
+
+class Audio2ExpStage(SupervisedStage):
+    """Expression-weight regression + emotion classification from speech."""
+
+    Config: ClassVar[type[StageConfig]] = Audio2ExpStageConfig
+    stage_name: ClassVar[str] = "audio2exp"
+    kind: ClassVar[str] = "audio2exp"
+    cfg: Audio2ExpStageConfig
+    net: Audio2Exp
+
+    @classmethod
+    def build(cls, cfg: Any, resume: bool = False) -> Audio2ExpStage:
+        model_cfg, run_config = resolved(cfg)
+        net_cfg = network_config(model_cfg, int(cfg.generator.exp_dim))
+        return cls(Audio2Exp(net_cfg), net_cfg.to_dict(), model_cfg, run_config)
+
+    @classmethod
+    def prepare_debug(cls, cfg: Any) -> None:
+        """`--debug`: shards with the coefficients of the debug generator (`requires`)."""
+        debug_coefficient_data(cfg)
+
+    def compute(self, batch: dict[str, torch.Tensor], train: bool) -> dict[str, torch.Tensor]:
+        if "exp" not in batch:
+            raise KeyError(
+                "audio2exp needs expression coefficients in the batch: extract them with a full (expression) "
+                "generator (edtalk extract-coefficients) so the shards' .coeffs.npz hold 10 exp weights"
+            )
+        out = self.net(batch["mel"])
+        target = batch["exp"].mean(1)  # -> B x 10, the utterance's expression
+        mse = F.mse_loss(out.exp, target)
+        ce, acc = emotion_terms(out.logits, batch["emotion"], self.cfg.label_smoothing)
+        total = mse + self.cfg.emotion_weight * ce
+        return {"loss": total, "exp": mse, "emotion": ce, "accuracy": acc}
