@@ -173,3 +173,20 @@ def test_bad_inputs_give_one_line(
     assert len(err.splitlines()) == 1 and err.startswith("edtalk generate: error: ")
     assert re.search(message, err), err
     assert not (tmp_path / "bad.mp4").exists()
+
+
+def test_builtin_samples_with_auto_crop(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--write-samples` inputs drive the video modes with the tracked video crop and the photo alignment."""
+    assert main(["generate", "--write-samples", str(tmp_path / "samples")]) == 0
+    s = {p.name: p for p in (tmp_path / "samples").iterdir()}
+    assert sorted(s) == ["angry.png", "photo.png", "speech.wav", "talk.mp4"]
+    args = ["--source", str(s["photo.png"]), "--lip", str(s["talk.mp4"]), "--pose", str(s["talk.mp4"])]
+    args += ["--exp-driver", str(s["angry.png"]), "--checkpoint", str(files["EDTalk.pt"])]
+    out = tmp_path / "video_driven.mp4"
+    assert main(["generate", *args, "--out", str(out), "--quiet", "--device", "cpu"]) == 0
+    n, fps, _, acodec, _ = read_back(out)
+    with av.open(str(s["talk.mp4"])) as talk:
+        expected = sum(1 for _ in talk.decode(video=0))  # the sample is written at 25 fps
+    assert (n, fps, acodec) == (expected, 25.0, "aac")

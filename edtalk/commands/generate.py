@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     io = p.add_argument_group("inputs")
-    io.add_argument("--source", type=Path, required=True, help="photo or video of the person")
+    io.add_argument("--source", type=Path, help="photo or video of the person (required)")
     io.add_argument("--audio", type=Path, help="speech (wav/mp3/... or a video with sound); sets the length")
     io.add_argument("--lip", type=Path, help="video whose mouth motion is copied")
     io.add_argument("--pose", type=Path, help="video whose head pose is copied")
@@ -49,11 +49,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="angry|contempt|disgusted|fear|happy|neutral|sad|surprised, a mix 'happy:0.7,sad:0.3', "
         "'auto' (from the audio, needs --audio2exp) or a .npy file of weights",
     )
-    io.add_argument("--out", type=Path, required=True, help="output .mp4")
-    models = p.add_argument_group("checkpoints (official files or ours)")
-    models.add_argument(
-        "--checkpoint", type=Path, required=True, help="EDTalk.pt, EDTalk_lip_pose.pt or ours"
+    io.add_argument("--out", type=Path, help="output .mp4 (required)")
+    io.add_argument(
+        "--write-samples",
+        type=Path,
+        metavar="DIR",
+        help="write built-in sample inputs (photo, speech, talking clip, expression image) to DIR and exit",
     )
+    models = p.add_argument_group("checkpoints (official files or ours)")
+    models.add_argument("--checkpoint", type=Path, help="EDTalk.pt, EDTalk_lip_pose.pt or ours (required)")
     models.add_argument("--audio2lip", type=Path, help="Audio2Lip.pt (needed when --audio drives the mouth)")
     models.add_argument("--audio2pose", type=Path, help="audio2pose checkpoint: head pose from the audio")
     models.add_argument("--audio2exp", type=Path, help="audio2exp checkpoint: for --emotion auto")
@@ -94,6 +98,11 @@ def run(args: argparse.Namespace) -> int:
 
     from edtalk.pipeline import Inputs, Pipeline
 
+    if args.write_samples is not None:
+        return _write_samples(args.write_samples)
+    missing = [f"--{k}" for k in ("source", "out", "checkpoint") if getattr(args, k) is None]
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)} (see `edtalk generate --help`)")
     _tune_cpu()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -127,6 +136,23 @@ def run(args: argparse.Namespace) -> int:
         f"wrote {result.path} ({result.num_frames} frames, {result.num_frames / result.fps:.2f} s at "
         f"{result.fps} fps; {result.fps_rendered:.2f} frames/s on {pipe.device}) [{drivers}]",
         file=sys.stderr,
+    )
+    return 0
+
+
+def _write_samples(folder: Path) -> int:
+    from edtalk.samples import write_samples
+
+    paths = write_samples(folder)
+    for name, path in paths.items():
+        print(f"{name:12s} {path}")
+    d = folder
+    print(
+        "try:\n"
+        f"  edtalk generate --source {d}/photo.png --audio {d}/speech.wav --emotion happy "
+        "--checkpoint EDTalk.pt --audio2lip Audio2Lip.pt --out out.mp4\n"
+        f"  edtalk generate --source {d}/photo.png --lip {d}/talk.mp4 --pose {d}/talk.mp4 "
+        f"--exp-driver {d}/angry.png --checkpoint EDTalk.pt --out out.mp4"
     )
     return 0
 
