@@ -1,0 +1,109 @@
+"""Losses: VGG pyramid (layout, loading, errors), GAN/R1, latent consistency, decorrelation, bank diagnostics."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from torchvision.models.vgg import cfgs, make_layers
+
+from edtalk.config import GeneratorConfig
+from edtalk.losses import (
+    VGGPyramidLoss,
+    bank_diagnostics,
+    d_nonsaturating,
+    decorrelation,
+    g_nonsaturating,
+    latent_consistency,
+    r1_penalty,
+)
+from edtalk.losses.perceptual import AntiAliasDownsample, vgg19_features
+from edtalk.nn.navigation import BasesBanks
+
+
+def test_vgg_layout_matches_torchvision_and_loads(tmp_path: Path) -> None:
+    tv = make_layers(cfgs["E"])[:30]  # torchvision VGG19 features up to relu5_1
+    ours = vgg19_features()
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {
+        k: v.shape for k, v in tv.state_dict().items()
+    }
+    sd = {f"features.{k}": v for k, v in make_layers(cfgs["E"]).state_dict().items()}
+    sd["classifier.0.weight"] = torch.zeros(2, 2)  # a full torchvision file also holds the classifier
+    path = tmp_path / "vgg19.pth"
+    torch.save(sd, path)
+    loss = VGGPyramidLoss(path=path)
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        expected = make_layers(cfgs["E"])[:2]
+        expected.load_state_dict(
+            {k.removeprefix("features."): v for k, v in sd.items() if k.startswith("features.0.")}
+        )
+        xn = (x - loss.mean) / loss.std
+        assert torch.allclose(loss._taps(x * 2 - 1)[0], expected(xn), atol=1e-5)
+    assert not any(p.requires_grad for p in loss.parameters())
+    loss.train()
+    assert not loss.training
+
+
+def test_vgg_missing_file_error_names_path_and_fix(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"nope\.pth.*vgg19-dcbb9e9d\.pth.*init=random"):
+        VGGPyramidLoss(path=tmp_path / "nope.pth")
+
+
+def test_vgg_loss_zero_on_identical_positive_otherwise_and_skips_small_scales() -> None:
+    loss = VGGPyramidLoss(init="random", width=0.125)
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    assert loss(x, x).item() == 0.0
+    y = x.flip(-1)
+    pred = x.clone().requires_grad_(True)
+    value = loss(pred, y)
+    value.backward()
+    assert value.item() > 0 and pred.grad is not None and pred.grad.abs().sum() > 0
+    assert len(loss._pyramid(x)) == 3  # 64, 32, 16 (8 is below min_size)
+    with pytest.raises(ValueError, match="min_size"):
+        loss(torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 8, 8))
+
+
+def test_antialias_downsample_keeps_constant_images() -> None:
+    down = AntiAliasDownsample(0.25)
+    x = torch.full((1, 3, 64, 64), 0.3)
+    out = down(x)
+    assert out.shape == (1, 3, 16, 16)
+    assert torch.allclose(out[..., 4:-4, 4:-4], torch.full_like(out[..., 4:-4, 4:-4], 0.3), atol=1e-6)
+
+
+def test_gan_losses_values() -> None:
+    zero = torch.zeros(4, 1)
+    assert math.isclose(g_nonsaturating(zero).item(), math.log(2), rel_tol=1e-6)
+    assert math.isclose(d_nonsaturating(zero, zero).item(), 2 * math.log(2), rel_tol=1e-6)
+    assert d_nonsaturating(torch.full((4, 1), 10.0), torch.full((4, 1), -10.0)).item() < 1e-3
+
+
+def test_r1_penalty_of_linear_critic() -> None:
+    w = torch.randn(3 * 4 * 4)
+    real = torch.randn(2, 3, 4, 4, requires_grad=True)
+    logits = real.flatten(1) @ w
+    assert torch.allclose(r1_penalty(logits, real), w.pow(2).sum(), rtol=1e-5)
+
+
+def test_latent_consistency_and_decorrelation() -> None:
+    a = torch.randn(5, 8)
+    assert math.isclose(latent_consistency(a, 2 * a).item(), 5 * math.exp(-1), rel_tol=1e-5)
+    assert math.isclose(latent_consistency(a, -a, "mean").item(), math.exp(1), rel_tol=1e-5)
+    b = torch.randn(256, 3)
+    assert decorrelation(b, b).item() > 0.9
+    assert decorrelation(b, torch.randn(256, 4)).item() < 0.1
+    assert decorrelation(b[:1], b[:1]).item() == 0.0
+
+
+def test_bank_diagnostics() -> None:
+    banks = BasesBanks(GeneratorConfig.tiny("full"))
+    d = bank_diagnostics(banks)
+    assert d["orth/q_gram_err"] < 1e-5
+    assert d["orth/q_mouth_pose"] < 1e-5 and d["orth/q_mouth_exp"] < 1e-5 and d["orth/q_pose_exp"] < 1e-5
+    assert 0 < d["orth/raw_mouth_pose"] < 0.5 and d["orth/cond"] >= 1
+    with torch.no_grad():
+        banks.mouth_pose[:, 20] = banks.mouth_pose[:, 0]  # a pose column collapses onto a mouth column
+    assert bank_diagnostics(banks)["orth/raw_mouth_pose"] > d["orth/raw_mouth_pose"]

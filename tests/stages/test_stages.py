@@ -1,0 +1,80 @@
+"""Every visual stage trains for real (Lightning manual optimisation) and overfits a fixed batch;
+frozen parameters stay bit-identical; EMA, R1 and the checkpoint payload work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from edtalk.stages.params import fingerprint
+from edtalk.weights import load_generator
+from tests.stages.helpers import FixedBatchData, LossRecorder, make_batch, make_stage, trainer
+
+STEPS = 10
+
+
+@pytest.mark.parametrize("stage", ["reconstruct", "mouth_pose", "expression", "finetune"])
+def test_stage_overfits_fixed_batch_and_keeps_frozen_params(stage: str, tmp_path: Path) -> None:
+    trainable = {"finetune": ["synthesis.*"]}.get(stage)
+    module = make_stage(stage, **({"trainable": trainable} if trainable else {}))
+    frozen_before = fingerprint(module.generator, module.frozen_names)
+    trainable_before = fingerprint(module.generator, module.trainable_names)
+    rec = LossRecorder()
+    trainer(tmp_path, STEPS, callbacks=[rec]).fit(module, datamodule=FixedBatchData(make_batch(stage)))
+
+    assert len(rec.rows) == STEPS  # one G and one D update per step: global_step counts batches
+    l1 = [r["train/l1"] for r in rec.rows]
+    assert sum(l1[-3:]) / 3 < 0.9 * sum(l1[:3]) / 3, l1
+    assert all("train/d_loss" in r and "train/gan" in r for r in rec.rows)
+    if stage == "mouth_pose":
+        assert rec.rows[-1]["train/latent"] >= 2 * 2 * torch.exp(torch.tensor(-1.0)).item() - 1e-5
+    if stage in ("expression", "finetune"):
+        assert module.frozen_names, "these stages freeze part of the generator by default"
+        assert fingerprint(module.generator, module.frozen_names) == frozen_before
+    after = fingerprint(module.generator, module.trainable_names)
+    changed = sum(after[k] != trainable_before[k] for k in after)
+    assert changed > 0.9 * len(after)
+
+
+def test_expression_trains_only_eln_bank_and_eem() -> None:
+    module = make_stage("expression")
+    assert module.trainable_names
+    assert all(
+        n.startswith(("navigator.exp_fc.", "banks.expression", "synthesis.fineadainresblock."))
+        for n in module.trainable_names
+    )
+    assert "banks.mouth_pose" in module.frozen_names and "navigator.fc.0.weight" in module.frozen_names
+
+
+def test_frozen_change_is_detected() -> None:
+    module = make_stage("finetune", trainable=["synthesis.*"], with_d=False)
+    module.on_train_start()
+    with torch.no_grad():
+        module.generator.encoder.convs[0][0].weight.view(-1)[0] += 1e-7
+    with pytest.raises(RuntimeError, match=r"frozen parameters changed.*encoder\.convs\.0"):
+        module.verify_frozen()
+
+
+def test_trainable_glob_typo_fails_with_groups() -> None:
+    with pytest.raises(ValueError, match=r"'synthesys\.\*' matches no parameter.*synthesis\.convs"):
+        make_stage("finetune", trainable=["synthesys.*"])
+
+
+def test_ema_r1_and_checkpoint_payload(tmp_path: Path) -> None:
+    module = make_stage("reconstruct", ema_decay=0.5, r1_weight=1.0, r1_every=2)
+    rec = LossRecorder()
+    t = trainer(tmp_path, 3, callbacks=[rec])
+    t.fit(module, datamodule=FixedBatchData(make_batch("reconstruct")))
+    assert any("train/r1" in r for r in rec.rows)
+    assert module.generator_ema is not None
+    ema, live = module.generator_ema.state_dict(), module.generator.state_dict()
+    assert any(not torch.equal(ema[k], live[k]) for k in live)
+    path = tmp_path / "stage.ckpt"
+    t.save_checkpoint(path)
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)  # plain types only
+    assert ckpt["edtalk"]["stage"] == "reconstruct" and ckpt["edtalk"]["ema"] is True
+    assert not any(k.startswith("perceptual.") for k in ckpt["state_dict"])  # the fixed VGG is not saved
+    gen = load_generator(path)
+    assert all(torch.equal(v, live[k]) for k, v in gen.state_dict().items())
