@@ -60,3 +60,25 @@ def test_render_restored_silent_video_source(tmp_path: Path, setup: tuple) -> No
     result = render_restored(pipe, Inputs(files["clip.mp4"]), tmp_path / "v.mp4", restorer, progress=False)
     info = io.probe_video(result.path)
     assert (info.width, info.num_frames, info.has_audio) == (512, 4, False)
+
+
+def test_generate_face_sr_writes_512(tmp_path: Path, setup: tuple, capsys: pytest.CaptureFixture) -> None:
+    """`edtalk generate --face-sr FILE` with a GFPGAN-layout file (1/16 width; architecture read from it)."""
+    from edtalk.cli import main
+    from edtalk.weights import save_official
+
+    pipe, restorer, files = setup
+    save_official(pipe.generator, "edtalk_full", tmp_path / "EDTalk.pt")
+    save_official(Audio2Lip(), "audio2lip", tmp_path / "Audio2Lip.pt")
+    save_official(restorer.net, "gfpgan", tmp_path / "GFPGANv1.4.pth")
+    args = ["generate", "--source", str(files["face.png"]), "--audio", str(files["speech.wav"]), "--no-crop"]
+    args += ["--checkpoint", str(tmp_path / "EDTalk.pt"), "--audio2lip", str(tmp_path / "Audio2Lip.pt")]
+    args += ["--emotion", "sad", "--device", "cpu", "--quiet", "--out", str(tmp_path / "out.mp4")]
+    assert main([*args, "--face-sr", str(tmp_path / "GFPGANv1.4.pth")]) == 0
+    info = io.probe_video(tmp_path / "out.mp4")
+    assert (info.width, info.height, info.num_frames, info.has_audio) == (512, 512, FRAMES, True)
+    assert "wrote" in capsys.readouterr().err
+    assert main([*args, "--face-sr", str(tmp_path / "missing.pth")]) == 2
+    err = capsys.readouterr().err
+    assert "missing.pth" in err and "releases/download/v1.3.4/GFPGANv1.4.pth" in err
+    assert len(err.strip().splitlines()) == 1

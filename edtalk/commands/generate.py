@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
+    from edtalk.pipeline import Inputs, Pipeline, Result
+
 EXAMPLES = """modes (who drives what):
   audio + emotion      --audio WAV --audio2lip A2L.pt --emotion happy | happy:0.7,sad:0.3 | auto (--audio2exp)
   audio + expression   --audio WAV --audio2lip A2L.pt --exp-driver IMG_OR_VIDEO [--pose VIDEO]
@@ -68,6 +70,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     opts.add_argument("--pose-temperature", type=float, default=1.0, help="audio2pose spread (0 = mean)")
     opts.add_argument("--seed", type=int, default=0, help="seed of audio2pose draws")
     opts.add_argument("--no-crop", action="store_true", help="inputs are already 256^2 face crops")
+    opts.add_argument(
+        "--face-sr",
+        type=Path,
+        metavar="GFPGANv1.4.pth",
+        help="restore every frame to 512^2 with GFPGAN v1.4 weights from this local file (GFPGAN release v1.3.4)",
+    )
     opts.add_argument(
         "--legacy-normalize", action="store_true", help="upstream per-clip min-max pixel stretch"
     )
@@ -130,7 +138,10 @@ def run(args: argparse.Namespace) -> int:
         crop=not args.no_crop,
         progress=not args.quiet,
     )
-    result = pipe(inputs, args.out, legacy_normalize=args.legacy_normalize)
+    if args.face_sr is not None:
+        result = _render_face_sr(args, pipe, inputs)
+    else:
+        result = pipe(inputs, args.out, legacy_normalize=args.legacy_normalize)
     drivers = ", ".join(f"{k}: {v}" for k, v in result.sources.items())
     print(
         f"wrote {result.path} ({result.num_frames} frames, {result.num_frames / result.fps:.2f} s at "
@@ -155,6 +166,16 @@ def _write_samples(folder: Path) -> int:
         f"--exp-driver {d}/angry.png --checkpoint EDTalk.pt --out out.mp4"
     )
     return 0
+
+
+def _render_face_sr(args: argparse.Namespace, pipe: Pipeline, inputs: Inputs) -> Result:
+    """--face-sr: frames stream through GFPGAN v1.4 (batched like the render) into a 512^2 video."""
+    from edtalk.facesr import FaceRestorer, render_restored
+
+    if args.legacy_normalize:
+        raise ValueError("--face-sr restores [-1, 1] frames; it cannot be combined with --legacy-normalize")
+    restorer = FaceRestorer(args.face_sr, pipe.device, batch_size=pipe.chunk_size, bf16=args.bf16)
+    return render_restored(pipe, inputs, args.out, restorer, progress=not args.quiet)
 
 
 def _tune_cpu() -> None:
