@@ -10,13 +10,15 @@ Every level is in omegaconf struct mode, so an unknown key fails with its full n
 config is written to `<run_dir>/config.yaml` and into every checkpoint.
 
 Runs live in `<run.root>/<experiment>/<run.name>/` (`run.name` defaults to a timestamp; `--debug`
-uses `debug`): `config.yaml`, `checkpoints/{last,best}.ckpt`, `logs/metrics.csv`, `wandb/`, `samples/`.
+uses `debug`): `config.yaml`, `checkpoints/{last,best}.ckpt`, `logs/version_N/metrics.csv` (one per
+session), `wandb/`, `samples/`.
 `ckpt_path=last` resumes this run's (or, without `run.name`, the newest run's) `last.ckpt` in place:
 weights, optimisers, step, loop and callback state, RNG state, and the wandb run id.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import inspect
 import os
@@ -180,15 +182,26 @@ def build_datamodule(cfg: DictConfig) -> Any:
         from datamodules.synthetic import ensure_builtin
 
         kwargs["root"] = str(ensure_builtin())
-    params = inspect.signature(cls).parameters
-    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        unknown = sorted(set(kwargs) - set(params))
-        if unknown:
-            raise ValueError(
-                f"unknown config key(s) {['data.' + k for k in unknown]} for {cls.__name__}; "
-                f"it accepts {sorted(params)}"
-            )
+    accepted = _accepted_kwargs(cls)
+    unknown = sorted(set(kwargs) - accepted) if accepted is not None else []
+    if unknown:
+        raise ValueError(
+            f"unknown config key(s) {['data.' + k for k in unknown]} for {cls.__name__}; it accepts {sorted(accepted or ())}"
+        )
     return cls(**kwargs)
+
+
+def _accepted_kwargs(cls: Any) -> set[str] | None:
+    """Keyword arguments a DataModule accepts: its signature, plus its `sampler_class` dataclass fields when it
+    forwards **kwargs there (None: cannot tell)."""
+    params = inspect.signature(cls).parameters
+    names = {n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_KEYWORD}
+    if len(names) == len(params):
+        return names
+    sampler = getattr(cls, "sampler_class", None)
+    if sampler is not None and dataclasses.is_dataclass(sampler):
+        return names | {f.name for f in dataclasses.fields(sampler) if f.init}
+    return None
 
 
 def prepare_generator_config(cfg: DictConfig) -> None:
@@ -224,7 +237,8 @@ def build_loggers(cfg: DictConfig, run_dir: Path) -> list[Any]:
 
     loggers: list[Any] = []
     if cfg.logger.csv:
-        loggers.append(CSVLogger(save_dir=str(run_dir), name="logs", version=""))
+        # one version_N/metrics.csv per session: Lightning's CSV writer rewrites an existing file on resume
+        loggers.append(CSVLogger(save_dir=str(run_dir), name="logs"))
     mode = os.environ.get("WANDB_MODE", cfg.logger.wandb_mode)
     if cfg.logger.wandb and mode != "disabled":
         loggers.append(_wandb_logger(cfg, run_dir, mode))

@@ -17,7 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "experiment", help="experiment name (experiments/NAME.yaml) or a path to an experiment YAML"
     )
     p.add_argument(
-        "overrides", nargs="*", help="dotlist overrides, e.g. trainer.max_steps=100 data.root=/data"
+        "overrides",
+        nargs=argparse.REMAINDER,
+        help="dotlist overrides, e.g. trainer.max_steps=100 data.root=/data (flags may be mixed in)",
     )
     p.add_argument(
         "--debug",
@@ -29,9 +31,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+FLAGS = {"--debug": "debug", "--print-config": "print_config"}
+
+
+def _split_flags(args: argparse.Namespace) -> None:
+    """Flags written after the experiment name land in `overrides` (argparse REMAINDER): move them out."""
+    rest = []
+    for item in args.overrides:
+        if item in FLAGS:
+            setattr(args, FLAGS[item], True)
+        elif item.startswith("-"):
+            raise ValueError(
+                f"unknown option {item!r} for edtalk fit (options: {sorted(FLAGS)}; overrides are key=value)"
+            )
+        else:
+            rest.append(item)
+    args.overrides = rest
+
+
 def run(args: argparse.Namespace) -> int:
     from edtalk.train import compose, debug_dependency, fit, to_yaml
 
+    _split_flags(args)
     cfg = compose(args.experiment, args.overrides, debug=args.debug)
     if args.print_config:
         print(to_yaml(cfg), end="")

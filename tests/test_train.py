@@ -1,0 +1,107 @@
+"""Config composition (layers, unknown keys), run directories, and `edtalk fit --debug` + `ckpt_path=last`."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from edtalk.cli import main as cli
+from edtalk.train import build_datamodule, compose
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_layers_and_precedence() -> None:
+    cfg = compose("expression", ["model.loss.decorrelation=0.5", "trainer.max_steps=7"], debug=True)
+    assert cfg.stage == "expression" and cfg.experiment == "expression"
+    assert cfg.generator.variant == "full" and cfg.generator.size == 64 and cfg.data.image_size == 64
+    assert cfg.model.loss.decorrelation == 0.5 and cfg.model.loss.complementary == 1.0
+    assert cfg.trainer.max_steps == 7 and cfg.model.perceptual.init == "random"
+    assert list(cfg.model.trainable) == [
+        "navigator.exp_fc.*",
+        "banks.expression",
+        "synthesis.fineadainresblock.*",
+    ]
+    full = compose("mouth_pose")
+    assert full.generator.size == 256 and full.model.optim.g_lr == pytest.approx(0.0016)
+    assert full.model.optim.d_betas[1] == pytest.approx(0.99 ** (16 / 17))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        (["model.loss.vgq=1"], "model.loss.vgq"),
+        (["trainer.devicez=2"], "trainer.devicez"),
+        (["foo=1"], "foo"),
+    ],
+)
+def test_unknown_override_names_the_key(overrides: list[str], key: str) -> None:
+    with pytest.raises(ValueError, match=rf"unknown config key '{key}' in command-line overrides"):
+        compose("reconstruct", overrides)
+
+
+def test_unknown_key_in_experiment_file_and_data(tmp_path: Path) -> None:
+    bad = tmp_path / "mine.yaml"
+    bad.write_text(
+        "stage: reconstruct\nmodel:\n  los:\n    vgg: 2\ndata:\n  module: datamodules.PairDataModule\n"
+    )
+    with pytest.raises(ValueError, match=r"unknown config key 'model\.los' in .*mine\.yaml"):
+        compose(str(bad))
+    cfg = compose("reconstruct", debug=True)
+    OmegaConf.set_struct(cfg, False)
+    cfg.data.colour = 1
+    with pytest.raises(ValueError, match=r"data\.colour.*PairDataModule"):
+        build_datamodule(cfg)
+    with pytest.raises(FileNotFoundError, match=r"experiment 'nope' not found.*reconstruct"):
+        compose("nope")
+
+
+def test_print_config(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(["fit", "mouth_pose", "--debug", "--print-config", "model.loss.latent=2"]) == 0
+    out = OmegaConf.create(capsys.readouterr().out)
+    assert out.stage == "mouth_pose" and out.model.loss.latent == 2 and out.requires == "reconstruct"
+
+
+def test_fit_debug_then_resume_last(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    args = [
+        f"run.root={tmp_path}",
+        "trainer.val_check_interval=2",
+        "checkpoint.every_n_steps=2",
+        "logger.wandb=true",
+    ]
+    assert cli(["fit", "reconstruct", "--debug", "trainer.max_steps=2", *args]) == 0
+    run = tmp_path / "reconstruct" / "debug"
+    run_id = (run / "wandb_id.txt").read_text()
+    saved = OmegaConf.load(run / "config.yaml")
+    assert saved.trainer.max_steps == 2 and saved.generator.size == 64
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] == 2 and ckpt["edtalk"]["config"]["stage"] == "reconstruct"
+    assert (run / "checkpoints" / "best.ckpt").is_file() and any((run / "wandb").glob(f"*{run_id}*"))
+
+    assert cli(["fit", "reconstruct", "--debug", "trainer.max_steps=4", "ckpt_path=last", *args]) == 0
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] == 4 and (run / "wandb_id.txt").read_text() == run_id
+    steps = []
+    for version in ("version_0", "version_1"):  # one CSV per session
+        with (run / "logs" / version / "metrics.csv").open() as f:
+            steps.append([int(r["step"]) for r in csv.DictReader(f) if r.get("train/l1")])
+    assert len(steps[0]) == len(steps[1]) == 2 and min(steps[1]) > max(steps[0])
+
+    cfg = compose("reconstruct", [f"run.root={tmp_path}", "run.name=debug"], debug=True)
+    from edtalk.train import fit
+
+    with pytest.raises(ValueError, match="already holds checkpoints; resume with ckpt_path=last"):
+        fit(cfg)
