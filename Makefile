@@ -8,17 +8,20 @@ export MPLBACKEND ?= Agg
 
 .PHONY: setup system-deps demo test lint typecheck pytest bench clean
 
-## setup: system packages (espeak-ng) + a virtualenv with the project, pinned by constraints.txt
+## setup: system packages + a virtualenv with the project, pinned by constraints.txt
 setup: system-deps
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PIP) install -q -c constraints.txt -e '.[dev]'
+	$(PIP) install -q -c constraints.txt -e '.[dev,ui]'
 
+## system-deps: espeak-ng (speech of the built-in dataset) and chromium (the web page's browser test)
 system-deps:
-	@if ! command -v espeak-ng >/dev/null 2>&1; then \
-	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-	    (apt-get update -qq && apt-get install -y -qq espeak-ng >/dev/null) \
-	      || echo "warning: could not install espeak-ng; the built-in dataset falls back to synthetic vowels"; \
-	  else echo "note: install espeak-ng for real speech in the built-in dataset"; fi; fi
+	@missing=""; command -v espeak-ng >/dev/null 2>&1 || missing="$$missing espeak-ng"; \
+	  command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	  if [ -n "$$missing" ]; then \
+	    if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	        || echo "warning: could not install$$missing (built-in data falls back to synthetic vowels; browser test skips)"; \
+	    else echo "note: install$$missing with your package manager"; fi; fi
 
 ## demo: the main job on the built-in data (see README)
 demo:
