@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -54,7 +55,8 @@ def extract_shard(gen: Generator, shard: str, batch_size: int = 64) -> tuple[Pat
         arrays[clip.key] = clip_coefficients(gen, frames, batch_size)
     out = sidecar_path(shard)
     tmp = out.with_name(f".{out.name}.tmp.npz")
-    np.savez(tmp, __dims__=dims_of(gen), **arrays)
+    payload: dict[str, Any] = {"__dims__": dims_of(gen), **arrays}
+    np.savez(tmp, **payload)
     os.replace(tmp, out)
     return out, len(arrays)
 
