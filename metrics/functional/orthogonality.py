@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 # Which bank should explain each ground-truth factor of the built-in dataset.
@@ -59,8 +61,9 @@ def r2(m: torch.Tensor, x_idx: list[int], y_idx: list[int], ridge: float = 1e-6)
     xx, xy = m[xi][:, xi], m[xi][:, y_idx]
     beta = torch.linalg.solve(xx + ridge * torch.eye(len(xi), dtype=m.dtype) * xx.diagonal().mean(), xy)
     mean_y = m[y_idx, -1] / n
-    sst = m[y_idx, y_idx].diagonal() - n * mean_y**2
-    sse = m[y_idx, y_idx].diagonal() - 2 * (beta * xy).sum(0) + (beta * (xx @ beta)).sum(0)
+    yy = m[y_idx, y_idx]  # paired indexing: the diagonal entries
+    sst = yy - n * mean_y**2
+    sse = yy - 2 * (beta * xy).sum(0) + (beta * (xx @ beta)).sum(0)
     keep = sst > 1e-12 * n
     if not bool(keep.any()):
         return float("nan")
@@ -78,11 +81,13 @@ def explained(
 
 
 def disentanglement_score(table: dict[str, dict[str, float]]) -> float:
-    """Mean over factors with an intended component present of R^2(intended) - max R^2(others)."""
+    """Mean over non-constant factors with their intended bank present of R^2(intended) - max R^2(others)."""
     gaps = []
     for factor, owner in INTENDED.items():
         if owner not in table or factor not in table[owner]:
             continue
-        others = [table[c][factor] for c in table if c != owner]
+        others = [table[c][factor] for c in table if c != owner and not math.isnan(table[c][factor])]
+        if math.isnan(table[owner][factor]):  # the factor is constant over the data: nothing to explain
+            continue
         gaps.append(table[owner][factor] - (max(others) if others else 0.0))
     return float(sum(gaps) / len(gaps)) if gaps else float("nan")

@@ -27,7 +27,9 @@ def _pairs(n: int = 4, h: int = 40, w: int = 48) -> tuple[np.ndarray, np.ndarray
 def test_ssim_psnr_match_skimage_per_batch_and_accumulated(gaussian: bool) -> None:
     pred, gt = _pairs()
     kw = {"gaussian_weights": True, "sigma": 1.5, "use_sample_covariance": False} if gaussian else {}
-    ref_ssim = np.mean([structural_similarity(g, p, channel_axis=-1, data_range=255, **kw) for p, g in zip(pred, gt)])
+    ref_ssim = np.mean(
+        [structural_similarity(g, p, channel_axis=-1, data_range=255, **kw) for p, g in zip(pred, gt)]
+    )
     ref_psnr = np.mean([peak_signal_noise_ratio(g, p, data_range=255) for p, g in zip(pred, gt)])
     single_s, single_p = SSIM(gaussian=gaussian), PSNR()
     single_s.update(from_uint8(pred), from_uint8(gt))

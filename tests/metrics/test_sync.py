@@ -105,7 +105,12 @@ def _any_of_frames_2_to_4(net: SyncNetV2) -> None:
 def _calibrated_head(fc: nn.Sequential, pre: torch.Tensor, sign: float = 1.0) -> None:
     """fc: Linear-BN-ReLU-Linear so that embedding[0] = z-score of the window's mean feature, rest 0."""
     lin0, bn, _, lin1 = fc
-    nn.init.zeros_(lin0.weight), nn.init.zeros_(lin0.bias), nn.init.zeros_(lin1.weight), nn.init.zeros_(lin1.bias)
+    (
+        nn.init.zeros_(lin0.weight),
+        nn.init.zeros_(lin0.bias),
+        nn.init.zeros_(lin1.weight),
+        nn.init.zeros_(lin1.bias),
+    )
     lin0.weight.data[0], lin0.weight.data[1] = sign / 512, -sign / 512
     f = sign * pre.mean(1)
     bn.running_mean[:2] = torch.stack([f.mean(), -f.mean()])
@@ -146,7 +151,9 @@ def sync_judge() -> SyncNetV2:
         _any_of_frames_2_to_4(net)
         n = num_windows(len(frames), len(wav))
         cc = torch.from_numpy(mfcc(audio_to_int16_scale(wav)).T.astype(np.float32))
-        _calibrated_head(net.netfclip, net.netcnnlip(video_windows(syncnet_input(frames), 0, n)).flatten(1), -1.0)
+        _calibrated_head(
+            net.netfclip, net.netcnnlip(video_windows(syncnet_input(frames), 0, n)).flatten(1), -1.0
+        )
         _calibrated_head(net.netfcaud, net.netcnnaud(audio_windows(cc, 0, n)).flatten(1))
     return net
 
@@ -179,7 +186,9 @@ def test_lse_metric_averages_videos_and_loads_state_dict(sync_judge: SyncNetV2, 
     assert float(out["lse_c"]) == pytest.approx(np.mean([s.lse_c for s in scores]))
 
 
-def test_lse_cli_json_last_line(sync_judge: SyncNetV2, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_lse_cli_json_last_line(
+    sync_judge: SyncNetV2, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from edtalk.cli import main
 
     weights = tmp_path / "syncnet_v2.model"
@@ -187,17 +196,20 @@ def test_lse_cli_json_last_line(sync_judge: SyncNetV2, tmp_path: Path, capsys: p
     frames, wav = _clip(_on_off(60, 0), 2)
     video = write_video(tmp_path / "clip.mp4", ((frames.permute(0, 2, 3, 1) + 1) * 127.5).round().byte())
     audio = write_wav(tmp_path / "clip.wav", wav)
-    assert main(["lse", str(video), "--audio", str(audio), "--weights", str(weights), "--json", "--no-crop"]) == 0
+    assert (
+        main(["lse", str(video), "--audio", str(audio), "--weights", str(weights), "--json", "--no-crop"])
+        == 0
+    )
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(last) == {"offset", "lse_d", "lse_c"} and last["offset"] == 2
 
 
 def test_syncnet_rejects_foreign_file_and_missing(tmp_path: Path) -> None:
-    with pytest.raises(JudgeWeightsMissing, match="syncnet_v2.model"):
+    with pytest.raises(JudgeWeightsMissing, match=r"syncnet_v2\.model"):
         SyncNetV2.from_file(tmp_path / "none.model")
     bad = tmp_path / "bad.model"
     torch.save({"conv.weight": torch.zeros(1)}, bad)
-    with pytest.raises(ValueError, match="not a syncnet_v2.model"):
+    with pytest.raises(ValueError, match=r"not a syncnet_v2\.model"):
         SyncNetV2.from_file(bad)
 
 

@@ -1,0 +1,94 @@
+"""Seconds per clip of the whole evaluation suite on CPU, and the projection for MEAD's 2,293 test clips.
+
+Run: .venv/bin/python benchmarks/evaluate.py [--clips 2] [--weights-dir DIR]
+
+Scores the built-in test clips against themselves (a result folder of re-encoded ground truth) with
+every metric. Judges whose real weights are absent get random weights of the right architecture, so
+the cost is the real cost (speed does not depend on the weight values). Prints the time per clip of
+each metric group and the total, and the baseline (decode + PSNR/SSIM only) measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from itertools import islice
+from pathlib import Path
+
+import torch
+
+MEAD_TEST_CLIPS = 2293
+
+
+def _random_judges(folder: Path) -> None:
+    from torch_fidelity import feature_extractor_inceptionv3 as fe
+    from torchvision.models import alexnet
+
+    from edtalk.nn.judges import SyncNetV2
+    from metrics.runner import WEIGHT_FILES
+
+    torch.save(alexnet(weights=None).state_dict(), folder / WEIGHT_FILES["alexnet"])
+    torch.save(SyncNetV2().state_dict(), folder / WEIGHT_FILES["syncnet"])
+    load = fe.FeatureExtractorInceptionV3.load_state_dict
+    url = fe.load_state_dict_from_url
+    try:  # build the architecture without its download, keep the random initialisation
+        fe.FeatureExtractorInceptionV3.load_state_dict = lambda self, sd: None  # type: ignore[assignment,method-assign]
+        fe.load_state_dict_from_url = lambda *a, **k: {}  # type: ignore[assignment]
+        net = fe.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+    finally:
+        fe.FeatureExtractorInceptionV3.load_state_dict = load  # type: ignore[method-assign]
+        fe.load_state_dict_from_url = url
+    torch.save(net.state_dict(), folder / WEIGHT_FILES["inception"])
+
+
+def main() -> None:
+    from edtalk.io import write_video
+    from metrics.runner import Judges, MethodScorer, ground_truth, load_judges, load_result
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--clips", type=int, default=2)
+    ap.add_argument("--weights-dir", default=None)
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="edtalk-bench-"))
+    if args.weights_dir is None:
+        _random_judges(tmp)
+    judges = load_judges(args.weights_dir or tmp)
+    clips = list(islice(ground_truth("builtin"), args.clips))
+    paths = [write_video(tmp / f"{c.clip_id}.mp4", c.frames, audio=c.wav) for c in clips]
+    frames = sum(len(c.frames) for c in clips)
+
+    def timed(j: Judges) -> float:
+        scorer = MethodScorer(j)
+        start = time.perf_counter()
+        for gt, path in zip(clips, paths):
+            pred, wav = load_result(path, gt)
+            scorer.add(gt, pred, wav)
+        scorer.summary()
+        return (time.perf_counter() - start) / len(clips)
+
+    base = timed(Judges())
+    parts = {
+        "lpips": Judges(alexnet=judges.alexnet),
+        "fid": Judges(inception=judges.inception),
+        "csim+lmd (dlib)": Judges(dlib=judges.dlib),
+        "lse": Judges(syncnet=judges.syncnet),
+    }
+    per = {name: timed(j) - base for name, j in parts.items()}
+    total = base + sum(per.values())
+    print(
+        f"{len(clips)} built-in clips, {frames / len(clips):.0f} frames each (256^2, 25 fps), "
+        f"{torch.get_num_threads()} threads"
+    )
+    print(f"baseline (decode + PSNR + SSIM): {base:.2f} s/clip")
+    for name, sec in per.items():
+        print(f"  + {name:16s} {sec:6.2f} s/clip  ({sec / base:.1f}x baseline)")
+    print(f"whole suite: {total:.2f} s/clip = {total / base:.1f}x baseline")
+    print(
+        f"MEAD test ({MEAD_TEST_CLIPS} clips, frames scale by their length): "
+        f"{total * MEAD_TEST_CLIPS / 3600:.1f} h at this clip length"
+    )
+
+
+if __name__ == "__main__":
+    main()

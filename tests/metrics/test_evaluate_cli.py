@@ -1,0 +1,118 @@
+"""`edtalk evaluate --videos ... --split builtin`, `edtalk weights status`, and skip messages for absent judges."""
+
+from __future__ import annotations
+
+import json
+from itertools import islice
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from torchvision.models import alexnet
+
+from edtalk.cli import main
+from edtalk.io import write_video
+from edtalk.nn.judges import SyncNetV2
+from metrics.runner import WEIGHT_FILES, ground_truth, load_judges
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory, inception_file: Path) -> Path:
+    """Random-valued judge files under their expected names (numbers are meaningless, plumbing is real)."""
+    folder = tmp_path_factory.mktemp("weights")
+    torch.manual_seed(0)
+    torch.save(alexnet(weights=None).state_dict(), folder / WEIGHT_FILES["alexnet"])
+    torch.save(SyncNetV2().state_dict(), folder / WEIGHT_FILES["syncnet"])
+    (folder / WEIGHT_FILES["inception"]).write_bytes(inception_file.read_bytes())
+    return folder
+
+
+def test_evaluate_two_methods_on_builtin(
+    tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gt = next(iter(ground_truth("builtin")))
+    frames = gt.frames[:20]
+    write_video(tmp_path / "ours" / f"{gt.clip_id}.mp4", frames, audio=gt.wav[: 20 * 640])
+    blurred = np.stack([cv2.GaussianBlur(f, (9, 9), 3) for f in frames])
+    write_video(tmp_path / "other" / f"{gt.clip_id}.mp4", blurred)
+    write_video(tmp_path / "other" / "S99#happy#level_1#001.mp4", blurred[:8])
+    out = tmp_path / "out"
+    args = ["evaluate", "--videos", f"ours={tmp_path / 'ours'}", f"other={tmp_path / 'other'}"]
+    args += ["--split", "builtin", "--out", str(out), "--max-clips", "1", "--weights-dir", str(weights)]
+    assert main(args) == 0
+    printed = capsys.readouterr()
+    assert (
+        "| method | psnr ↑ | ssim ↑ | lpips ↓ | fid ↓ | csim ↑ | m_lmd ↓ | f_lmd ↓ | lse_d ↓ | lse_c ↑ |"
+        in printed.out
+    )
+    assert "other: 1 extra videos: ['S99#happy#level_1#001']" in printed.err
+    assert "skipping emotion_acc: emotion classifier not found" in printed.err
+    result = json.loads((out / "metrics.json").read_text())
+    ours, other = result["metrics"]["ours"], result["metrics"]["other"]
+    assert ours["psnr"] > other["psnr"] and ours["ssim"] > other["ssim"] and ours["f_lmd"] < other["f_lmd"]
+    assert np.isnan(ours["fid"]) or isinstance(ours["fid"], float)
+    assert result["extra"]["other"] == ["S99#happy#level_1#001"]
+    rows = (out / "per_clip.csv").read_text().splitlines()
+    assert rows[0].startswith("method,clip_id,frames,psnr,ssim,lpips") and len(rows) == 3
+    assert (out / "plots" / "psnr.png").stat().st_size > 0 and (out / "table.md").is_file()
+
+
+def test_absent_judges_are_skipped_with_their_files_named(tmp_path: Path) -> None:
+    judges = load_judges(tmp_path)
+    skipped = judges.skipped()
+    assert set(skipped) == {"lpips", "fid", "lse_d", "lse_c", "emotion_acc"}
+    assert "syncnet_v2.model" in skipped["lse_d"] and "robots.ox.ac.uk" in skipped["lse_d"]
+    assert judges.dlib is not None  # ships with face-recognition-models: CSIM / LMD always available
+
+
+def test_weights_status_lists_files(
+    tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["weights", "status", "--dir", str(tmp_path)]) == 0
+    empty = capsys.readouterr().out
+    assert "MISSING  syncnet_v2.model" in empty and "get it:" in empty
+    assert "found    shape_predictor_68_face_landmarks.dat" in empty
+    assert main(["weights", "status", "--dir", str(weights)]) == 0
+    assert "found    syncnet_v2.model" in capsys.readouterr().out
+
+
+def test_bad_videos_argument() -> None:
+    assert main(["evaluate", "--videos", "nodir"]) == 2
+
+
+def test_builtin_ground_truth_has_factors() -> None:
+    gt = next(iter(islice(ground_truth("builtin"), 1)))
+    assert gt.frames.dtype == np.uint8 and gt.frames.shape[1:] == (256, 256, 3)
+    assert set(gt.meta["factors"]) >= {"mouth_open", "yaw", "pitch", "roll", "emotion_id"}
+
+
+def test_checkpoint_mode_renders_and_reports_banks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edtalk.config import GeneratorConfig
+    from edtalk.nn.generator import Generator
+    from edtalk.weights import save_checkpoint
+
+    ckpt = save_checkpoint(Generator(GeneratorConfig.tiny("full")), "generator", tmp_path / "tiny.pt")
+    out = tmp_path / "out"
+    args = [
+        "evaluate",
+        "--checkpoint",
+        str(ckpt),
+        "--split",
+        "builtin",
+        "--out",
+        str(out),
+        "--max-clips",
+        "1",
+    ]
+    assert main([*args, "--weights-dir", str(tmp_path / "none")]) == 0
+    assert "| tiny |" in capsys.readouterr().out
+    result = json.loads((out / "metrics.json").read_text())
+    assert result["orthogonality"]["orthonormality_error"] < 1e-5
+    assert set(result["orthogonality"]["overlap"]) == {"mouth-pose", "mouth-exp", "pose-exp"}
+    assert -1.0 <= result["disentanglement"]["score"] <= 1.0
+    assert len(list((out / "render").glob("*.mp4"))) == 1
+    assert (out / "plots" / "gram.png").is_file() and (out / "plots" / "coeff_correlation.png").is_file()
