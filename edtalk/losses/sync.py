@@ -75,6 +75,17 @@ def sync_faces(
     return stack_mouth_frames(crops.view(b, SYNC_FRAMES, 3, CROP, CROP))
 
 
+def sync_pair(
+    frames: torch.Tensor, bbox: torch.Tensor, mel: torch.Tensor, start: torch.Tensor, crop_scale: float = 2.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mel window B x 1 x 80 x 16, faces B x 15 x 48 x 96) of frames start..start+4: the SAME 5 frames.
+
+    The one place where the expert's audio and visual inputs are paired (stages `syncnet` and
+    `audio2mouth` both use it).
+    """
+    return gather_sync_windows(mel, start), sync_faces(frames, bbox, start, crop_scale)
+
+
 def random_starts(batch: int, frames: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """B uniform first-frame indices of 5-frame windows in clips of `frames` frames."""
     return torch.randint(0, frames - SYNC_FRAMES + 1, (batch,), generator=generator)
@@ -125,6 +136,6 @@ class SyncLoss(nn.Module):
         self, frames: torch.Tensor, bbox: torch.Tensor, mel: torch.Tensor, start: torch.Tensor
     ) -> torch.Tensor:
         """frames B x T x 3 x S x S, bbox B x T x 4, mel B x T x 1 x 80 x 16, start B -> scalar loss."""
-        faces = sync_faces(frames, bbox, start, self.crop_scale)
-        audio, video = self.syncnet(gather_sync_windows(mel, start), faces)
+        window, faces = sync_pair(frames, bbox, mel, start, self.crop_scale)
+        audio, video = self.syncnet(window, faces)
         return sync_loss(audio, video, 1.0)

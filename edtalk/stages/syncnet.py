@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from edtalk.losses.sync import random_starts, shifted_starts, sync_faces
+from edtalk.losses.sync import random_starts, shifted_starts, sync_pair
 from edtalk.nn.syncnet import SyncNet, gather_sync_windows, sync_probability
 from edtalk.stages.supervised import (
     StageConfig,
@@ -77,11 +77,9 @@ class SyncNetStage(SupervisedStage):
         gen = None if train else seeded_generator(self.val_index)
         start = random_starts(b, t, gen)
         shifted = shifted_starts(start, t, self.cfg.min_shift, gen)
-        faces = sync_faces(frames, bbox, start, self.cfg.crop_scale)  # -> B x 15 x 48 x 96
-        video = self.net.embed_face(faces)
-        audio = self.net.embed_audio(
-            torch.cat([gather_sync_windows(mel, start), gather_sync_windows(mel, shifted)])
-        )
+        window, faces = sync_pair(frames, bbox, mel, start, self.cfg.crop_scale)  # the same 5 frames
+        video = self.net.embed_face(faces)  # -> B x C
+        audio = self.net.embed_audio(torch.cat([window, gather_sync_windows(mel, shifted)]))  # -> 2B x C
         prob = sync_probability(audio, video.repeat(2, 1))  # -> 2B: [in sync, shifted]
         label = torch.cat([prob.new_ones(b), prob.new_zeros(b)])
         loss = F.binary_cross_entropy(prob, label)

@@ -1,0 +1,304 @@
+"""Audio stages (issue 5): syncnet, audio2mouth, audio2pose, audio2exp, emotion_classifier.
+
+Each stage trains with a real Lightning Trainer on a fixed batch and must overfit it; the SyncNet
+pairing is checked on real mel features; exports load where inference and evaluation load them.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from edtalk.audio import mel_windows
+from edtalk.config import GeneratorConfig
+from edtalk.losses import VGGPyramidLoss
+from edtalk.losses.sync import SyncLoss, crop_resize, shifted_starts, sync_boxes, sync_pair
+from edtalk.nn.audio import Audio2Pose
+from edtalk.nn.audio2lip import Audio2Lip
+from edtalk.nn.emotion import EmotionClassifier
+from edtalk.nn.generator import Generator
+from edtalk.nn.syncnet import SyncNet
+from edtalk.stages.audio2exp import Audio2ExpStage, Audio2ExpStageConfig
+from edtalk.stages.audio2exp import network_config as exp_config
+from edtalk.stages.audio2mouth import Audio2MouthConfig, Audio2MouthStage
+from edtalk.stages.audio2pose import Audio2PoseStage, Audio2PoseStageConfig
+from edtalk.stages.audio2pose import network_config as pose_config
+from edtalk.stages.emotion_classifier import EmotionClassifierStage, EmotionClassifierStageConfig
+from edtalk.stages.emotion_classifier import network_config as emotion_config
+from edtalk.stages.params import fingerprint
+from edtalk.stages.supervised import load_network, scaled
+from edtalk.stages.syncnet import WAV2LIP_CHANNELS, SyncNetStage, SyncNetStageConfig
+from tests.stages.helpers import FixedBatchData, smooth_images, trainer
+
+SIZE = 64
+BOX = (24.0, 38.0, 40.0, 50.0)  # mouth box of the synthetic face (x1, y1, x2, y2)
+TINY = 0.125
+
+
+# -- a synthetic talking clip: mouth opening drives both the frames and the mel windows -----------------
+def talking_batch(b: int = 2, t: int = 15, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Frames whose dark mouth opens with a(t) and mel windows whose energy follows a over the same frames."""
+    g = torch.Generator().manual_seed(seed)
+    a = torch.rand(b, t, generator=g)  # -> B x T mouth opening in [0, 1]
+    frames = smooth_images(b, seed)[:, None].repeat(1, t, 1, 1, 1).clone()  # -> B x T x 3 x S x S
+    x1, x2 = int(BOX[0]), int(BOX[2])
+    for i in range(b):
+        for k in range(t):
+            h = 1 + int(10 * a[i, k])
+            frames[i, k, :, 44 - h // 2 : 44 + (h + 1) // 2, x1:x2] = -1.0
+    # window k covers frames k-2 .. k+2: column j of 16 <- frame k - 2 + floor(5 j / 16)
+    cols = torch.arange(t)[:, None] - 2 + (5 * torch.arange(16) // 16)[None]  # -> T x 16
+    energy = a[:, cols.clamp(0, t - 1)]  # -> B x T x 16
+    bands = torch.linspace(1.0, 0.3, 80)[:, None]  # -> 80 x 1
+    mel = (-4 + 8 * energy[:, :, None, None, :] * bands).clamp(-4, 4)  # -> B x T x 1 x 80 x 16
+    return {
+        "frames": frames,
+        "mel": mel + 0.05 * torch.randn(mel.shape, generator=g),
+        "identity": frames[:, 0].clone(),
+        "bbox": torch.tensor(BOX).expand(b, t, 4).clone(),
+        "emotion": torch.arange(b) % 8,
+        "mouth": a[:, :, None] * torch.linspace(-2, 2, 20) + 0.05 * torch.randn(b, t, 20, generator=g),
+        "pose": torch.randn(b, t, 6, generator=g).cumsum(1) * 0.2,
+        "exp": torch.randn(b, 1, 10, generator=g).expand(b, t, 10).clone(),
+    }
+
+
+class Recorder(Callback):
+    def __init__(self) -> None:
+        self.rows: list[dict[str, float]] = []
+
+    def on_train_batch_end(self, trainer, *args) -> None:  # type: ignore[no-untyped-def]
+        self.rows.append({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")})
+
+
+def fit_fixed(stage, batch: dict[str, torch.Tensor], steps: int, root: Path) -> list[dict[str, float]]:  # type: ignore[no-untyped-def]
+    rec = Recorder()
+    trainer(root, steps, callbacks=[rec], log_every_n_steps=1).fit(stage, datamodule=FixedBatchData(batch))
+    return rec.rows
+
+
+def first_last(rows: list[dict[str, float]], key: str, n: int = 3) -> tuple[float, float]:
+    vals = [r[key] for r in rows if key in r]
+    return float(np.mean(vals[:n])), float(np.mean(vals[-n:]))
+
+
+# -- SyncNet pairing ------------------------------------------------------------------------------------
+def test_sync_audio_and_visual_windows_cover_the_same_frames() -> None:
+    """Frames s..s+4 are paired with the mel window of frames s..s+4 (not s-2..s+2 as upstream).
+
+    Real mel features (edtalk.audio.mel_windows) of a wav that is loud exactly during video frames
+    s..s+4 and silent elsewhere; frame k of the clip is a flat image of grey level k/20.
+    """
+    t, s = 24, 10
+    rng = np.random.default_rng(0)
+    wav = np.zeros(t * 640, np.float32)
+    wav[s * 640 : (s + 5) * 640] = 0.5 * rng.standard_normal(5 * 640)  # loud during frames s..s+4
+    mel = torch.from_numpy(mel_windows(wav)).float()[None]  # -> 1 x T x 1 x 80 x 16
+    assert mel.shape[1] == t
+    frames = (torch.arange(t).float() / 20 - 0.5).view(1, t, 1, 1, 1).expand(1, t, 3, SIZE, SIZE)
+    bbox = torch.tensor(BOX).expand(1, t, 4)
+
+    window, faces = sync_pair(frames, bbox, mel, torch.tensor([s]))
+
+    # visual side: the five crops are frames s..s+4, in order
+    levels = faces.view(5, 3, 48, 96)[:, :, 10:-10, 10:-10].mean(dim=(1, 2, 3))
+    assert torch.allclose(levels, torch.arange(s, s + 5).float() / 20 - 0.5, atol=1e-5)
+    # audio side: every one of the window's 16 mel frames lies in the loud span (silence is -4)
+    loud = window[0, 0].mean(0) > -2.0  # per mel frame (column)
+    assert bool(loud.all()), loud
+    # upstream's pairing (window s: frames s-2..s+2) sees silence for the first 2/5 of its columns
+    upstream = mel[0, s, 0].mean(0) > -2.0
+    assert int(upstream.sum()) <= 11
+
+
+def test_sync_crops_put_the_mouth_in_the_lower_half() -> None:
+    img = -torch.ones(1, 3, SIZE, SIZE)
+    x1, y1, x2, y2 = (int(v) for v in BOX)
+    img[:, :, y1:y2, x1:x2] = 1.0  # the mouth box, white
+    box = sync_boxes(torch.tensor(BOX).view(1, 1, 4).expand(1, 5, 4))[0, :1]
+    crop = crop_resize(img, box)[0, 0]  # -> 96 x 96
+    white = (crop > 0).float()
+    rows = torch.nonzero(white.sum(1)).flatten()
+    cols = torch.nonzero(white.sum(0)).flatten()
+    assert rows.min() >= 48, "the mouth must be in the lower half"
+    assert abs(float(rows.float().mean()) - 72) < 3 and abs(float(cols.float().mean()) - 47.5) < 3
+    assert 40 <= int(cols.numel()) <= 56  # box width / (2 box widths) of 96
+
+
+def test_shifted_windows_are_far_enough() -> None:
+    start = torch.tensor([0, 5, 10])
+    shifted = shifted_starts(start, 15, 5, torch.Generator().manual_seed(0))
+    assert bool(((shifted - start).abs() >= 5).all()) and int(shifted.max()) <= 10
+    with pytest.raises(ValueError, match="at least 15 frames"):
+        shifted_starts(torch.tensor([4]), 12, 5)
+
+
+# -- stages overfit a fixed batch -----------------------------------------------------------------
+def tiny_syncnet() -> tuple[SyncNet, dict[str, list[int]]]:
+    channels = list(scaled(WAV2LIP_CHANNELS, TINY))
+    return SyncNet(tuple(channels)), {"channels": channels}
+
+
+def test_syncnet_stage_learns_in_sync_vs_shifted(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net, net_cfg = tiny_syncnet()
+    cfg = SyncNetStageConfig(width=TINY, min_shift=5, diagnostics_every_n_steps=0)
+    cfg.optim.lr = 3e-3
+    stage = SyncNetStage(net, net_cfg, cfg)
+    batch = talking_batch(4, 15)
+    rows = fit_fixed(stage, batch, 60, tmp_path)
+    loss0, loss1 = first_last(rows, "train/loss", 10)
+    assert loss1 < 0.85 * loss0, (loss0, loss1)
+    stage.eval()
+    with torch.no_grad():  # seeded in-sync / shifted pairs, as in validation
+        accs = []
+        for i in range(8):
+            stage.val_index = i
+            accs.append(float(stage.compute(batch, train=False)["accuracy"]))
+    assert np.mean(accs) >= 0.7, accs
+    # the export is an edtalk checkpoint that load_network (and audio2mouth's model.syncnet) reads
+    loaded = load_network(tmp_path / "checkpoints" / "syncnet.pt", "syncnet")
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), net.state_dict().values()))
+
+
+def tiny_audio2mouth(**loss: float) -> Audio2MouthStage:
+    torch.manual_seed(0)
+    gen = Generator(GeneratorConfig.tiny("lip_pose"))
+    channels = scaled((32, 64, 128, 256, 512), TINY)
+    net = Audio2Lip(20, channels)
+    cfg = Audio2MouthConfig(width=TINY, diagnostics_every_n_steps=0, samples_every_n_steps=0)
+    cfg.optim.lr = 3e-3
+    for k, v in loss.items():
+        setattr(cfg.loss, k, v)
+    expert, _ = tiny_syncnet()
+    perceptual = VGGPyramidLoss(init="random", width=0.125) if cfg.loss.vgg > 0 else None
+    sync = SyncLoss(expert.eval()) if cfg.loss.sync > 0 else None
+    return Audio2MouthStage(net, {"mouth_dim": 20, "channels": list(channels)}, gen, perceptual, sync, cfg)
+
+
+def test_audio2mouth_overfits_and_keeps_the_generator_frozen(tmp_path: Path) -> None:
+    stage = tiny_audio2mouth(coeff=10.0)  # the random tiny generator and expert make image terms noisy
+    frozen = fingerprint(stage.generator, [n for n, _ in stage.generator.named_parameters()])
+    expert = fingerprint(stage.sync.syncnet, [n for n, _ in stage.sync.syncnet.named_parameters()])  # type: ignore[union-attr]
+    rows = fit_fixed(stage, talking_batch(2, 5), 40, tmp_path)
+    c0, c1 = first_last(rows, "train/coeff")
+    l0, l1 = first_last(rows, "train/loss")
+    assert c1 < 0.5 * c0 and l1 < l0, (c0, c1, l0, l1)
+    for term in ("temporal", "l1", "vgg", "mouth_l1", "sync"):
+        assert math.isfinite(rows[-1][f"train/{term}"]), term
+    assert fingerprint(stage.generator, frozen) == frozen  # the generator did not move
+    assert fingerprint(stage.sync.syncnet, expert) == expert  # type: ignore[union-attr]
+    assert not any(k.startswith(("sync.", "perceptual.")) for k in stage.state_dict())  # judges not saved
+    from edtalk.pipeline import load_audio_model
+
+    model = load_audio_model(tmp_path / "checkpoints" / "audio2mouth.pt", "audio2lip")
+    mel = talking_batch(1, 5)["mel"]
+    assert torch.allclose(model(mel), stage.net.eval()(mel), atol=1e-6)
+
+
+def test_audio2mouth_decoder_finetune_moves_only_the_decoder(tmp_path: Path) -> None:
+    stage = tiny_audio2mouth(vgg=0.0, sync=0.0)
+    stage.cfg.trainable = ["synthesis.*"]
+    from edtalk.stages.params import apply_trainable
+
+    _, stage.frozen_names = apply_trainable(stage.generator, stage.cfg.trainable)
+    names = [n for n, _ in stage.generator.named_parameters()]
+    before = fingerprint(stage.generator, names)
+    fit_fixed(stage, talking_batch(2, 5), 3, tmp_path)
+    after = fingerprint(stage.generator, names)
+    changed = {n for n in names if before[n] != after[n]}
+    assert changed and all(n.startswith("synthesis.") for n in changed)
+
+
+def test_audio2mouth_needs_the_expert_for_the_sync_loss() -> None:
+    stage = tiny_audio2mouth(sync=0.0)
+    cfg = Audio2MouthConfig()
+    cfg.loss.vgg = 0.0
+    with pytest.raises(ValueError, match=r"model\.syncnet"):
+        Audio2MouthStage(stage.net, stage.net_config, stage.generator, None, None, cfg)
+
+
+def test_audio2pose_overfits_and_samples_differ_across_seeds(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    cfg = Audio2PoseStageConfig(width=TINY, hidden=128, audio_dim=128, context_layers=2, latent_dim=4)
+    cfg.latent_stride, cfg.diagnostics_every_n_steps, cfg.optim.lr = 2, 0, 3e-3
+    net_cfg = pose_config(cfg)
+    stage = Audio2PoseStage(Audio2Pose(net_cfg), net_cfg.to_dict(), cfg)
+    rows = fit_fixed(stage, talking_batch(2, 20), 50, tmp_path)
+    r0, r1 = first_last(rows, "train/recon")
+    assert r1 < 0.5 * r0, (r0, r1)
+
+    from edtalk.pipeline import load_audio_model
+
+    model = load_audio_model(tmp_path / "checkpoints" / "audio2pose.pt", "audio2pose")
+    assert isinstance(model, Audio2Pose)
+    mel = talking_batch(1, 37, seed=3)["mel"]  # 37 frames of audio
+    ref = torch.zeros(1, 6)
+
+    def draw(seed: int, temperature: float = 1.0) -> torch.Tensor:
+        return model.sample(mel, temperature, torch.Generator().manual_seed(seed), ref_pose=ref)
+
+    a, b = draw(0), draw(1)
+    assert a.shape == (1, 37, 6) and b.shape == (1, 37, 6)
+    assert (a - b).abs().mean() > 1e-3, "different seeds must give different head motions"
+    assert torch.equal(a, draw(0)), "the same seed must give the same motion"
+    assert torch.allclose(draw(0, 0.0), draw(1, 0.0)), "temperature 0 is the prior mean"
+    spread = (draw(0, 2.0) - draw(0, 0.0)).abs().mean() / (a - draw(0, 0.0)).abs().mean()
+    assert spread > 1.2, "higher temperature must spread draws further from the mean"
+
+
+def test_audio2exp_overfits_with_the_emotion_loss(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    cfg = Audio2ExpStageConfig(width=TINY, hidden=128, audio_dim=128, context_layers=1, emotion_weight=0.5)
+    cfg.diagnostics_every_n_steps, cfg.optim.lr = 0, 3e-3
+    from edtalk.nn.audio import Audio2Exp
+
+    net_cfg = exp_config(cfg)
+    stage = Audio2ExpStage(Audio2Exp(net_cfg), net_cfg.to_dict(), cfg)
+    batch = talking_batch(4, 12)
+    batch["emotion"] = torch.tensor([0, 4, -1, 6])  # one clip without a label
+    rows = fit_fixed(stage, batch, 40, tmp_path)
+    e0, e1 = first_last(rows, "train/exp")
+    c0, c1 = first_last(rows, "train/emotion")
+    assert e1 < 0.3 * e0 and c1 < 0.5 * c0, (e0, e1, c0, c1)
+    assert rows[-1]["train/accuracy"] == 1.0
+
+
+def test_emotion_classifier_overfits_and_metrics_load_its_export(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    cfg = EmotionClassifierStageConfig(width=TINY, input_size=32, dropout=0.0)
+    cfg.diagnostics_every_n_steps, cfg.optim.lr = 0, 1e-2
+    net_cfg = emotion_config(cfg)
+    stage = EmotionClassifierStage(EmotionClassifier(net_cfg), net_cfg.to_dict(), cfg)
+    frames = smooth_images(4 * 4, seed=5).view(4, 4, 3, SIZE, SIZE)
+    batch = {"frames": frames, "emotion": torch.tensor([0, 4, 5, 6])}
+    rows = fit_fixed(stage, batch, 40, tmp_path)
+    l0, l1 = first_last(rows, "train/loss")
+    assert l1 < 0.3 * l0 and rows[-1]["train/accuracy"] == 1.0, (l0, l1)
+
+    from metrics.runner import load_emotion_classifier
+
+    judge = load_emotion_classifier(tmp_path / "checkpoints" / "emotion_classifier.pt")
+    with torch.no_grad():
+        assert torch.allclose(judge(frames), stage.net.eval()(frames), atol=1e-6)
+    assert not any(p.requires_grad for p in judge.parameters())
+
+
+# -- the whole chain from a fresh run root --------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("experiment", ["audio2mouth", "audio2pose"])
+def test_fit_debug_builds_every_dependency(experiment: str, tmp_path: Path) -> None:
+    """`edtalk fit STAGE --debug`: reconstruct -> mouth_pose -> extracted coefficients (-> syncnet) -> STAGE."""
+    from edtalk.cli import main
+
+    assert main(["fit", experiment, f"run.root={tmp_path}", "--debug"]) == 0
+    assert (tmp_path / experiment / "debug" / "checkpoints" / f"{experiment}.pt").is_file()
+    assert (tmp_path / "mouth_pose" / "debug" / "checkpoints" / "last.ckpt").is_file()
+    assert list((tmp_path / experiment / "debug-data").glob("*.coeffs.npz"))
+    if experiment == "audio2mouth":
+        assert (tmp_path / "syncnet" / "debug" / "checkpoints" / "syncnet.pt").is_file()
