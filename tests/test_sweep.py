@@ -175,3 +175,18 @@ def test_local_sweep_runs_a_2x2_grid_and_writes_the_table(tmp_path: Path) -> Non
         assert (Path(r["run_dir"]) / "checkpoints" / "syncnet.pt").is_file()
     md = (out / "results.md").read_text()
     assert md.count("\n| ") == 5 and "val/accuracy ↑" in md
+
+
+def test_without_a_wandb_server_the_error_points_to_local(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edtalk.sweep import run_wandb, server_configured
+
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    monkeypatch.setenv("NETRC", str(tmp_path / ".netrc"))
+    assert not server_configured()
+    with pytest.raises(ValueError, match="--local"):
+        run_wandb(load_spec(write_spec(tmp_path / "s.yaml")))
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    assert server_configured()
