@@ -81,7 +81,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     perf = p.add_argument_group("performance")
     perf.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:1, mps")
-    perf.add_argument("--chunk-size", type=int, help="frames per batch (default 4 on CPU, 32 on GPU)")
+    perf.add_argument("--chunk-size", type=int, help="frames per batch (default 2 on CPU, 32 on GPU)")
     perf.add_argument("--bf16", action="store_true", help="bfloat16 autocast (GPU; CPUs with bf16 units)")
     perf.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")
     perf.add_argument("--quiet", action="store_true", help="no progress bar")
