@@ -1,19 +1,337 @@
-"""The main job on the built-in data (`edtalk quickstart`)."""
+"""The main job on the built-in data (`edtalk quickstart`, README's first command).
+
+Builds the built-in dataset (shards), trains every stage briefly at a small size in dependency order
+(reconstruct -> mouth_pose -> expression -> [coefficients] -> syncnet -> audio2mouth, audio2pose,
+audio2exp, emotion_classifier), evaluates the expression generator on the built-in test split,
+renders every generation mode and writes `report.md` with the numbers, plots and videos.
+
+With `--weights DIR` holding official checkpoints (`EDTalk.pt`, `Audio2Lip.pt`, optionally
+`EDTalk_lip_pose.pt`), training is skipped and the demo renders with them.
+
+Each stage is an ordinary `edtalk fit STAGE --debug` run (tiny 64^2 networks, CPU) under
+`OUT/runs/<stage>/debug/`, with more steps; a rerun reuses the stages that finished.
+"""
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from edtalk import io
-from edtalk.config import GeneratorConfig
-from edtalk.nn.generator import Generator
+
+VISUAL = ("reconstruct", "mouth_pose", "expression")
+AUDIO = ("syncnet", "audio2mouth", "audio2pose", "audio2exp", "emotion_classifier")
+EXPORTS = {"audio2mouth": "audio2mouth.pt", "audio2pose": "audio2pose.pt", "audio2exp": "audio2exp.pt"}
 
 
+@dataclass
+class StageRun:
+    name: str
+    run_dir: Path
+    steps: int
+    seconds: float
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Quickstart:
+    """Options of the main job (see `edtalk quickstart --help`)."""
+
+    out: Path
+    steps: int = 200
+    audio_steps: int = 150
+    weights: Path | None = None
+    eval_clips: int = 4
+    log: Callable[[str], None] = print
+    stages: list[StageRun] = field(default_factory=list)
+    videos: dict[str, Path] = field(default_factory=dict)
+    evaluation: dict[str, Any] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+
+    # -- the job ---------------------------------------------------------------------------------
+    def run(self) -> Path:
+        from datamodules.synthetic import ensure_builtin
+
+        official = self.official(self.weights) if self.weights is not None else None
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._step("data", "building the built-in dataset (shards) if needed")
+        shards = ensure_builtin()
+        if official is None:
+            self.train_all()
+            ckpts = self.checkpoints()
+            self.evaluate(ckpts["generator"], shards)
+        else:
+            ckpts = official
+        self.render_all(ckpts, shards.parent / "raw")
+        return self.write_report()
+
+    def write_report(self) -> Path:
+        """report.md (+ losses.png, summary.json) under `out`."""
+        return _write(self)
+
+    def _step(self, name: str, what: str) -> None:
+        elapsed = time.perf_counter() - self.started
+        self.log(f"[{elapsed:6.0f}s] {name}: {what}")
+
+    # -- training --------------------------------------------------------------------------------
+    def train_all(self) -> None:
+        for i, stage in enumerate(VISUAL + AUDIO, 1):
+            steps = self.steps if stage in VISUAL else self.audio_steps
+            self._step(stage, f"training ({i}/{len(VISUAL) + len(AUDIO)}, {steps} steps)")
+            self.stages.append(self.train(stage, steps))
+            self._step(stage, "done " + _fmt_metrics(self.stages[-1].metrics))
+
+    def train(self, stage: str, steps: int) -> StageRun:
+        from edtalk.train import compose, debug_dependency, fit, runs_of
+
+        every = max(1, steps // 2)
+        overrides = [
+            f"run.root={self.out / 'runs'}",
+            f"trainer.max_steps={steps}",
+            f"trainer.val_check_interval={steps}",
+            f"checkpoint.every_n_steps={every}",
+        ]
+        cfg = compose(stage, overrides, debug=True)
+        if "samples_every_n_steps" in cfg.model:
+            cfg.model.samples_every_n_steps = every
+        run_dir = runs_of(cfg) / "debug"
+        done = run_dir / "checkpoints" / "last.ckpt"
+        start = time.perf_counter()
+        if not _finished(done, steps):
+            debug_dependency(cfg)
+            run_dir = fit(cfg, overwrite=True)
+        return StageRun(stage, run_dir, steps, time.perf_counter() - start, _last_metrics(run_dir))
+
+    def checkpoints(self) -> dict[str, Path | None]:
+        runs = {s.name: s.run_dir / "checkpoints" for s in self.stages}
+        out: dict[str, Path | None] = {"generator": runs["expression"] / "last.ckpt"}
+        for stage, file in EXPORTS.items():
+            path = runs[stage] / file
+            out[stage] = path if path.is_file() else None
+        return out
+
+    @staticmethod
+    def official(folder: Path) -> dict[str, Path | None]:
+        gen = folder / "EDTalk.pt"
+        a2l = folder / "Audio2Lip.pt"
+        for path in (gen, a2l):
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"--weights {folder}: {path.name} not found; put the official EDTalk.pt and Audio2Lip.pt "
+                    "there (EDTalk release, Hugging Face tanshuai0219/EDTalk)"
+                )
+        return {"generator": gen, "audio2mouth": a2l, "audio2pose": None, "audio2exp": None}
+
+    # -- evaluation ------------------------------------------------------------------------------
+    def evaluate(self, generator: Path | None, shards: Path) -> None:
+        from itertools import islice
+
+        from metrics.render import render_split
+        from metrics.runner import evaluate, ground_truth, load_judges, write_report
+
+        assert generator is not None
+        self._step("evaluate", f"video-driven self-reconstruction of {self.eval_clips} built-in test clips")
+        out = self.out / "evaluation"
+        folder, extras = render_split(generator, "builtin", shards, out, self.eval_clips)
+        judges_dir = self.out / "weights"  # the emotion judge we trained; metrics without judges are skipped
+        judges_dir.mkdir(exist_ok=True)
+        trained = {s.name: s.run_dir for s in self.stages}
+        judge = trained.get("emotion_classifier", Path()) / "checkpoints" / "emotion_classifier.pt"
+        if judge.is_file():
+            shutil.copyfile(judge, judges_dir / "emotion_classifier.ckpt")
+        judges = load_judges(judges_dir)
+        clips = islice(ground_truth("builtin", shards), self.eval_clips)
+        report = evaluate({"edtalk": folder}, clips, judges, lse_crop=False, log=lambda s: None)
+        report.extras.update(extras)
+        files = write_report(report, out)
+        self.evaluation = {
+            "summary": report.summary.get("edtalk", {}),
+            "skipped": report.skipped,
+            "table": files["table"],
+            "plots": sorted((out / "plots").glob("*.png")),
+        }
+        self._step("evaluate", "done " + _fmt_metrics(self.evaluation["summary"]))
+
+    # -- rendering -------------------------------------------------------------------------------
+    def render_all(self, ckpts: dict[str, Path | None], raw: Path) -> None:
+        from edtalk.pipeline import Pipeline
+
+        pipe = Pipeline.from_checkpoints(
+            ckpts["generator"],  # type: ignore[arg-type]
+            audio2lip=ckpts["audio2mouth"],
+            audio2pose=ckpts["audio2pose"],
+            audio2exp=ckpts["audio2exp"],
+            device="cpu",
+            progress=False,
+        )
+        inputs = self.demo_inputs(raw)
+        for name, kwargs in demo_modes(inputs, ckpts).items():
+            self._step("render", name)
+            result = pipe(out=self.out / "videos" / f"{name}.mp4", **kwargs)
+            self.videos[name] = result.path
+
+    def demo_inputs(self, raw: Path) -> dict[str, Path]:
+        """A source photo, speech and driver videos from the built-in test speaker's raw clips."""
+        clips = sorted(raw.glob("S04/video/front/*/*/*.mp4"))
+        if len(clips) < 3:
+            raise FileNotFoundError(f"the built-in raw clips are missing under {raw}; delete it to rebuild")
+        folder = self.out / "inputs"
+        folder.mkdir(parents=True, exist_ok=True)
+        photo = folder / "source.png"
+        from PIL import Image
+
+        Image.fromarray(io.read_video(clips[0], max_frames=1)[0]).save(photo)
+        speech = io.write_wav(folder / "speech.wav", io.read_audio(clips[1]))
+        return {"photo": photo, "speech": speech, "video_a": clips[1], "video_b": clips[2]}
+
+
+def demo_modes(inp: dict[str, Path], ckpts: dict[str, Path | None]) -> dict[str, dict[str, Any]]:
+    """Every generation mode of the original demos, plus our extras where their models exist."""
+    photo, speech, a, b = inp["photo"], inp["speech"], inp["video_a"], inp["video_b"]
+    modes: dict[str, dict[str, Any]] = {
+        "audio_emotion_happy": {"source": photo, "audio": speech, "emotion": "happy", "pose": b},
+        "audio_emotion_mix": {
+            "source": photo,
+            "audio": speech,
+            "emotion": "happy:0.7,sad:0.3",
+            "fix_pose": True,
+        },
+        "audio_exp_video": {"source": photo, "audio": speech, "exp": b, "pose": b},
+        "audio_no_expression_fixed_pose": {
+            "source": photo,
+            "audio": speech,
+            "no_expression": True,
+            "fix_pose": True,
+        },
+        "lip_from_video": {"source": photo, "lip": a, "pose": b, "no_expression": True},
+        "change_video_lip": {"source": a, "audio": speech},
+        "video_driven": {"source": photo, "lip": a, "pose": b, "exp": b},
+    }
+    if ckpts.get("audio2pose") is not None:
+        modes["audio_pose_sampled"] = {
+            "source": photo,
+            "audio": speech,
+            "emotion": "neutral",
+            "pose_temperature": 0.7,
+        }
+    if ckpts.get("audio2exp") is not None:
+        modes["audio_emotion_auto"] = {"source": photo, "audio": speech, "emotion": "auto", "fix_pose": True}
+    return modes
+
+
+def _finished(ckpt: Path, steps: int) -> bool:
+    if not ckpt.is_file():
+        return False
+    from edtalk.weights import load_file
+
+    return int(load_file(ckpt).get("global_step", -1)) >= steps
+
+
+def _last_metrics(run_dir: Path) -> dict[str, float]:
+    """Last logged value of each train/ and val/ scalar in the run's CSV log."""
+    import csv
+
+    out: dict[str, float] = {}
+    for path in sorted(run_dir.glob("**/metrics.csv")):
+        with path.open() as f:
+            for row in csv.DictReader(f):
+                for key, value in row.items():
+                    if value and key.startswith(("train/", "val/")) and not key.endswith("_step"):
+                        out[key] = float(value)
+    return out
+
+
+def _fmt_metrics(metrics: dict[str, float], keys: int = 4) -> str:
+    items = [(k, v) for k, v in metrics.items() if k.startswith("val/") or k in ("PSNR", "SSIM", "F-LMD")]
+    items = items or list(metrics.items())
+    return ", ".join(f"{k}={v:.4g}" for k, v in items[:keys] if math.isfinite(v))
+
+
+# -- the report ------------------------------------------------------------------------------------
+def _loss_plot(stages: list[StageRun], path: Path) -> Path | None:
+    import csv
+
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, (len(stages) + 1) // 2, figsize=(3.2 * ((len(stages) + 1) // 2), 5.5))
+    drawn = False
+    for ax, st in zip(np.ravel(axes), stages, strict=False):
+        series: dict[str, list[tuple[int, float]]] = {}
+        for file in st.run_dir.glob("**/metrics.csv"):
+            with file.open() as f:
+                for row in csv.DictReader(f):
+                    key = "train/loss" if row.get("train/loss") else None
+                    key = key or next((k for k in row if k.startswith("train/") and row[k]), None)
+                    if key and row.get("step"):
+                        series.setdefault(key, []).append((int(float(row["step"])), float(row[key])))
+        for key, pts in series.items():
+            pts.sort()
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], label=key, lw=1)
+            drawn = True
+        ax.set_title(st.name, fontsize=9)
+        ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    if drawn:
+        fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path if drawn else None
+
+
+def _write(self: Quickstart) -> Path:
+    lines = ["# edtalk quickstart report", ""]
+    total = time.perf_counter() - self.started
+    lines.append(f"Built-in data, tiny 64² networks, CPU. Total time {total / 60:.1f} min.")
+    if self.stages:
+        lines += [
+            "",
+            "## Training",
+            "",
+            "| stage | steps | seconds | last logged metrics |",
+            "|---|---|---|---|",
+        ]
+        for st in self.stages:
+            lines.append(f"| {st.name} | {st.steps} | {st.seconds:.0f} | {_fmt_metrics(st.metrics, 6)} |")
+        plot = _loss_plot(self.stages, self.out / "losses.png")
+        if plot:
+            lines += ["", f"![training losses]({plot.name})"]
+    if self.evaluation:
+        table = Path(self.evaluation["table"]).read_text()
+        lines += ["", "## Evaluation (built-in test split, video-driven self-reconstruction)", "", table]
+        for plot in self.evaluation["plots"]:
+            lines.append(f"\n![{plot.stem}]({plot.relative_to(self.out)})")
+    lines += ["", "## Videos", "", "| mode | file | frames |", "|---|---|---|"]
+    for name, path in self.videos.items():
+        info = io.probe_video(path)
+        lines.append(f"| {name} | [{path.name}]({path.relative_to(self.out)}) | {info.num_frames} |")
+    path = self.out / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    (self.out / "summary.json").write_text(
+        json.dumps(
+            {
+                "seconds": total,
+                "stages": {
+                    s.name: {"steps": s.steps, "seconds": s.seconds, **s.metrics} for s in self.stages
+                },
+                "evaluation": self.evaluation.get("summary", {}),
+                "videos": {k: str(v) for k, v in self.videos.items()},
+            },
+            indent=1,
+        )
+    )
+    return path
+
+
+# -- the random-weights clip (kept for a fast smoke test) --------------------------------------------
 def builtin_source(size: int) -> torch.Tensor:
     """The face of `skimage.data.astronaut()`, cropped square and resized: 1 x 3 x size x size in [-1, 1]."""
     from skimage import data
@@ -26,6 +344,9 @@ def builtin_source(size: int) -> torch.Tensor:
 @torch.no_grad()
 def render_random_clip(out_dir: Path, seconds: float = 2.0, size: int = 64, seed: int = 0) -> Path:
     """Render a clip whose mouth and pose weights follow smooth curves, with a random-init tiny generator."""
+    from edtalk.config import GeneratorConfig
+    from edtalk.nn.generator import Generator
+
     torch.manual_seed(seed)
     gen = Generator(GeneratorConfig.tiny("full", size=size)).eval()
     frames = max(1, round(seconds * io.FPS))

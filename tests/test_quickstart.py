@@ -1,0 +1,46 @@
+"""The main job end to end: built-in data -> every stage -> evaluation -> every mode -> report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import av
+import pytest
+
+from edtalk.cli import main
+
+
+@pytest.mark.slow
+def test_quickstart_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "qs"
+    assert (
+        main(["quickstart", "--out", str(out), "--steps", "4", "--audio-steps", "3", "--eval-clips", "1"])
+        == 0
+    )
+    report = (out / "report.md").read_text()
+    summary = json.loads((out / "summary.json").read_text())
+    stages = ["reconstruct", "mouth_pose", "expression", "syncnet", "audio2mouth", "audio2pose", "audio2exp"]
+    assert {*stages, "emotion_classifier"} == set(summary["stages"])
+    assert all(summary["stages"][s]["steps"] == (4 if i < 3 else 3) for i, s in enumerate(stages))
+    assert {"psnr", "ssim", "emotion_acc"} <= set(summary["evaluation"])
+    modes = {
+        "audio_emotion_happy", "audio_emotion_mix", "audio_exp_video", "audio_no_expression_fixed_pose",
+        "lip_from_video", "change_video_lip", "video_driven", "audio_pose_sampled", "audio_emotion_auto",
+    }  # fmt: skip
+    assert set(summary["videos"]) == modes
+    for name in modes:
+        assert f"videos/{name}.mp4" in report
+        with av.open(summary["videos"][name]) as c:
+            assert c.streams.video[0].average_rate == 25 and c.streams.video[0].frames > 0
+    assert "report:" in capsys.readouterr().out
+
+
+def test_quickstart_random_clip(tmp_path: Path) -> None:
+    assert main(["quickstart", "--random-clip", "--out", str(tmp_path)]) == 0
+    with av.open(str(tmp_path / "random_tiny_generator.mp4")) as c:
+        assert c.streams.video[0].frames == 50 and len(c.streams.audio) == 1
+
+
+def test_quickstart_weights_folder_must_hold_the_official_files(tmp_path: Path) -> None:
+    assert main(["quickstart", "--weights", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
