@@ -17,7 +17,8 @@ else the source video's, pose video's or expression video's length. Shorter driv
 extended by ping-pong or by holding their last frame (`extend`). All inputs are resampled to 25 fps
 and auto-cropped (photo: template alignment; video: one tracked tube crop) unless `crop=False`.
 
-Speed and memory: the source is encoded once (its EEM half cached), Q is computed once per clip,
+Speed and memory: images enter the networks channels-last (oneDNN / cuDNN's fast layout; the
+decoder follows the source's layout), the source is encoded once (its EEM half cached), Q is computed once per clip,
 driver videos go through the encoder in chunks and are reduced to their coefficients (T x 36 numbers),
 frames are rendered in chunks of `chunk_size` and streamed to the H.264 writer, and videos are
 staged in disk-backed arrays, so memory stays flat in the video length.
@@ -180,7 +181,7 @@ class _ImageSource:
     """A photo: encoded once; its own coefficients broadcast over every frame."""
 
     def __init__(self, gen: Generator, image: torch.Tensor) -> None:
-        self.enc = gen.encode(image)
+        self.enc = gen.encode(image.contiguous(memory_format=torch.channels_last))
         self.own = gen.navigator(self.enc.w_a)
 
     def take(self, start: int, stop: int) -> tuple[SourceEncoding, dict[str, torch.Tensor]]:
@@ -196,7 +197,7 @@ class _VideoSource:
 
     def take(self, start: int, stop: int) -> tuple[SourceEncoding, dict[str, torch.Tensor]]:
         batch = from_uint8(np.array(self.frames[self.index[start:stop]])).to(self.device)
-        enc = self.gen.encode(batch)
+        enc = self.gen.encode(batch.contiguous(memory_format=torch.channels_last))
         return enc, self.gen.navigator(enc.w_a)
 
 
@@ -508,7 +509,7 @@ class Pipeline:
         coeffs: list[dict[str, torch.Tensor]] = []
         for i in range(0, len(frames), self.chunk_size):
             batch = from_uint8(np.array(frames[i : i + self.chunk_size])).to(self.device)
-            coeffs.append(self.generator.coefficients(batch))
+            coeffs.append(self.generator.coefficients(batch.contiguous(memory_format=torch.channels_last)))
         index = torch.from_numpy(extend_indices(len(frames), length, extend)).to(self.device)
         return {k: torch.cat([c[k] for c in coeffs]).float()[index] for k in coeffs[0]}
 

@@ -20,11 +20,14 @@ class AdaIN(nn.Module):
         self.mlp_gamma = nn.Linear(hidden, channels)
         self.mlp_beta = nn.Linear(hidden, channels)
 
+    def affine(self, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(gamma, beta), each B x C x 1 x 1, from e: B x S."""
+        actv = self.mlp_shared(e)
+        return self.mlp_gamma(actv)[:, :, None, None], self.mlp_beta(actv)[:, :, None, None]
+
     def modulate(self, normed: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         """normed: instance-normalised B x C x H x W (or batch 1), e: B x S."""
-        actv = self.mlp_shared(e)
-        gamma = self.mlp_gamma(actv)[:, :, None, None]
-        beta = self.mlp_beta(actv)[:, :, None, None]
+        gamma, beta = self.affine(e)
         return normed * (1 + gamma) + beta
 
     def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
@@ -42,11 +45,15 @@ class EEM(nn.Module):
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         """The expression-independent part, InstanceNorm(conv3x3(x)): computed once per source."""
-        return F.instance_norm(self.conv2(x))
+        out = F.instance_norm(self.conv2(x))
+        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+            out = out.contiguous(memory_format=torch.channels_last)
+        return out
 
     def modulate(self, x: torch.Tensor, normed: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         """x + normed * (1 + gamma(e)) + beta(e); x/normed may have batch 1 and broadcast over e."""
-        return x + self.norm2.modulate(normed, e)
+        gamma, beta = self.norm2.affine(e)
+        return torch.addcmul(x + beta, normed, 1 + gamma)  # x + normed * (1 + gamma) + beta, in two passes
 
     def forward(self, x: torch.Tensor, e: torch.Tensor | None) -> torch.Tensor:
         if e is None:

@@ -11,7 +11,7 @@ Blur kernels are fixed, so they are non-persistent buffers: they are not in our 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import cast
 
 import torch
@@ -20,6 +20,26 @@ from torch import nn
 
 BLUR_KERNEL = (1, 3, 3, 1)
 SQRT2 = math.sqrt(2.0)
+
+
+def frozen_cache(
+    module: nn.Module, key: str, weight: torch.Tensor, fn: Callable[[], torch.Tensor]
+) -> torch.Tensor:
+    """`fn()` cached on `module` while `weight` cannot change (no autograd); recomputed after updates.
+
+    Inference reuses derived weights (equalised-LR scaling, demodulation norms) across calls instead of
+    recomputing them for every chunk of frames; training always recomputes them.
+    """
+    if torch.is_grad_enabled() and weight.requires_grad:
+        return fn()
+    cache: dict[str, tuple[tuple[int, torch.device, torch.dtype], torch.Tensor]] = module.__dict__.setdefault(
+        "_frozen_cache", {}
+    )
+    stamp = (weight._version, weight.device, weight.dtype)
+    hit = cache.get(key)
+    if hit is None or hit[0] != stamp or hit[1].data_ptr() == 0:
+        cache[key] = (stamp, fn())
+    return cache[key][1]
 
 
 def make_kernel(k: Sequence[float] = BLUR_KERNEL) -> torch.Tensor:
@@ -192,11 +212,13 @@ class ConvLayer(nn.Sequential):
         conv = cast(EqualConv2d, self[int(self._blur)])
         if not self._activate:
             bias = conv.bias * gain if conv.bias is not None else None
-            return F.conv2d(x, conv.weight * (conv.scale * gain), bias, conv.stride, conv.padding)
+            weight = frozen_cache(self, f"w{gain}", conv.weight, lambda: conv.weight * (conv.scale * gain))
+            return F.conv2d(x, weight, bias, conv.stride, conv.padding)
         g = SQRT2 * gain
         act = self[-1]
         bias = act.bias.view(-1) * g if isinstance(act, FusedLeakyReLU) else None
-        out = F.conv2d(x, conv.weight * (conv.scale * g), bias, conv.stride, conv.padding)
+        weight = frozen_cache(self, f"w{g}", conv.weight, lambda: conv.weight * (conv.scale * g))
+        out = F.conv2d(x, weight, bias, conv.stride, conv.padding)
         return F.leaky_relu(out, 0.2, inplace=True)
 
 
@@ -254,9 +276,13 @@ class ModulatedConv2d(nn.Module):
             p = (len(BLUR_KERNEL) - 2) - (kernel - 1)
             self.blur = Blur(pad=((p + 1) // 2 + 1, p // 2 + 1), upsample_factor=2)
 
-    def _conv(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    def _conv(
+        self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, transposed: bool = False
+    ) -> torch.Tensor:
+        """Plain conv, or transposed conv + blur when upsampling. `weight`: Cout x Cin x k x k, or with
+        `transposed` already in the transposed-conv layout Cin x Cout x k x k."""
         if self.upsample:
-            out = self.blur(F.conv_transpose2d(x, weight.transpose(0, 1), stride=2))
+            out = self.blur(F.conv_transpose2d(x, weight if transposed else weight.transpose(0, 1), stride=2))
             return out if bias is None else out.add_(bias.view(1, -1, 1, 1))
         return F.conv2d(x, weight, bias, padding=self.padding)
 
@@ -265,16 +291,24 @@ class ModulatedConv2d(nn.Module):
     ) -> torch.Tensor:
         """x: B x Cin x H x W, style: B x S -> (B x Cout x H' x W') * gain + bias (H' = 2H when upsampling)."""
         s = self.modulation(style)  # -> B x Cin
-        weight = self.weight[0] * self.scale  # -> Cout x Cin x k x k
+        weight = frozen_cache(
+            self, "w", self.weight, lambda: self.weight[0] * self.scale
+        )  # -> Cout x Cin x k x k
         if x.shape[0] == 1:
             weight = weight * s[0].view(1, -1, 1, 1)
             if self.demodulate:
-                weight = weight * torch.rsqrt(weight.square().sum(dim=(1, 2, 3)) + 1e-8).view(-1, 1, 1, 1)
+                gain = torch.rsqrt(weight.square().sum(dim=(1, 2, 3)) + 1e-8).view(-1, 1, 1, 1) * gain  # type: ignore[assignment]
             return self._conv(x, weight * gain, bias)
-        out = self._conv(x * s[:, :, None, None], weight, None)
+        if self.upsample:  # the transposed-conv layout, made once per weight update
+            shared = frozen_cache(self, "wt", self.weight, lambda: weight.transpose(0, 1).contiguous())
+            out = self._conv(x * s[:, :, None, None], shared, None, transposed=True)
+        else:
+            out = self._conv(x * s[:, :, None, None], weight, None)
         scale = s.new_full((x.shape[0], self.out_ch), gain)
         if self.demodulate:
-            w2 = weight.square().sum(dim=(2, 3))  # -> Cout x Cin
+            w2 = frozen_cache(
+                self, "w2", self.weight, lambda: weight.square().sum(dim=(2, 3))
+            )  # -> Cout x Cin
             scale = torch.rsqrt(s.square() @ w2.t() + 1e-8) * gain  # -> B x Cout
         if bias is None:
             return out.mul_(scale[:, :, None, None])

@@ -25,6 +25,13 @@ def sampling_grid(size: int, device: torch.device, dtype: torch.dtype) -> torch.
     return torch.stack([gx, gy], dim=-1)[None].to(device=device, dtype=dtype)
 
 
+def same_layout(t: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """`t` in the memory format of `ref` (channels_last or contiguous): one layout per network."""
+    if ref.is_contiguous(memory_format=torch.channels_last) and not ref.is_contiguous():
+        return t.contiguous(memory_format=torch.channels_last)
+    return t
+
+
 class ToFlow(nn.Module):
     """Predicts flow (2 ch, tanh) + mask (1 ch, sigmoid) logits, accumulated across scales, and warps."""
 
@@ -51,8 +58,10 @@ class ToFlow(nn.Module):
         grid = self.grid(x.shape[-1], x.device, x.dtype)
         flow = torch.tanh(logits[:, :2]).permute(0, 2, 3, 1) + grid  # -> B x H x W x 2
         mask = torch.sigmoid(logits[:, 2:3])
-        warped = F.grid_sample(feat, flow, mode="bilinear", padding_mode="zeros", align_corners=False) * mask
-        return warped, warped + x * (1 - mask), logits
+        sampled = F.grid_sample(feat, flow, mode="bilinear", padding_mode="zeros", align_corners=False)
+        sampled = same_layout(sampled, x)
+        # warped = sampled * mask; new feature = warped + x * (1 - mask) = lerp(x, sampled, mask)
+        return sampled * mask, torch.lerp(x, sampled, mask), logits
 
 
 class ToRGB(nn.Module):
@@ -100,7 +109,10 @@ class Synthesis(nn.Module):
 
     def forward(self, w: torch.Tensor, feats: list[torch.Tensor]) -> torch.Tensor:
         """w: B x S; feats: (EEM-modulated) source pyramid [8x8 ... HxW], batch B or 1."""
-        out = self.conv1(self.input(w.shape[0]), w)  # -> B x 512 x 4 x 4
+        x = self.input(w.shape[0])
+        if feats and feats[-1].is_contiguous(memory_format=torch.channels_last):
+            x = x.contiguous(memory_format=torch.channels_last)  # keep the decoder in the source's layout
+        out = self.conv1(x, w)  # -> B x 512 x 4 x 4
         rgb: torch.Tensor | None = None
         flow_logits: torch.Tensor | None = None
         for j, feat in enumerate(feats):
