@@ -69,7 +69,7 @@ class Quickstart:
         if official is None:
             self.train_all()
             ckpts = self.checkpoints()
-            self.evaluate(ckpts["generator"], shards)
+            self.evaluate(ckpts["generator"], shards, ckpts["audio2mouth"])
         else:
             ckpts = official
         self.render_all(ckpts, shards.parent / "raw")
@@ -133,16 +133,23 @@ class Quickstart:
         return {"generator": gen, "audio2mouth": a2l, "audio2pose": None, "audio2exp": None}
 
     # -- evaluation ------------------------------------------------------------------------------
-    def evaluate(self, generator: Path | None, shards: Path) -> None:
+    def evaluate(self, generator: Path | None, shards: Path, audio2lip: Path | None = None) -> None:
         from itertools import islice
 
         from metrics.render import render_split
         from metrics.runner import evaluate, ground_truth, load_judges, write_report
 
         assert generator is not None
-        self._step("evaluate", f"video-driven self-reconstruction of {self.eval_clips} built-in test clips")
+        self._step(
+            "evaluate", f"video- and audio-driven reconstruction of {self.eval_clips} built-in test clips"
+        )
         out = self.out / "evaluation"
-        folder, extras = render_split(generator, "builtin", shards, out, self.eval_clips)
+        folders, extras = render_split(
+            generator, "builtin", shards, out, self.eval_clips, audio2lip=audio2lip
+        )
+        methods = {"edtalk_video": folders["video"]} | (
+            {"edtalk_audio": folders["audio"]} if "audio" in folders else {}
+        )
         judges_dir = self.out / "weights"  # the emotion judge we trained; metrics without judges are skipped
         judges_dir.mkdir(exist_ok=True)
         trained = {s.name: s.run_dir for s in self.stages}
@@ -151,16 +158,16 @@ class Quickstart:
             shutil.copyfile(judge, judges_dir / "emotion_classifier.ckpt")
         judges = load_judges(judges_dir)
         clips = islice(ground_truth("builtin", shards), self.eval_clips)
-        report = evaluate({"edtalk": folder}, clips, judges, lse_crop=False, log=lambda s: None)
+        report = evaluate(methods, clips, judges, lse_crop=False, log=lambda s: None)
         report.extras.update(extras)
         files = write_report(report, out)
         self.evaluation = {
-            "summary": report.summary.get("edtalk", {}),
+            "summary": report.summary,
             "skipped": report.skipped,
             "table": files["table"],
             "plots": sorted((out / "plots").glob("*.png")),
         }
-        self._step("evaluate", "done " + _fmt_metrics(self.evaluation["summary"]))
+        self._step("evaluate", "done " + _fmt_metrics(report.summary["edtalk_video"]))
 
     # -- rendering -------------------------------------------------------------------------------
     def render_all(self, ckpts: dict[str, Path | None], raw: Path) -> None:
@@ -306,7 +313,13 @@ def _write(self: Quickstart) -> Path:
             lines += ["", f"![training losses]({plot.name})"]
     if self.evaluation:
         table = Path(self.evaluation["table"]).read_text()
-        lines += ["", "## Evaluation (built-in test split, video-driven self-reconstruction)", "", table]
+        lines += ["", "## Evaluation (built-in test split)", "", table]
+        lines += [
+            "",
+            "`edtalk_video`: video-driven self-reconstruction (first frame = source, every frame drives); "
+            "`edtalk_audio`: mouth from the clip's audio through the trained audio2mouth, pose and "
+            "expression from the ground-truth frames.",
+        ]
         for plot in self.evaluation["plots"]:
             lines.append(f"\n![{plot.stem}]({plot.relative_to(self.out)})")
     lines += ["", "## Videos", "", "| mode | file | frames |", "|---|---|---|"]

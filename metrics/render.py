@@ -1,8 +1,12 @@
 """`edtalk evaluate --checkpoint`: render a split with a generator and collect its bank diagnostics.
 
-Protocol: video-driven self-reconstruction. For each ground-truth clip the first frame is the source
-(encoded once) and every frame drives mouth, pose and expression; the output is written at the
-generator's resolution with the clip's audio as `<out>/render/<clip id>.mp4`. Coefficients of the
+Protocols (the field's standard pair):
+- video-driven self-reconstruction: for each ground-truth clip the first frame is the source (encoded
+  once) and every frame drives mouth, pose and expression -> `<out>/render/<clip id>.mp4`;
+- audio-driven (with an Audio2Lip model): the mouth comes from the clip's own audio (mel windows,
+  temporally smoothed as at inference), pose and expression from the ground-truth frames (GT pose)
+  -> `<out>/render_audio/<clip id>.mp4`; the clip is floor(len(audio) / 640) frames long.
+Videos are written at the generator's resolution with the clip's audio. Coefficients of the
 ground-truth frames feed the coefficient-correlation matrix and, where the clip metadata carries the
 built-in dataset's `factors`, the disentanglement score.
 """
@@ -13,6 +17,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from edtalk.io import from_uint8, to_uint8, write_video
@@ -38,6 +43,27 @@ def reconstruct(
     return torch.cat(out), {k: torch.cat([c[k] for c in coeffs]) for k in coeffs[0]}
 
 
+@torch.no_grad()
+def reconstruct_from_audio(
+    gen: Generator, audio2lip: torch.nn.Module, frames: torch.Tensor, wav: np.ndarray, batch: int = 16
+) -> torch.Tensor:
+    """Mouth from `wav` through Audio2Lip, pose/expression from `frames` (T x 3 x S x S) -> T' x 3 x S x S."""
+    from edtalk.audio import mel_windows, smooth_coefficients
+
+    windows = torch.from_numpy(mel_windows(wav)).to(frames.device)  # -> T' x 1 x 80 x 16
+    t = min(len(windows), len(frames))
+    mouth = smooth_coefficients(audio2lip(windows[:t]).float())  # -> T' x 20
+    src = gen.encode(frames[:1])
+    q = gen.basis()
+    out = []
+    for i in range(0, t, batch):
+        alpha = gen.coefficients(frames[i : min(t, i + batch)])
+        alpha["mouth"] = mouth[i : i + len(alpha["mouth"])]
+        w, e = gen.latent(src.w_a, alpha, q)
+        out.append(gen.render(src, w, e))
+    return torch.cat(out)
+
+
 def render_split(
     checkpoint: str | Path,
     split: str,
@@ -45,13 +71,20 @@ def render_split(
     out: Path,
     max_clips: int | None = None,
     device: str = "cpu",
-) -> tuple[Path, dict[str, Any]]:
-    """Render the split into `out/render`; returns that folder and the orthogonality report."""
+    audio2lip: str | Path | None = None,
+) -> tuple[dict[str, Path], dict[str, Any]]:
+    """Render the split (video-driven, and audio-driven when `audio2lip` is given).
+
+    Returns:
+        {"video": out/render[, "audio": out/render_audio]} and the orthogonality report.
+    """
+    from edtalk.pipeline import load_audio_model
     from edtalk.weights import load_generator
 
     gen = load_generator(checkpoint).to(device).eval()
+    a2l = load_audio_model(audio2lip, "audio2lip").to(device).eval() if audio2lip else None
+    folders = {"video": out / "render"} | ({"audio": out / "render_audio"} if a2l is not None else {})
     size = gen.cfg.size
-    folder = out / "render"
     dims = {k: v.shape[1] for k, v in gen.banks.split(gen.basis()).items()}
     dis = Disentanglement(dims, with_factors=True)
     corr_only = Disentanglement(dims, with_factors=False)
@@ -59,13 +92,16 @@ def render_split(
     for gt in islice(ground_truth(split, gt_root), max_clips):
         frames = resize_frames(from_uint8(gt.frames), size).to(device)
         rendered, coeffs = reconstruct(gen, frames)
-        write_video(folder / f"{gt.clip_id}.mp4", to_uint8(rendered), audio=gt.wav)
+        write_video(folders["video"] / f"{gt.clip_id}.mp4", to_uint8(rendered), audio=gt.wav)
+        if a2l is not None:
+            from_audio = reconstruct_from_audio(gen, a2l, frames, gt.wav)
+            write_video(folders["audio"] / f"{gt.clip_id}.mp4", to_uint8(from_audio), audio=gt.wav)
         factors = gt.meta.get("factors")
         if factors:
             has_factors = True
             dis.update(coeffs, {**factors, "emotion_id": factors["emotion_id"]})
         corr_only.update(coeffs)
-    return folder, _diagnostics(gen, dis if has_factors else corr_only, out / "plots")
+    return folders, _diagnostics(gen, dis if has_factors else corr_only, out / "plots")
 
 
 def _diagnostics(gen: Generator, metric: Disentanglement, plots: Path) -> dict[str, Any]:

@@ -23,7 +23,8 @@ def test_quickstart_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str
     stages = ["reconstruct", "mouth_pose", "expression", "syncnet", "audio2mouth", "audio2pose", "audio2exp"]
     assert {*stages, "emotion_classifier"} == set(summary["stages"])
     assert all(summary["stages"][s]["steps"] == (4 if i < 3 else 3) for i, s in enumerate(stages))
-    assert {"psnr", "ssim", "emotion_acc"} <= set(summary["evaluation"])
+    assert set(summary["evaluation"]) == {"edtalk_video", "edtalk_audio"}
+    assert {"psnr", "ssim", "emotion_acc"} <= set(summary["evaluation"]["edtalk_video"])
     modes = {
         "audio_emotion_happy", "audio_emotion_mix", "audio_exp_video", "audio_no_expression_fixed_pose",
         "lip_from_video", "change_video_lip", "video_driven", "audio_pose_sampled", "audio_emotion_auto",

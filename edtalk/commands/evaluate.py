@@ -20,6 +20,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--checkpoint", default=None, help="render the split with this generator (self-reconstruction)"
     )
+    p.add_argument(
+        "--audio2lip",
+        default=None,
+        help="with --checkpoint: also render audio-driven (mouth from the clip's audio, GT pose/expression)",
+    )
     p.add_argument("--split", default="builtin", choices=("builtin", "mead_test", "hdtf_test"))
     p.add_argument(
         "--gt", default=None, help="ground-truth shard directory (default for builtin: built-in data)"
@@ -68,13 +73,19 @@ def run(args: argparse.Namespace) -> int:
     methods = _parse_methods(args.videos)
     if not methods and not args.checkpoint:
         raise ValueError("give --videos NAME=DIR ... and/or --checkpoint FILE")
+    if args.audio2lip and not args.checkpoint:
+        raise ValueError("--audio2lip needs --checkpoint (the generator that renders the audio-driven clips)")
     out = Path(args.out)
     extras: dict[str, object] = {}
     if args.checkpoint:
         from metrics.render import render_split
 
-        folder, extras = render_split(args.checkpoint, args.split, args.gt, out, args.max_clips, args.device)
-        methods = {Path(args.checkpoint).stem: folder, **methods}
+        folders, extras = render_split(
+            args.checkpoint, args.split, args.gt, out, args.max_clips, args.device, args.audio2lip
+        )
+        name = Path(args.checkpoint).stem
+        rendered = {name if kind == "video" else f"{name}_audio": f for kind, f in folders.items()}
+        methods = {**rendered, **methods}
     judges = load_judges(args.weights_dir)
     for metric, why in judges.skipped().items():
         print(f"skipping {metric}: {why}", file=sys.stderr)

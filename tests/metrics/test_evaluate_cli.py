@@ -116,3 +116,34 @@ def test_checkpoint_mode_renders_and_reports_banks(
     assert -1.0 <= result["disentanglement"]["score"] <= 1.0
     assert len(list((out / "render").glob("*.mp4"))) == 1
     assert (out / "plots" / "gram.png").is_file() and (out / "plots" / "coeff_correlation.png").is_file()
+
+
+def test_checkpoint_mode_audio_driven_protocol(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--audio2lip adds the audio-driven render (mouth from the clip's audio), scored as its own method."""
+    from edtalk.config import GeneratorConfig
+    from edtalk.io import probe_video
+    from edtalk.nn.audio2lip import Audio2Lip
+    from edtalk.nn.generator import Generator
+    from edtalk.weights import save_checkpoint, save_official
+
+    ckpt = save_checkpoint(Generator(GeneratorConfig.tiny("full")), "generator", tmp_path / "tiny.pt")
+    a2l = save_official(Audio2Lip().eval(), "audio2lip", tmp_path / "Audio2Lip.pt")
+    out = tmp_path / "out"
+    args = [
+        "evaluate",
+        "--checkpoint",
+        str(ckpt),
+        "--audio2lip",
+        str(a2l),
+        "--out",
+        str(out),
+        "--max-clips",
+        "1",
+    ]
+    assert main([*args, "--weights-dir", str(tmp_path / "none")]) == 0
+    table = capsys.readouterr().out
+    assert "| tiny |" in table and "| tiny_audio |" in table
+    [video] = list((out / "render_audio").glob("*.mp4"))
+    gt = next(iter(islice(ground_truth("builtin"), 1)))
+    assert probe_video(video).num_frames == min(len(gt.frames), len(gt.wav) // 640)
+    assert main(["evaluate", "--audio2lip", str(a2l), "--videos", f"x={out}"]) == 2
