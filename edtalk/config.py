@@ -8,16 +8,49 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 Variant = Literal["full", "lip_pose"]
+
+
+def config_from_dict(cls: Any, d: dict[str, Any]) -> Any:
+    """Rebuild a (possibly nested) frozen config dataclass from `dataclasses.asdict` output.
+
+    Lists become tuples where the field default is a tuple; unknown keys are errors naming the keys.
+    """
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(d) - set(fields)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys {sorted(unknown)}; known: {sorted(fields)}")
+    kwargs: dict[str, Any] = {}
+    for name, value in d.items():
+        default = getattr(cls(), name)
+        if dataclasses.is_dataclass(default) and isinstance(value, dict):
+            value = config_from_dict(type(default), value)
+        elif isinstance(default, tuple) and isinstance(value, list):
+            value = tuple(value)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+class SerializableConfig:
+    """`to_dict` / `from_dict` for the frozen config dataclasses saved inside checkpoints."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Self:
+        out: Self = config_from_dict(cls, d)
+        return out
+
 
 # Channel width per resolution of the LIA/StyleGAN2 encoder and decoder (channel multiplier 1).
 BASE_CHANNELS = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64, 512: 32, 1024: 16}
 
 
 @dataclass(frozen=True)
-class GeneratorConfig:
+class GeneratorConfig(SerializableConfig):
     """Hyper-parameters of the EDTalk generator.
 
     Attributes:
@@ -69,17 +102,6 @@ class GeneratorConfig:
         base = BASE_CHANNELS[resolution]
         scaled = base if resolution <= 32 else int(base * self.channel_multiplier)
         return max(1, min(self.max_channels, scaled))
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> GeneratorConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown GeneratorConfig keys {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**d)
 
     @classmethod
     def tiny(cls, variant: Variant = "full", size: int = 64) -> GeneratorConfig:

@@ -132,7 +132,8 @@ class Judges:
 
 def load_emotion_classifier(path: Path) -> torch.nn.Module:
     """Our `emotion_classifier` checkpoint (written by `edtalk fit emotion_classifier`)."""
-    from edtalk.nn.emotion import EmotionClassifier, EmotionClassifierConfig, config_from_dict
+    from edtalk.config import config_from_dict
+    from edtalk.nn.emotion import EmotionClassifier, EmotionClassifierConfig
     from edtalk.weights import read_checkpoint
 
     if not path.is_file():

@@ -17,16 +17,16 @@ pose B x T x 6, expression B x 10.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edtalk.config import SerializableConfig
 from edtalk.nn.audio2lip import Audio2Lip, build_encoder, run_windows, wav2lip_audio_specs
-from edtalk.nn.emotion import FrameAttentionPool, config_from_dict
+from edtalk.nn.emotion import FrameAttentionPool
 
 
 # -- shared pieces -----------------------------------------------------------------------------
@@ -115,7 +115,7 @@ def _mean_over_frames(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tenso
 
 # -- Audio2Pose --------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class Audio2PoseConfig:
+class Audio2PoseConfig(SerializableConfig):
     """Hyper-parameters of `Audio2Pose` (a conditional VAE over pose sequences).
 
     Attributes:
@@ -143,14 +143,6 @@ class Audio2PoseConfig:
         return cls(
             audio=AudioEncoderConfig.tiny(), hidden=16, context_layers=2, latent_dim=4, latent_stride=2
         )
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Audio2PoseConfig:
-        out: Audio2PoseConfig = config_from_dict(cls, d)
-        return out
 
 
 class Gaussian(NamedTuple):
@@ -292,7 +284,7 @@ class Audio2Pose(nn.Module):
 
 # -- Audio2Exp ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class Audio2ExpConfig:
+class Audio2ExpConfig(SerializableConfig):
     """Hyper-parameters of `Audio2Exp`.
 
     Attributes:
@@ -314,14 +306,6 @@ class Audio2ExpConfig:
     @classmethod
     def tiny(cls) -> Audio2ExpConfig:
         return cls(audio=AudioEncoderConfig.tiny(), hidden=16, context_layers=1)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Audio2ExpConfig:
-        out: Audio2ExpConfig = config_from_dict(cls, d)
-        return out
 
 
 class ExpPrediction(NamedTuple):

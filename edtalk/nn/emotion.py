@@ -10,43 +10,23 @@ happy 4, neutral 5, sad 6, surprised 7).
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from edtalk.config import SerializableConfig
 from edtalk.nn.layers import ConvLayer, ResBlock
 
 EMOTIONS = ("angry", "contempt", "disgusted", "fear", "happy", "neutral", "sad", "surprised")
 
 
-def config_from_dict(cls: Any, d: dict[str, Any]) -> Any:
-    """Rebuild a (possibly nested) frozen config dataclass from `dataclasses.asdict` output.
-
-    Lists become tuples where the field default is a tuple; unknown keys are errors.
-    """
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = set(d) - set(fields)
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} keys {sorted(unknown)}; known: {sorted(fields)}")
-    kwargs: dict[str, Any] = {}
-    for name, value in d.items():
-        default = getattr(cls(), name)
-        if dataclasses.is_dataclass(default) and isinstance(value, dict):
-            value = config_from_dict(type(default), value)
-        elif isinstance(default, tuple) and isinstance(value, list):
-            value = tuple(value)
-        kwargs[name] = value
-    return cls(**kwargs)
-
-
 @dataclass(frozen=True)
-class EmotionClassifierConfig:
+class EmotionClassifierConfig(SerializableConfig):
     """Hyper-parameters of `EmotionClassifier`.
 
     Attributes:
@@ -70,14 +50,6 @@ class EmotionClassifierConfig:
     def tiny(cls) -> EmotionClassifierConfig:
         """A few-channel classifier for tests and debug runs."""
         return cls(input_size=32, channels=(4, 8, 16), dim=16, dropout=0.0)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> EmotionClassifierConfig:
-        out: EmotionClassifierConfig = config_from_dict(cls, d)
-        return out
 
 
 def masked_weights(weights: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

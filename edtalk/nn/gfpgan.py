@@ -21,21 +21,21 @@ Differences from the reference forward, both numerically neutral for the officia
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from edtalk.config import SerializableConfig
 
 # Width per resolution of StyleGAN2 at channel multiplier 1 (levels >= 64 scale with the multiplier).
 _BASE = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64, 512: 32, 1024: 16}
 
 
 @dataclass(frozen=True)
-class GFPGANConfig:
+class GFPGANConfig(SerializableConfig):
     """Hyper-parameters of `GFPGAN` (defaults: the official v1.4 model).
 
     Attributes:
@@ -87,9 +87,6 @@ class GFPGANConfig:
     def unet_channels(self, resolution: int) -> int:
         scale = self.channel_multiplier if resolution >= 64 else 1
         return int(_BASE[resolution] * scale * self.narrow * 0.5)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
     @classmethod
     def tiny(cls, out_size: int = 512) -> GFPGANConfig:
