@@ -15,9 +15,8 @@ get it when it is missing or of another kind.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,65 +30,20 @@ if TYPE_CHECKING:
     from edtalk.pipeline import Inputs, Pipeline, Result
 
 
-def infer_gfpgan_config(sd: Mapping[str, torch.Tensor]) -> GFPGANConfig:
-    """`GFPGANConfig` from the shapes of a GFPGANv1Clean state dict (v1.4: the default config).
-
-    `input_is_latent` leaves no trace in the weights; it is True, as GFPGANer builds v1.3/v1.4.
-    """
-    n_down = len({k.split(".")[1] for k in sd if k.startswith("conv_body_down.")})
-    style_dim = sd["stylegan_decoder.style_mlp.1.weight"].shape[0]
-    c4 = sd["stylegan_decoder.constant_input.weight"].shape[1]
-    narrow = c4 / 512
-    out_size = 2 ** (n_down + 2)
-    cm = 1.0
-    if out_size >= 64:  # level 64 is the first one scaled by the channel multiplier
-        cm = sd[f"stylegan_decoder.style_convs.{2 * 3}.bias"].shape[1] / (256 * narrow)
-    cfg = GFPGANConfig(
-        out_size=out_size,
-        style_dim=style_dim,
-        channel_multiplier=int(cm) if cm == int(cm) else cm,
-        narrow=narrow,
-        num_mlp=sum(1 for k in sd if k.startswith("stylegan_decoder.style_mlp.") and k.endswith(".weight")),
-        sft_half=sd["condition_scale.0.2.weight"].shape[0] == sd["condition_scale.0.0.weight"].shape[0],
-    )
-    return dataclasses.replace(cfg, different_w=sd["final_linear.weight"].shape[0] != style_dim)
-
-
 def load_gfpgan(path: str | Path, cfg: GFPGANConfig | None = None) -> GFPGAN:
     """The official `GFPGANv1.4.pth` (or any file of its layout) as an eval-mode `GFPGAN`.
 
-    The architecture is read from the file's shapes unless `cfg` is given.
+    The architecture is read from the file's shapes unless `cfg` is given. Loading is the one official
+    path (`edtalk.weights.load_official`, kind "gfpgan"): every key and shape checked, strict load.
 
     Raises:
         CheckpointError: the file is missing (the message says where to download it), unreadable, or
-            its keys/shapes differ from the architecture (every key and shape is checked, then
-            `load_state_dict(strict=True)`).
+            not of the GFPGAN v1.4 layout.
     """
-    from edtalk.weights import WHERE_TO_GET, CheckpointError, gfpgan_from_official, load_file, strip_prefixes
+    from edtalk.weights import load_official
 
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(
-            f"face super-resolution weights not found: {path}. Download {WHERE_TO_GET['gfpgan']} "
-            "and pass its path (nothing is downloaded at run time)"
-        )
-    obj = load_file(path)
-    if not isinstance(obj, Mapping) or not isinstance(obj.get("params_ema"), Mapping):
-        found = sorted(obj)[:8] if isinstance(obj, Mapping) else type(obj).__name__
-        raise CheckpointError(
-            f"{path} is not a GFPGAN checkpoint (expected a 'params_ema' state dict, found {found}); "
-            f"get {WHERE_TO_GET['gfpgan']}"
-        )
-    sd = strip_prefixes(obj["params_ema"])
-    try:
-        model: GFPGAN = gfpgan_from_official(sd, cfg or infer_gfpgan_config(sd))
-    except KeyError as err:
-        raise CheckpointError(
-            f"{path} lacks {err}, found in every GFPGAN v1.4 file: get {WHERE_TO_GET['gfpgan']}"
-        ) from err
-    except CheckpointError as err:
-        raise CheckpointError(f"{path}: {err}") from err
-    return model.eval()
+    model: GFPGAN = load_official(path, "gfpgan", cfg=cfg)
+    return model
 
 
 class FaceRestorer:

@@ -297,15 +297,16 @@ def discriminator_from_official(sd: Mapping[str, torch.Tensor], size: int = 256)
 
 
 def gfpgan_from_official(sd: Mapping[str, torch.Tensor], cfg: Any = None) -> Any:
-    """`GFPGAN` (v1.4 architecture unless `cfg`, a `GFPGANConfig`, says otherwise) from `params_ema`."""
-    from edtalk.nn.gfpgan import GFPGAN
+    """`GFPGAN` from `params_ema`; architecture from `cfg` (a `GFPGANConfig`) or the file's shapes."""
+    from edtalk.nn.gfpgan import GFPGAN, infer_gfpgan_config
 
-    model = GFPGAN(cfg)
-    load_into(model, map_to_ours(strip_prefixes(sd), "gfpgan"), "gfpgan")
+    sd = strip_prefixes(sd)
+    model = GFPGAN(cfg or infer_gfpgan_config(sd))
+    load_into(model, map_to_ours(sd, "gfpgan"), "gfpgan")
     return model
 
 
-_BUILDERS: dict[str, Callable[[Mapping[str, torch.Tensor]], Any]] = {
+_BUILDERS: dict[str, Callable[..., Any]] = {
     "audio2lip": audio2lip_from_official,
     "syncnet_expert": syncnet_from_official,
     "discriminator": discriminator_from_official,
@@ -313,17 +314,24 @@ _BUILDERS: dict[str, Callable[[Mapping[str, torch.Tensor]], Any]] = {
 }
 
 
-def load_official(path: str | Path, kind: str) -> Any:
-    """Load an official checkpoint file of `kind` into our module (eval mode, CPU)."""
+def load_official(path: str | Path, kind: str, **build: Any) -> Any:
+    """Load an official checkpoint file of `kind` into our module (eval mode, CPU).
+
+    `build` goes to the kind's builder (e.g. `cfg=` for "gfpgan"; generators infer theirs).
+    """
     if kind not in KEY_MAPS:
         raise CheckpointError(f"unknown checkpoint kind {kind!r}; known: {sorted(KEY_MAPS)}")
+    if not Path(path).is_file():
+        raise CheckpointError(
+            f"checkpoint not found: {path}. Get {WHERE_TO_GET[kind]} (nothing is downloaded at run time)"
+        )
     obj = load_file(path)
     found = guess_kind(obj) if isinstance(obj, Mapping) else None
     if kind in GENERATOR_KINDS and found in GENERATOR_KINDS and found != kind:
         raise CheckpointError(f"{path} is a {found} checkpoint, expected {kind}: get {WHERE_TO_GET[kind]}")
     sd = _container(obj, kind, path)
     try:
-        model = generator_from_official(sd, kind) if kind in GENERATOR_KINDS else _BUILDERS[kind](sd)
+        model = generator_from_official(sd, kind) if kind in GENERATOR_KINDS else _BUILDERS[kind](sd, **build)
     except KeyError as err:
         raise CheckpointError(
             f"{path} lacks entry {err} expected in a {kind} checkpoint: get {WHERE_TO_GET[kind]}"

@@ -21,7 +21,9 @@ Differences from the reference forward, both numerically neutral for the officia
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -333,3 +335,27 @@ class GFPGAN(nn.Module):
             feat = up(feat + skip)
             conditions.append((scale(feat), shift(feat)))
         return self.stylegan_decoder(latents, conditions, randomize_noise)
+
+
+def infer_gfpgan_config(sd: Mapping[str, torch.Tensor]) -> GFPGANConfig:
+    """`GFPGANConfig` from the shapes of a GFPGANv1Clean state dict (v1.4: the default config).
+
+    `input_is_latent` leaves no trace in the weights; it is True, as GFPGANer builds v1.3/v1.4.
+    """
+    n_down = len({k.split(".")[1] for k in sd if k.startswith("conv_body_down.")})
+    style_dim = sd["stylegan_decoder.style_mlp.1.weight"].shape[0]
+    c4 = sd["stylegan_decoder.constant_input.weight"].shape[1]
+    narrow = c4 / 512
+    out_size = 2 ** (n_down + 2)
+    cm = 1.0
+    if out_size >= 64:  # level 64 is the first one scaled by the channel multiplier
+        cm = sd[f"stylegan_decoder.style_convs.{2 * 3}.bias"].shape[1] / (256 * narrow)
+    cfg = GFPGANConfig(
+        out_size=out_size,
+        style_dim=style_dim,
+        channel_multiplier=int(cm) if cm == int(cm) else cm,
+        narrow=narrow,
+        num_mlp=sum(1 for k in sd if k.startswith("stylegan_decoder.style_mlp.") and k.endswith(".weight")),
+        sft_half=sd["condition_scale.0.2.weight"].shape[0] == sd["condition_scale.0.0.weight"].shape[0],
+    )
+    return dataclasses.replace(cfg, different_w=sd["final_linear.weight"].shape[0] != style_dim)

@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from edtalk import io, weights
-from edtalk.facesr import FaceRestorer, infer_gfpgan_config, load_gfpgan
-from edtalk.nn.gfpgan import GFPGAN, GFPGANConfig, ModulatedConv2d
+from edtalk.facesr import FaceRestorer, load_gfpgan
+from edtalk.nn.gfpgan import GFPGAN, GFPGANConfig, ModulatedConv2d, infer_gfpgan_config
 from tests.conftest import manifest
 
 
@@ -143,7 +143,10 @@ def test_missing_file_says_where_to_get_it(tmp_path: Path) -> None:
 def test_wrong_files_are_named(tmp_path: Path, tiny512: GFPGAN) -> None:
     other = tmp_path / "EDTalk.pt"
     torch.save({"gen": {"x": torch.zeros(1)}}, other)
-    with pytest.raises(weights.CheckpointError, match=r"EDTalk\.pt is not a GFPGAN checkpoint.*GFPGANv1\.4"):
+    with pytest.raises(
+        weights.CheckpointError,
+        match=r"gfpgan checkpoint with top-level key 'params_ema' in .*EDTalk\.pt.*GFPGANv1\.4",
+    ):
         load_gfpgan(other)
     tiny_file = weights.save_official(tiny512, "gfpgan", tmp_path / "tiny.pth")
     with pytest.raises(weights.CheckpointError, match=r"tiny\.pth.*shape mismatch"):
