@@ -1,15 +1,29 @@
 """Loader throughput of the mouth_pose cross-pair batches: webdataset shards vs an upstream-style LMDB.
 
 Both sides produce the same batch (`datamodules.samplers.CrossPairSampler` keys, 6 images per sample
-with two landmark mouth swaps), use the same JPEG bytes, the same decoder (`decode_jpeg`), the same
-swap and resize code, and the same number of DataLoader workers. The baseline reads the frames the way
-upstream's ``prepare_lmdb.py`` stores them (``<clip>-<frame:07d>`` keys in one LMDB, random access per
-item, a map-style dataset shuffled by the DataLoader) and, like upstream's datasets, loads each clip's
-landmarks from a per-clip ``.npy`` file on every item.
+with two landmark mouth swaps), from the same JPEG bytes, with the same decoder (`decode_jpeg`), the
+same swap and resize code and the same number of DataLoader workers; each side delivers its batches
+to the training process in the form its training step consumes.
+
+* ``shards`` (ours, the headline): `CrossPairDataModule` — one tar read per clip, resampled shards,
+  uint8 images collated in the workers; the stage turns them into float on the device after the
+  transfer (`edtalk.io.images_to_float` in `on_after_batch_transfer`), which on a GPU is a few
+  microseconds and is not counted here.
+* ``lmdb`` (baseline, upstream's way): frames under ``<clip>-<frame:07d>`` keys of one LMDB as
+  ``prepare_lmdb.py`` stores them, random access per item, a map-style dataset shuffled by the
+  DataLoader, each clip's landmarks loaded from a per-clip ``.npy`` file on every item, and the
+  images turned into float [-1, 1] tensors in the worker (upstream's ToTensor + Normalize).
+* ``shards_cpu_float``: ours with the float conversion done by the training process on the CPU
+  (CPU-only training, where the "device" is this CPU) and counted.
+* ``shards_float``: ours with the baseline's float conversion in the worker: the storage format alone.
+
+Rounds alternate the order (the first loader of a process pays for fresh shared memory), and each
+side's median is reported.
 
     python benchmarks/loader.py [--root SHARDS] [--image-size 256] [--batch-size 32] [--workers 2] [--json]
 
-The last line with --json is {"shards_sps", "lmdb_sps", "ratio", ...}. Default data: the built-in set.
+The last line with --json is {"shards_sps", "lmdb_sps", "ratio", "ratio_cpu_float", "ratio_storage_only",
+...}. Default data: the built-in set.
 """
 
 from __future__ import annotations
@@ -32,6 +46,7 @@ from datamodules.modules import CrossPairDataModule
 from datamodules.mouth_swap import swap_mouth
 from datamodules.samplers import to_tensor
 from datamodules.shards import decode_jpeg, iter_clips
+from edtalk.io import images_to_float
 
 NAMES = ("source_a", "target_a", "source_b", "target_b", "swap_ab", "swap_ba")
 
@@ -89,7 +104,23 @@ class LmdbCrossPairs(Dataset[dict[str, torch.Tensor]]):
         return dict(zip(NAMES, images.unbind(0)))
 
 
-def throughput(loader: DataLoader[Any], batches: int) -> float:
+class FloatInWorker:
+    """A sampler wrapper that converts the images to float inside the worker (the baseline's output)."""
+
+    def __init__(self, sampler: Any) -> None:
+        self.sampler = sampler
+
+    def __call__(self, src: Any) -> Any:
+        for sample in self.sampler(src):
+            yield images_to_float(sample)
+
+
+class FloatCrossPairs(CrossPairDataModule):
+    def sampler(self, deterministic: bool) -> Any:
+        return FloatInWorker(super().sampler(deterministic))
+
+
+def throughput(loader: DataLoader[Any], batches: int, to_float: bool = False) -> float:
     """Samples per second over `batches` batches after the first (worker start-up excluded)."""
     it = iter(loader)
     next(it)
@@ -100,6 +131,8 @@ def throughput(loader: DataLoader[Any], batches: int) -> float:
         except StopIteration:
             it = iter(loader)
             batch = next(it)
+        if to_float:
+            batch = images_to_float(batch)
         count += len(batch["swap_ab"])
     return count / (time.perf_counter() - start)
 
@@ -111,6 +144,7 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batches", type=int, default=12)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians are reported")
     parser.add_argument(
         "--samples-per-clip", type=int, default=1, help="shard side: samples drawn per clip read"
     )
@@ -121,38 +155,59 @@ def main() -> int:
 
     root = args.root or ensure_builtin()
     epoch = args.batch_size * (args.batches + 1) * max(1, args.workers)
-    dm = CrossPairDataModule(
-        root,
-        args.image_size,
-        args.batch_size,
-        args.workers,
-        samples_per_epoch=epoch,
-        samples_per_clip=args.samples_per_clip,
-    )
-    dm.setup("fit")
-    shards_sps = throughput(dm.train_dataloader(), args.batches)
+
+    def shards(cls: type[CrossPairDataModule], to_float: bool = False) -> float:
+        dm = cls(root, args.image_size, args.batch_size, args.workers, samples_per_epoch=epoch,
+                 samples_per_clip=args.samples_per_clip)  # fmt: skip
+        dm.setup("fit")
+        return throughput(dm.train_dataloader(), args.batches, to_float)
+
+    runs: dict[str, Any] = {"shards": lambda: shards(CrossPairDataModule)}
     with tempfile.TemporaryDirectory() as tmp:
         keys = build_lmdb(Path(root), Path(tmp))
-        dataset = LmdbCrossPairs(Path(tmp), keys, args.image_size, length=epoch)
-        loader = DataLoader(dataset, args.batch_size, shuffle=True, num_workers=args.workers)
-        lmdb_sps = throughput(loader, args.batches)
+
+        def lmdb() -> float:
+            dataset = LmdbCrossPairs(Path(tmp), keys, args.image_size, length=epoch)
+            loader = DataLoader(dataset, args.batch_size, shuffle=True, num_workers=args.workers)
+            return throughput(loader, args.batches)
+
+        runs.update(lmdb=lmdb, shards_cpu_float=lambda: shards(CrossPairDataModule, to_float=True))
+        runs.update(shards_float=lambda: shards(FloatCrossPairs))
+        results: dict[str, list[float]] = {name: [] for name in runs}
+        for r in range(args.rounds):
+            for name in list(runs) if r % 2 == 0 else list(reversed(runs)):
+                results[name].append(runs[name]())
+    sps = {name: float(np.median(values)) for name, values in results.items()}
+    shards_sps, lmdb_sps = sps["shards"], sps["lmdb"]
     ratio = shards_sps / lmdb_sps
     per_worker = shards_sps / max(1, args.workers)
     print(
-        f"cross-pair batches {args.batch_size} x 6 x 3 x {args.image_size}^2, {args.workers} workers, root {root}"
+        f"cross-pair batches {args.batch_size} x 6 x 3 x {args.image_size}^2, {args.workers} workers, "
+        f"{args.rounds} rounds, root {root}"
     )
+    for name, values in results.items():
+        print(f"  {name:16s} " + " ".join(f"{v:6.1f}" for v in values) + " samples/s")
     print(f"shards {shards_sps:.1f} samples/s, LMDB {lmdb_sps:.1f} samples/s, ratio {ratio:.2f}")
+    cpu_ratio, storage_ratio = sps["shards_cpu_float"] / lmdb_sps, sps["shards_float"] / lmdb_sps
     print(
-        f"per worker {per_worker:.1f} samples/s = one batch of {args.batch_size} every {args.batch_size / per_worker:.2f} s"
+        f"float conversion on this CPU counted: ratio {cpu_ratio:.2f}; storage alone: ratio {storage_ratio:.2f}"
+    )
+    print(
+        f"per worker {per_worker:.1f} samples/s = one batch of {args.batch_size} every "
+        f"{args.batch_size / per_worker:.2f} s"
     )
     if args.json:
         result = {
             "shards_sps": round(shards_sps, 2),
             "lmdb_sps": round(lmdb_sps, 2),
             "ratio": round(ratio, 3),
+            "ratio_cpu_float": round(cpu_ratio, 3),
+            "ratio_storage_only": round(storage_ratio, 3),
+            "shards_cpu_float_sps": round(sps["shards_cpu_float"], 2),
+            "shards_float_sps": round(sps["shards_float"], 2),
         }
         result.update(per_worker_sps=round(per_worker, 2), image_size=args.image_size, workers=args.workers)
-        result.update(samples_per_clip=args.samples_per_clip)
+        result.update(samples_per_clip=args.samples_per_clip, rounds=args.rounds)
         print(json.dumps(result))
     return 0
 

@@ -7,6 +7,12 @@
 | `EmotionDataModule` | expression, emotion_classifier | source, target, emotion (+ frames) |
 | `AudioDataModule` | syncnet, audio2mouth, audio2pose, audio2exp | frames, mel, identity, bbox, emotion (+ mouth, pose, exp) |
 
+Images in the batches are uint8 B x 3 x S x S (B x T x 3 x S x S for clips): a quarter of the bytes
+of float to collate, pass between processes and copy to the GPU. Every stage turns them into float
+[-1, 1] after the transfer (`edtalk.io.images_to_float` in `on_after_batch_transfer`); code that reads
+a DataModule without a stage calls `images_to_float(batch)` itself. `benchmarks/loader.py` measures
+the difference.
+
 Training reads the ``train`` shards resampled (endless, every rank and worker with its own seed) and
 cut into epochs of `samples_per_epoch` (default: one sample per training clip) split evenly over
 ranks and workers, so DDP ranks always see the same number of batches. Validation reads the ``test``
@@ -22,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader
 
 from datamodules.samplers import AudioSampler, CrossPairSampler, EmotionSampler, PairSampler
@@ -138,8 +145,8 @@ class ShardDataModule(L.LightningDataModule):
             batch_size=batch_size,
             num_workers=workers,
             persistent_workers=False,
-            pin_memory=False,
-            prefetch_factor=4 if workers > 0 else None,
+            pin_memory=torch.cuda.is_available(),
+            prefetch_factor=2 if workers > 0 else None,
         )
 
 

@@ -1,8 +1,11 @@
 """Stream stages that turn raw shard samples (one per clip) into training samples.
 
 Each sampler is a small picklable callable ``sampler(iterator of raw samples) -> iterator of dicts of
-tensors``; the DataModules put one at the end of the webdataset pipeline. Images leave here as float
-3 x S x S in [-1, 1] (`edtalk.io.from_uint8`), resized from the stored 256² with area filtering.
+tensors``; the DataModules put one at the end of the webdataset pipeline. Images leave here as
+uint8 3 x S x S (channels first), resized from the stored 256² with area filtering; the stages turn
+them into float [-1, 1] on the device (`edtalk.io.images_to_float` in `on_after_batch_transfer`).
+Measured by ``benchmarks/loader.py``: uint8 batches are a quarter of the bytes to collate and pass
+between processes, and the float conversion leaves the loader workers.
 
 Randomness: with ``deterministic=True`` (validation) every choice is seeded by the clip id, so the
 validation set is the same in every epoch, process and worker; otherwise by the worker's torch seed
@@ -27,18 +30,28 @@ from datamodules.shards import Clip
 Sample = dict[str, torch.Tensor]
 
 
-def to_tensor(frames: np.ndarray, size: int) -> torch.Tensor:
-    """uint8 (... x H x W x 3) -> float (... x 3 x size x size) in [-1, 1]."""
+def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
+    """uint8 (... x H x W x 3) -> uint8 (... x size x size x 3): area filter down, bicubic up."""
     import cv2
 
+    if frames.shape[-2] == size:
+        return frames
+    flat = frames.reshape(-1, *frames.shape[-3:])  # -> N x H x W x 3
+    interp = cv2.INTER_AREA if size < frames.shape[-2] else cv2.INTER_CUBIC
+    flat = np.stack([cv2.resize(f, (size, size), interpolation=interp) for f in flat])
+    return flat.reshape(*frames.shape[:-3], size, size, 3)
+
+
+def to_image_tensor(frames: np.ndarray, size: int) -> torch.Tensor:
+    """uint8 (... x H x W x 3) -> uint8 (... x 3 x size x size): what the samplers yield."""
+    return torch.from_numpy(np.ascontiguousarray(resize_frames(frames, size))).movedim(-1, -3)
+
+
+def to_tensor(frames: np.ndarray, size: int) -> torch.Tensor:
+    """uint8 (... x H x W x 3) -> float (... x 3 x size x size) in [-1, 1]."""
     from edtalk.io import from_uint8
 
-    if frames.shape[-2] != size:
-        flat = frames.reshape(-1, *frames.shape[-3:])  # -> N x H x W x 3
-        interp = cv2.INTER_AREA if size < frames.shape[-2] else cv2.INTER_CUBIC
-        flat = np.stack([cv2.resize(f, (size, size), interpolation=interp) for f in flat])
-        frames = flat.reshape(*frames.shape[:-3], size, size, 3)
-    return from_uint8(frames)
+    return from_uint8(resize_frames(frames, size))
 
 
 @dataclass
@@ -57,7 +70,7 @@ class _Base:
         return np.random.default_rng([torch.initial_seed() % 2**63, zlib.crc32(key.encode()), self._count])
 
     def image(self, frame: np.ndarray) -> torch.Tensor:
-        return to_tensor(frame, self.image_size)
+        return to_image_tensor(frame, self.image_size)
 
 
 @dataclass
@@ -181,7 +194,7 @@ class CoefficientCache:
 class AudioSampler(_Base):
     """T consecutive frames + their mel windows + identity frame + mouth boxes (+ cached coefficients).
 
-    Keys: "frames" T x 3 x S x S, "mel" T x 1 x 80 x 16 (window t centred on frame t), "identity"
+    Keys: "frames" T x 3 x S x S (uint8, like every image here), "mel" T x 1 x 80 x 16 (window t centred on frame t), "identity"
     3 x S x S, "bbox" T x 4 (pixels of the S² frame), "emotion" (long, -1 unknown), and with
     `coefficients` "mouth" T x 20, "pose" T x 6, "exp" T x 10.
     """

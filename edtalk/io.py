@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import av
 import numpy as np
@@ -41,6 +42,25 @@ def from_uint8(images: torch.Tensor | np.ndarray) -> torch.Tensor:
     """uint8 (... x H x W x 3) -> float32 [-1, 1] (... x 3 x H x W)."""
     t = torch.as_tensor(np.asarray(images)) if isinstance(images, np.ndarray) else images
     return (t.movedim(-1, -3).float() / 127.5 - 1.0).contiguous()
+
+
+def uint8_to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (... x 3 x H x W, channels first) -> float32 [-1, 1], same values as `from_uint8`."""
+    return images.float().div_(127.5).sub_(1.0)
+
+
+def images_to_float(batch: dict[str, Any]) -> dict[str, Any]:
+    """The last step of the data contract: every uint8 tensor of a batch (an image, ... x 3 x H x W) -> float32 [-1, 1].
+
+    The DataModules hand images over as uint8 (a quarter of the bytes to collate, pass between
+    processes and copy to the GPU, and no float conversion in the loader workers); the training
+    stages call this in `on_after_batch_transfer`, i.e. on the device. Other entries and float
+    images pass through unchanged, so it is safe to call twice.
+    """
+    return {
+        k: uint8_to_float(v) if isinstance(v, torch.Tensor) and v.dtype == torch.uint8 else v
+        for k, v in batch.items()
+    }
 
 
 def legacy_to_uint8(images: torch.Tensor, value_range: tuple[float, float] | None = None) -> torch.Tensor:

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from edtalk.io import images_to_float
 from edtalk.losses import VGGPyramidLoss, bank_diagnostics, d_nonsaturating, g_nonsaturating, r1_penalty
 from edtalk.nn.generator import Generator
 from edtalk.stages.params import apply_trainable, fingerprint
@@ -344,6 +345,8 @@ class GANStage(L.LightningModule):
             self.to(memory_format=torch.channels_last)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if isinstance(batch, dict):
+            batch = images_to_float(batch)  # uint8 from the DataModules -> float [-1, 1], on the device
         if self.cfg.channels_last and isinstance(batch, dict):
             return {
                 k: v.contiguous(memory_format=torch.channels_last) if _is_image(v) else v

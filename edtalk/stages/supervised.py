@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from edtalk import weights
+from edtalk.io import images_to_float
 from edtalk.stages.base import PerceptualConfig, rng_state, set_rng_state
 
 
@@ -185,6 +186,10 @@ class SupervisedStage(L.LightningModule):
         return [p for p in self.net.parameters() if p.requires_grad]
 
     # -- loops -------------------------------------------------------------------------------------
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        # uint8 images from the DataModules -> float [-1, 1], on the device
+        return images_to_float(batch) if isinstance(batch, dict) else batch
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         out = self.compute(batch, train=True)
         n = _batch_size(batch)

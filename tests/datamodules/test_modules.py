@@ -11,6 +11,7 @@ import torch
 from datamodules import AudioDataModule, CrossPairDataModule, EmotionDataModule, PairDataModule
 from datamodules.shards import ClipRecord, ShardWriter, read_index
 from edtalk.audio import mel_spectrogram
+from edtalk.io import from_uint8, images_to_float
 
 S, B = 64, 4
 CASES = [
@@ -30,9 +31,13 @@ def test_batches_have_the_contract_shapes(builtin: Path, cls: type, kwargs: dict
     assert len(batches) == -(-train_clips // B)  # one epoch = one sample per training clip
     batch = batches[0]
     assert {k: tuple(v.shape) for k, v in batch.items()} == shapes
-    for key, value in batch.items():
-        if value.is_floating_point() and key != "mel" and key != "bbox":
-            assert value.min() >= -1 and value.max() <= 1 and value.std() > 0.05, key
+    images = {k for k in shapes if k not in ("mel", "bbox", "emotion")}
+    assert {k for k, v in batch.items() if v.dtype == torch.uint8} == images  # images leave as uint8
+    floats = images_to_float(batch)
+    for key in images:
+        value = floats[key]
+        assert value.dtype == torch.float32 and value.shape == batch[key].shape
+        assert value.min() >= -1 and value.max() <= 1 and value.std() > 0.05, key
     if "emotion" in batch:
         assert set(batch["emotion"].tolist()) <= {0, 4, 5, 6}  # angry, happy, neutral, sad
     val = [list(dm.val_dataloader()), list(dm.val_dataloader())]
@@ -44,7 +49,7 @@ def test_batches_have_the_contract_shapes(builtin: Path, cls: type, kwargs: dict
 def test_mouth_swap_batch_mixes_identities(builtin: Path) -> None:
     dm = CrossPairDataModule(builtin, image_size=S, batch_size=8, num_workers=0)
     dm.setup("fit")
-    batch = next(iter(dm.train_dataloader()))
+    batch = images_to_float(next(iter(dm.train_dataloader())))
     outside = torch.zeros(S, S, dtype=torch.bool)
     outside[: S // 2] = True  # upper half: no mouth there
     diff_top = (batch["swap_ab"] - batch["target_a"])[..., outside].abs().mean()
@@ -93,7 +98,7 @@ def test_audio_windows_are_centred_on_their_frames(tmp_path: Path) -> None:
     dm.setup("fit")
     hits = 0
     for batch in dm.val_dataloader():
-        index = ((batch["frames"][0, :, 0, 0, 0] + 1) * 127.5 / 8).round().long()  # frame ids of the window
+        index = (batch["frames"][0, :, 0, 0, 0].long() / 8).round().long()  # frame ids of the window
         assert torch.equal(index, index[0] + torch.arange(5))  # consecutive frames
         energy = batch["mel"][0, :, 0].mean(1)  # -> T x 16 (energy per mel column)
         for j, frame in enumerate(index.tolist()):
@@ -126,7 +131,7 @@ def test_audio_module_reads_coefficient_sidecars(tmp_path: Path) -> None:
         and batch["pose"].shape == (2, 4, 6)
         and batch["exp"].shape == (2, 4, 10)
     )
-    frame = ((batch["frames"][:, :, 0, 0, 0] + 1) * 127.5 / 8).round()
+    frame = (batch["frames"][:, :, 0, 0, 0].float() / 8).round()
     torch.testing.assert_close(batch["mouth"][..., 0], 100 * frame)  # coefficient row t goes with frame t
     torch.testing.assert_close(batch["exp"][..., 0], 100 * frame + 26)
 
@@ -136,3 +141,17 @@ def test_train_epoch_is_split_evenly_over_workers(tiny_shards: Path) -> None:
     dm.setup("fit")
     batches = list(dm.train_dataloader())
     assert len(batches) == 6 and all(b["source"].shape == (2, 3, 32, 32) for b in batches)
+
+
+def test_stages_turn_uint8_images_into_the_float_range_on_transfer() -> None:
+    from edtalk.stages.supervised import StageConfig, SupervisedStage
+
+    stage = SupervisedStage(torch.nn.Linear(1, 1), {}, StageConfig())
+    pixels = torch.arange(256, dtype=torch.uint8).reshape(1, 1, 16, 16).expand(2, 3, 16, 16)
+    batch = {"frames": pixels, "bbox": torch.ones(2, 4), "emotion": torch.tensor([1, 2])}
+    out = stage.on_after_batch_transfer(batch, 0)
+    assert out["frames"].dtype == torch.float32
+    assert out["frames"].min() == -1 and out["frames"].max() == 1
+    torch.testing.assert_close(out["frames"], from_uint8(pixels.movedim(1, -1)), rtol=0, atol=0)
+    assert out["bbox"] is batch["bbox"] and out["emotion"] is batch["emotion"]
+    assert stage.on_after_batch_transfer(out, 0)["frames"] is out["frames"]  # float images pass through
