@@ -14,6 +14,7 @@ _EXPORTS = {
     "CrossPairDataModule": "datamodules.modules",
     "EmotionDataModule": "datamodules.modules",
     "AudioDataModule": "datamodules.modules",
+    "FramesDataModule": "datamodules.frames",
     "ensure_builtin": "datamodules.synthetic",
     "ShardWriter": "datamodules.shards",
     "ClipRecord": "datamodules.shards",

@@ -22,6 +22,7 @@ import dataclasses
 import datetime
 import inspect
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -325,7 +326,10 @@ def fit(cfg: DictConfig, overwrite: bool = False) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(to_yaml(cfg))
     trainer = build_trainer(cfg, run_dir)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
+    with warnings.catch_warnings():
+        # by design: the stage's hook turns the DataModule's uint8 images into float on the device
+        warnings.filterwarnings("ignore", message=r"You have overridden `on_after_batch_transfer`")
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
     return run_dir
 
 
