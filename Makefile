@@ -12,6 +12,9 @@ export MPLBACKEND ?= Agg
 setup: system-deps
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q -c constraints.txt -e '.[dev,ui]'
+	# the optional face_alignment landmark backend: --no-deps, its opencv-python requirement clashes with
+	# opencv-python-headless (cv2 is the same module); numba, scikit-image, scipy, tqdm come with the project
+	$(PIP) install -q -c constraints.txt --no-deps face-alignment==1.4.1
 
 ## system-deps: espeak-ng (speech of the built-in dataset) and chromium (the web page's browser test)
 system-deps:

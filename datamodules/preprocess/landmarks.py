@@ -13,6 +13,9 @@ Boxes are float ``x1, y1, x2, y2`` in pixels; landmarks are 68 x 2 float32 ``(x,
 from __future__ import annotations
 
 import importlib.util
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
@@ -93,22 +96,24 @@ class FaceAlignmentBackend:
         if missing:
             raise FileNotFoundError(
                 f"face_alignment backend needs {', '.join(missing)} in {folder} (nothing is downloaded at run "
-                "time); copy them there from https://www.adrianbulat.com/downloads/python-fan/ or use "
-                "--backend dlib"
+                "time); copy them there from https://www.adrianbulat.com/downloads/python-fan/ (or point "
+                "`edtalk preprocess --backend-weights DIR` at their folder), or use --backend dlib"
             )
         if importlib.util.find_spec("face_alignment") is None:
             raise ModuleNotFoundError(
-                "face_alignment backend needs `pip install face-alignment`; or use --backend dlib"
+                "face_alignment backend needs `pip install --no-deps face-alignment==1.4.1` (its opencv-python "
+                "requirement clashes with opencv-python-headless; `make setup` does this); or use --backend dlib"
             )
         import face_alignment
 
-        self._fa = face_alignment.FaceAlignment(
-            face_alignment.LandmarksType.TWO_D,
-            device=device,
-            flip_input=False,
-            face_detector="sfd",
-            face_detector_kwargs={"path_to_detector": str(folder / FAN_FILES[0])},
-        )
+        with _hub_checkpoints(folder):  # FAN is looked up in <hub>/checkpoints: point that at `folder`
+            self._fa = face_alignment.FaceAlignment(
+                face_alignment.LandmarksType.TWO_D,
+                device=device,
+                flip_input=False,
+                face_detector="sfd",
+                face_detector_kwargs={"path_to_detector": str(folder / FAN_FILES[0])},
+            )
 
     def detect(self, image: np.ndarray) -> np.ndarray:
         faces = self._fa.face_detector.detect_from_image(image.copy())
@@ -116,8 +121,28 @@ class FaceAlignmentBackend:
         return _largest_first(boxes)
 
     def landmarks(self, image: np.ndarray, box: np.ndarray) -> np.ndarray:
-        points = self._fa.get_landmarks_from_image(image, detected_faces=[np.asarray(box, np.float32)])
+        # float64: the package assigns the box scale into a torch tensor, which refuses numpy float32
+        points = self._fa.get_landmarks_from_image(image, detected_faces=[np.asarray(box, np.float64)])
         return np.asarray(points[0][:, :2], np.float32)
+
+
+@contextmanager
+def _hub_checkpoints(folder: Path) -> Iterator[None]:
+    """torch.hub's dir set, for the block, to a temporary one whose ``checkpoints`` is `folder`.
+
+    face-alignment reads FAN from ``<hub dir>/checkpoints/<file>`` and would download it when absent;
+    the file was checked to exist in `folder`, so nothing is downloaded and no other folder is read.
+    """
+    import torch.hub
+
+    previous = torch.hub.get_dir()
+    with tempfile.TemporaryDirectory(prefix="edtalk-fan-") as tmp:
+        (Path(tmp) / "checkpoints").symlink_to(folder.resolve(), target_is_directory=True)
+        torch.hub.set_dir(tmp)
+        try:
+            yield
+        finally:
+            torch.hub.set_dir(previous)
 
 
 def default_fan_dir() -> Path:

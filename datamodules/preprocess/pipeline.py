@@ -52,6 +52,7 @@ class PreprocessConfig:
     """Knobs of `edtalk preprocess` (defaults follow SPEC 7 with the fixes of SPEC 11)."""
 
     backend: str = "dlib"
+    backend_weights: str | None = None  # face_alignment: folder with the S3FD/FAN files
     size: int = CROP_SIZE
     detect_every: int = 5
     detect_max_side: int = 640
@@ -71,6 +72,13 @@ class Report:
     total: int = 0  # clips in the index after this run
     already_done: int = 0
     skipped: list[dict[str, str]] = field(default_factory=list)
+
+
+def face_backend(cfg: PreprocessConfig) -> Any:
+    """The configured detector/landmark backend (cached per process)."""
+    if cfg.backend == "face_alignment" and cfg.backend_weights:
+        return get_backend(cfg.backend, weights_dir=str(cfg.backend_weights))
+    return get_backend(cfg.backend)
 
 
 # -- one clip ----------------------------------------------------------------------------------
@@ -114,7 +122,7 @@ def process_clip(
 
     t = _check_lengths(key, len(frames), wav, cfg)
     frames, wav = frames[:t], wav[: t * SAMPLES_PER_FRAME]
-    backend = get_backend(cfg.backend)
+    backend = face_backend(cfg)
     track = track_face(frames, backend, cfg.detect_every, cfg.detect_max_side)
     box = tube_crop_box(track.det_landmarks)
     matrix = crop_matrix(box, cfg.size)
@@ -330,6 +338,8 @@ def preprocess(
     jobs = find_jobs(input_dir, layout)
     done = done_clips(out, retry_skipped)
     pending = [j for j in jobs if any(k not in done for k in j.clip_ids)]
+    if pending:
+        face_backend(cfg)  # missing weights or package: one clear error now, not one per clip
     _run_jobs(pending, cfg, out, done, workers, progress)
     written = pack(out, cfg.shard_clips, cfg.jpeg_quality, cfg.seed)
     report = Report(written=written, already_done=sum(k in done for j in jobs for k in j.clip_ids))

@@ -21,6 +21,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--backend", choices=("dlib", "face_alignment"), default="dlib", help="face detector/landmarks"
     )
+    p.add_argument(
+        "--backend-weights",
+        type=Path,
+        default=None,
+        help="face_alignment: folder with s3fd-619a316812.pth and 2DFAN4-cd938726ad.zip "
+        "(default: $TORCH_HOME/hub/checkpoints)",
+    )
     p.add_argument("--shard-clips", type=int, default=64, help="clips per shard")
     p.add_argument("--min-frames", type=int, default=25, help="shortest clip kept, in 25-fps frames")
     p.add_argument(
@@ -39,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = PreprocessConfig(
         backend=args.backend,
+        backend_weights=str(args.backend_weights) if args.backend_weights else None,
         min_frames=args.min_frames,
         jpeg_quality=args.jpeg_quality,
         test_speakers=tuple(args.test_speakers),
