@@ -72,6 +72,7 @@ def render_split(
     max_clips: int | None = None,
     device: str = "cpu",
     audio2lip: str | Path | None = None,
+    clips: list[str] | None = None,
 ) -> tuple[dict[str, Path], dict[str, Any]]:
     """Render the split (video-driven, and audio-driven when `audio2lip` is given).
 
@@ -89,7 +90,7 @@ def render_split(
     dis = Disentanglement(dims, with_factors=True)
     corr_only = Disentanglement(dims, with_factors=False)
     has_factors = False
-    for gt in islice(ground_truth(split, gt_root), max_clips):
+    for gt in islice(ground_truth(split, gt_root, clips), max_clips):
         frames = resize_frames(from_uint8(gt.frames), size).to(device)
         rendered, coeffs = reconstruct(gen, frames)
         write_video(folders["video"] / f"{gt.clip_id}.mp4", to_uint8(rendered), audio=gt.wav)

@@ -15,7 +15,8 @@ import csv
 import json
 import math
 import os
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,12 +80,35 @@ def _is_mead(clip_id: str) -> bool:
     return len(clip_id.split("#")) == 4
 
 
-def ground_truth(split: str, root: str | Path | None = None) -> Iterator[GroundTruth]:
+def read_clip_list(path: str | Path) -> list[str]:
+    """Clip ids from a protocol file: a JSON list, or one id per line (``#`` inside ids is kept; blank
+    lines and lines starting with ``//`` are ignored; a trailing video extension is dropped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"clip list {path} not found")
+    text = path.read_text()
+    if text.lstrip().startswith("["):
+        ids = [str(c) for c in json.loads(text)]
+    else:
+        ids = [
+            line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("//")
+        ]
+    ids = [re.sub(r"\.(mp4|avi|mov|mkv|webm)$", "", c) for c in ids]
+    if not ids:
+        raise ValueError(f"clip list {path} is empty")
+    return ids
+
+
+def ground_truth(
+    split: str, root: str | Path | None = None, clips: Sequence[str] | None = None
+) -> Iterator[GroundTruth]:
     """Test clips of a split, from a shard directory (`builtin`: built on first use).
 
     Args:
         split: "builtin", "mead_test" or "hdtf_test".
         root: shard directory (required for mead_test / hdtf_test: the output of `edtalk preprocess`).
+        clips: only these clip ids (a protocol's list, e.g. EAT's MEAD test videos), in stored order;
+            an id missing from the test shards is an error naming it.
     """
     from datamodules.shards import iter_clips
 
@@ -98,10 +122,29 @@ def ground_truth(split: str, root: str | Path | None = None) -> Iterator[GroundT
         raise ValueError(
             f"--split {split} needs --gt SHARD_DIR (preprocess MEAD/HDTF with `edtalk preprocess`)"
         )
+    if clips is not None:
+        yield from _listed(root, list(clips))
+        return
     for clip in iter_clips(root, "test"):
         if (split == "mead_test" and not _is_mead(clip.key)) or (split == "hdtf_test" and _is_mead(clip.key)):
             continue
         yield GroundTruth(clip.key, clip.frames(range(clip.num_frames)), clip.wav(), clip.meta)
+
+
+def _listed(root: str | Path, ids: list[str]) -> Iterator[GroundTruth]:
+    from datamodules.shards import iter_clips, read_index
+
+    stored = {c for s in read_index(root)["shards"] if s["split"] == "test" for c in s["clips"]}
+    missing = [c for c in ids if c not in stored]
+    if missing:
+        raise ValueError(
+            f"{len(missing)} listed clips are not in the test shards of {root}: {missing[:5]}; "
+            "preprocess them (`edtalk preprocess`) or drop them from the list"
+        )
+    wanted = set(ids)
+    for clip in iter_clips(root, "test"):  # stored order: decoded clips are not held back
+        if clip.key in wanted:
+            yield GroundTruth(clip.key, clip.frames(range(clip.num_frames)), clip.wav(), clip.meta)
 
 
 def find_videos(folder: str | Path) -> dict[str, Path]:

@@ -27,6 +27,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--split", default="builtin", choices=("builtin", "mead_test", "hdtf_test"))
     p.add_argument(
+        "--clips",
+        type=Path,
+        default=None,
+        help="score only the clip ids in this file (JSON list or one per line), e.g. a paper's protocol list",
+    )
+    p.add_argument(
         "--gt", default=None, help="ground-truth shard directory (default for builtin: built-in data)"
     )
     p.add_argument("--out", default="runs/evaluate", help="output folder")
@@ -68,7 +74,14 @@ def _parse_methods(items: list[str]) -> dict[str, Path]:
 def run(args: argparse.Namespace) -> int:
     from itertools import islice
 
-    from metrics.runner import evaluate, ground_truth, load_judges, markdown_table, write_report
+    from metrics.runner import (
+        evaluate,
+        ground_truth,
+        load_judges,
+        markdown_table,
+        read_clip_list,
+        write_report,
+    )
 
     methods = _parse_methods(args.videos)
     if not methods and not args.checkpoint:
@@ -76,12 +89,13 @@ def run(args: argparse.Namespace) -> int:
     if args.audio2lip and not args.checkpoint:
         raise ValueError("--audio2lip needs --checkpoint (the generator that renders the audio-driven clips)")
     out = Path(args.out)
+    listed = read_clip_list(args.clips) if args.clips else None
     extras: dict[str, object] = {}
     if args.checkpoint:
         from metrics.render import render_split
 
         folders, extras = render_split(
-            args.checkpoint, args.split, args.gt, out, args.max_clips, args.device, args.audio2lip
+            args.checkpoint, args.split, args.gt, out, args.max_clips, args.device, args.audio2lip, listed
         )
         name = Path(args.checkpoint).stem
         rendered = {name if kind == "video" else f"{name}_audio": f for kind, f in folders.items()}
@@ -89,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     judges = load_judges(args.weights_dir)
     for metric, why in judges.skipped().items():
         print(f"skipping {metric}: {why}", file=sys.stderr)
-    clips = islice(ground_truth(args.split, args.gt), args.max_clips)
+    clips = islice(ground_truth(args.split, args.gt, listed), args.max_clips)
     report = evaluate(methods, clips, judges, args.fid_frames, not args.no_lse_crop, log=lambda s: None)
     report.extras.update(extras)
     for name in methods:

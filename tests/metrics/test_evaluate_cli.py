@@ -147,3 +147,22 @@ def test_checkpoint_mode_audio_driven_protocol(tmp_path: Path, capsys: pytest.Ca
     gt = next(iter(islice(ground_truth("builtin"), 1)))
     assert probe_video(video).num_frames == min(len(gt.frames), len(gt.wav) // 640)
     assert main(["evaluate", "--audio2lip", str(a2l), "--videos", f"x={out}"]) == 2
+
+
+def test_clip_list_restricts_the_ground_truth(tmp_path: Path) -> None:
+    from metrics.runner import read_clip_list
+
+    stored = [gt.clip_id for gt in ground_truth("builtin")]
+    picked = [stored[3], stored[1]]
+    listing = tmp_path / "protocol.txt"
+    listing.write_text(f"// a protocol list\n{picked[0]}.mp4\n\n{picked[1]}\n")
+    assert read_clip_list(listing) == picked
+    (tmp_path / "protocol.json").write_text(json.dumps(picked))
+    assert read_clip_list(tmp_path / "protocol.json") == picked
+    got = [gt.clip_id for gt in ground_truth("builtin", clips=read_clip_list(listing))]
+    assert got == [c for c in stored if c in picked]  # only the listed clips, in stored order
+    with pytest.raises(ValueError, match=r"1 listed clips are not in the test shards.*S99#x"):
+        list(ground_truth("builtin", clips=[picked[0], "S99#x"]))
+    (tmp_path / "empty.txt").write_text("\n")
+    with pytest.raises(ValueError, match="empty"):
+        read_clip_list(tmp_path / "empty.txt")
