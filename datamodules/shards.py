@@ -28,7 +28,8 @@ directory continues the numbering, so resumable preprocessing never rewrites fin
 Reading: `shard_urls` lists a split from ``index.json`` or expands a webdataset URL pattern
 (``pipe:aws s3 cp s3://bucket/{split}-{000000..000099}.tar -`` works). `clip_pipeline` builds the
 per-worker stream: shards split by node (rank captured when the loader is built, so spawned workers
-agree) and by worker, or resampled with a seed per (seed, epoch, rank, worker) and an epoch length.
+agree) and by worker, or resampled with a seed per (seed, epoch, rank, worker) and an epoch length;
+the shuffle buffer is reseeded the same way, so every epoch sees a new clip order.
 """
 
 from __future__ import annotations
@@ -399,11 +400,25 @@ class NodeSplit:
         yield from islice(src, self.rank, None, self.world_size)
 
 
-class ResampledShards(IterableDataset[dict[str, str]]):
-    """Endless shard stream drawn with replacement, seeded by (seed, epoch, rank, worker).
+def stream_rng(seed: int, rank: int, count: int) -> random.Random:
+    """A generator for one pass of a stream, different in every epoch, rank and worker.
 
-    Equivalent to `wds.ResampledShards(deterministic=True)` except that the rank is captured at
-    construction (see `NodeSplit`).
+    DataLoader workers get a copy of the dataset each epoch, so a counter kept on it does not advance
+    between epochs there; torch's seed does (the loader draws a new base seed per epoch from the main
+    process's generator, so runs stay reproducible under `lightning.seed_everything`). In the main
+    process (no workers) torch's seed is fixed and the `count` of passes tells epochs apart.
+    """
+    import torch
+
+    worker, _ = _worker()
+    return random.Random(f"{seed}/{rank}/{worker}/{torch.initial_seed()}/{count}")
+
+
+class ResampledShards(IterableDataset[dict[str, str]]):
+    """Endless shard stream drawn with replacement, seeded per (seed, rank, worker, epoch) (`stream_rng`).
+
+    Like `wds.ResampledShards(deterministic=True)` except that the rank is captured at construction
+    (see `NodeSplit`) and that epochs differ in DataLoader workers too.
     """
 
     def __init__(self, urls: Sequence[str], seed: int, rank: int) -> None:
@@ -412,10 +427,24 @@ class ResampledShards(IterableDataset[dict[str, str]]):
 
     def __iter__(self) -> Iterator[dict[str, str]]:
         self.epoch += 1
-        worker, _ = _worker()
-        rng = random.Random(f"{self.seed}/{self.epoch}/{self.rank}/{worker}")
+        rng = stream_rng(self.seed, self.rank, self.epoch)
         while True:
             yield {"url": self.urls[rng.randrange(len(self.urls))]}
+
+
+class Shuffle:
+    """Shuffle buffer stage (`wds.shuffle`) with a fresh `stream_rng` on every pass."""
+
+    def __init__(self, bufsize: int, seed: int, rank: int) -> None:
+        self.bufsize, self.seed, self.rank = bufsize, seed, rank
+        self.passes = 0
+
+    def __call__(self, src: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        from webdataset.filters import _shuffle
+
+        self.passes += 1
+        rng = stream_rng(self.seed + 1, self.rank, self.passes)
+        yield from _shuffle(iter(src), self.bufsize, min(self.bufsize, 16), rng=rng)
 
 
 def clip_pipeline(
@@ -460,7 +489,7 @@ def clip_pipeline(
         stages.append(wds.split_by_worker)
     stages.append(wds.tarfile_to_samples())
     if shuffle > 0:
-        stages.append(wds.shuffle(shuffle, initial=min(shuffle, 16), rng=random.Random(f"{seed}/{rank}")))
+        stages.append(Shuffle(shuffle, seed, rank))
     if transform is not None:
         stages.append(transform)
     pipeline = wds.DataPipeline(*stages)
