@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from datamodules.modules import make_loader
 from datamodules.samplers import to_image_tensor
 from datamodules.shards import INDEX_NAME, SPLITS, Clip, decode_jpeg, encode_jpeg, iter_clips, read_index
 
@@ -259,25 +260,13 @@ class FramesDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader[Any]:
         train, _ = self.split()
         dataset = FramePairs(self.load_frames(), train, train, self.image_size, self.samples_per_epoch)
-        return self._loader(dataset, self.batch_size, shuffle=True)
+        return make_loader(dataset, self.batch_size, self.num_workers, shuffle=True)
 
     def val_dataloader(self) -> DataLoader[Any]:
         _, val = self.split()
         dataset = FramePairs(self.load_frames(), val, val, self.image_size, source=self.val_source)
-        return self._loader(dataset, self.val_batch_size, shuffle=False)
+        return make_loader(dataset, self.val_batch_size, self.num_workers)
 
     def test_dataloader(self) -> DataLoader[Any]:
         """The held-out frames, as in validation."""
         return self.val_dataloader()
-
-    def _loader(self, dataset: FramePairs, batch_size: int, shuffle: bool) -> DataLoader[Any]:
-        workers = self.num_workers
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            num_workers=workers,
-            pin_memory=torch.cuda.is_available(),
-            persistent_workers=False,
-            prefetch_factor=2 if workers > 0 else None,
-        )

@@ -139,15 +139,20 @@ class ShardDataModule(L.LightningDataModule):
         return self.val_dataloader()
 
     def _loader(self, pipeline: Any, batch_size: int, workers: int | None = None) -> DataLoader[Any]:
-        workers = self.num_workers if workers is None else workers
-        return DataLoader(
-            pipeline,
-            batch_size=batch_size,
-            num_workers=workers,
-            persistent_workers=False,
-            pin_memory=torch.cuda.is_available(),
-            prefetch_factor=2 if workers > 0 else None,
-        )
+        return make_loader(pipeline, batch_size, self.num_workers if workers is None else workers)
+
+
+def make_loader(dataset: Any, batch_size: int, workers: int, shuffle: bool = False) -> DataLoader[Any]:
+    """The DataLoader every DataModule uses (uint8 batches pinned when a GPU is there)."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=workers,
+        persistent_workers=False,
+        pin_memory=torch.cuda.is_available(),
+        prefetch_factor=2 if workers > 0 else None,
+    )
 
 
 class PairDataModule(ShardDataModule):
