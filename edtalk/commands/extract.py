@@ -28,6 +28,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="redo shards that already have a sidecar")
     p.set_defaults(func=run)
 
+    e = subparsers.add_parser(
+        "emotion-vectors",
+        help="per-emotion expression weights of your generator (for generate --emotion FILE.npy)",
+        description="Average the expression weights in a shard directory's coefficient sidecars per MEAD "
+        "emotion (clip ids <speaker>#<emotion>#level_<k>#<nnn>) and write <emotion>.npy (1 x 10) files, "
+        "the counterpart of the original release's eight vectors for a generator you trained.",
+    )
+    e.add_argument(
+        "--shards", type=Path, default=None, help="shard directory (default: the built-in dataset)"
+    )
+    e.add_argument("--splits", nargs="+", default=["train"], choices=["train", "test"])
+    e.add_argument("--levels", nargs="+", type=int, default=None, help="MEAD intensity levels (default: all)")
+    e.add_argument(
+        "--out", type=Path, required=True, help="folder for <emotion>.npy and emotion_vectors.json"
+    )
+    e.set_defaults(func=run_emotion_vectors)
+
 
 def run(args: argparse.Namespace) -> int:
     import torch
@@ -47,4 +64,29 @@ def run(args: argparse.Namespace) -> int:
         root = ensure_builtin()
     written = extract_coefficients(gen, root, args.splits, args.batch_size, args.overwrite, progress=print)
     print(f"{len(written)} sidecar(s) written under {root}")
+    return 0
+
+
+def run_emotion_vectors(args: argparse.Namespace) -> int:
+    import json
+
+    import numpy as np
+
+    from edtalk.stages.coefficients import emotion_vectors
+
+    root = args.shards
+    if root is None:
+        from datamodules.synthetic import ensure_builtin
+
+        root = ensure_builtin()
+    table = emotion_vectors(root, args.splits, args.levels)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, entry in table.items():
+        np.save(args.out / f"{name}.npy", entry["weights"])
+    summary = {n: {"clips": e["clips"], "values": e["weights"][0].tolist()} for n, e in table.items()}
+    (args.out / "emotion_vectors.json").write_text(
+        json.dumps({"shards": str(root), "emotions": summary}, indent=1)
+    )
+    for name, entry in table.items():
+        print(f"{name:10s} {entry['clips']:5d} clips -> {args.out / (name + '.npy')}")
     return 0

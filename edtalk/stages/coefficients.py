@@ -87,3 +87,55 @@ def extract_coefficients(
             if progress:
                 progress(f"wrote {path} ({n} clips)")
     return written
+
+
+def emotion_vectors(
+    root: str | Path, splits: Sequence[str] = ("train",), levels: Sequence[int] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Per-emotion expression weights of a trained full generator, from its coefficient sidecars.
+
+    The original release ships eight 1 x 10 vectors "extracted" from its own model (SPEC 4.x); these
+    are the same thing for any generator: the mean over clips of each clip's mean ELN coefficients,
+    per MEAD emotion (taken from MEAD-style clip ids ``<speaker>#<emotion>#level_<k>#<nnn>``; other
+    clips are ignored).
+
+    Args:
+        root: shard directory whose sidecars `edtalk extract-coefficients` wrote (full generator).
+        splits: which splits' clips to average.
+        levels: only these MEAD intensity levels (None: all).
+
+    Returns:
+        {emotion: {"weights": 1 x 10 float32 array, "clips": count}} for the emotions present.
+    """
+    from datamodules.shards import shard_urls
+    from edtalk.emotions import EMOTIONS
+
+    sums: dict[str, list[np.ndarray]] = {}
+    for split in splits:
+        for shard in shard_urls(root, split):
+            path = sidecar_path(shard)
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"{path} missing: run `edtalk extract-coefficients CKPT --shards {root}`"
+                )
+            data = np.load(path)
+            mouth, pose, exp = (int(d) for d in data["__dims__"])
+            if exp == 0:
+                raise ValueError(
+                    f"{path} has no expression weights: extract with a full (expression) generator"
+                )
+            for key in data.files:
+                parts = key.split("#")
+                if key == "__dims__" or len(parts) != 4 or parts[1] not in EMOTIONS:
+                    continue
+                level = parts[2].removeprefix("level_")
+                if levels is not None and (not level.isdigit() or int(level) not in levels):
+                    continue
+                sums.setdefault(parts[1], []).append(data[key][:, mouth + pose :].mean(0))
+    if not sums:
+        raise ValueError(f"no MEAD-style emotional clips (<speaker>#<emotion>#level_<k>#<nnn>) in {root}")
+    return {
+        name: {"weights": np.mean(sums[name], 0, keepdims=True).astype(np.float32), "clips": len(sums[name])}
+        for name in EMOTIONS
+        if name in sums
+    }
