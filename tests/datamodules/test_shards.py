@@ -145,3 +145,42 @@ def test_training_stream_changes_every_epoch_and_repeats_under_a_seed(builtin: P
     assert len(first[0]) == 8 * max(1, workers)
     assert first[0] != first[1] != first[2]  # workers are handed a fresh copy each epoch: still a new order
     assert epochs() == first  # and the same run again under the same seed
+
+
+@pytest.mark.parametrize("fmt", [tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+def test_lean_tar_reader_matches_tarfile(tmp_path: Path, fmt: int) -> None:
+    import io
+
+    from datamodules.shards import tar_members, tar_samples
+
+    long_dir = "d" * 120  # beyond ustar's 100-character name field: prefix / long-name / pax records
+    members = {
+        "a#1.json": b"{}",
+        "a#1.jpgs": bytes(range(256)) * 5,
+        f"{long_dir}/b#2.txt": b"x",
+        "b#2.empty": b"",
+    }
+    path = tmp_path / "t.tar"
+    with tarfile.open(path, "w", format=fmt) as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        folder = tarfile.TarInfo("a-dir")
+        folder.type = tarfile.DIRTYPE
+        tar.addfile(folder)  # not a regular file: skipped
+    with open(path, "rb") as f:
+        assert dict(tar_members(f, str(path))) == members
+    samples = list(tar_samples([{"url": str(path)}]))
+    assert [s["__key__"] for s in samples] == ["a#1", f"{long_dir}/b#2", "b#2"]
+    assert samples[0]["jpgs"] == members["a#1.jpgs"] and samples[0]["__url__"] == str(path)
+
+    data = path.read_bytes()
+    (tmp_path / "cut.tar").write_bytes(data[:700])
+    with pytest.raises(ValueError, match=r"cut.tar is truncated"):
+        list(tar_samples([{"url": str(tmp_path / "cut.tar")}]))
+    bad = bytearray(data)
+    bad[0] ^= 0xFF  # first header byte: checksum no longer matches
+    (tmp_path / "bad.tar").write_bytes(bytes(bad))
+    with pytest.raises(ValueError, match=r"bad.tar: corrupt tar header"):
+        list(tar_samples([{"url": str(tmp_path / "bad.tar")}]))
