@@ -150,8 +150,8 @@ def shard_frames(root: Path, clip: str | None = None, speaker: str | None = None
 
 
 class FramePairs(Dataset[dict[str, torch.Tensor]]):
-    """Item i: target `targets[i % len(targets)]`, source `sources[i]` when fixed, else a random other frame
-    of `pool`."""
+    """Item i: target frame `targets[i % len(targets)]`; source frame `source` when given, else another
+    frame of `pool` (sorted indices containing the targets) drawn from torch's RNG."""
 
     def __init__(
         self,
