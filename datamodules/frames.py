@@ -57,9 +57,6 @@ class FrameSource:
     def __len__(self) -> int:
         return len(self.paths) or len(self.jpegs)
 
-    def describe(self, index: int) -> str:
-        return str(self.paths[index]) if self.paths else f"{self.name} frame {index}"
-
     def frame(self, index: int) -> np.ndarray:
         """Frame `index` as H x W x 3 uint8 RGB."""
         if self.jpegs:

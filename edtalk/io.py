@@ -41,11 +41,11 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 def from_uint8(images: torch.Tensor | np.ndarray) -> torch.Tensor:
     """uint8 (... x H x W x 3) -> float32 [-1, 1] (... x 3 x H x W)."""
     t = torch.as_tensor(np.asarray(images)) if isinstance(images, np.ndarray) else images
-    return (t.movedim(-1, -3).float() / 127.5 - 1.0).contiguous()
+    return uint8_to_float(t.movedim(-1, -3)).contiguous()
 
 
 def uint8_to_float(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (... x 3 x H x W, channels first) -> float32 [-1, 1], same values as `from_uint8`."""
+    """uint8 (... x 3 x H x W, channels first) -> float32 [-1, 1] (x / 127.5 - 1)."""
     return images.float().div_(127.5).sub_(1.0)
 
 

@@ -122,17 +122,22 @@ def ground_truth(
         raise ValueError(
             f"--split {split} needs --gt SHARD_DIR (preprocess MEAD/HDTF with `edtalk preprocess`)"
         )
+    wanted = set(clips) if clips is not None else None
     if clips is not None:
-        yield from _listed(root, list(clips))
-        return
-    for clip in iter_clips(root, "test"):
-        if (split == "mead_test" and not _is_mead(clip.key)) or (split == "hdtf_test" and _is_mead(clip.key)):
-            continue
-        yield GroundTruth(clip.key, clip.frames(range(clip.num_frames)), clip.wav(), clip.meta)
+        _check_listed(root, clips)
+
+    def keep(key: str) -> bool:
+        if wanted is not None:
+            return key in wanted
+        return split == "builtin" or _is_mead(key) == (split == "mead_test")
+
+    for clip in iter_clips(root, "test"):  # stored order: decoded clips are never held back
+        if keep(clip.key):
+            yield GroundTruth(clip.key, clip.frames(range(clip.num_frames)), clip.wav(), clip.meta)
 
 
-def _listed(root: str | Path, ids: list[str]) -> Iterator[GroundTruth]:
-    from datamodules.shards import iter_clips, read_index
+def _check_listed(root: str | Path, ids: Sequence[str]) -> None:
+    from datamodules.shards import read_index
 
     stored = {c for s in read_index(root)["shards"] if s["split"] == "test" for c in s["clips"]}
     missing = [c for c in ids if c not in stored]
@@ -141,10 +146,6 @@ def _listed(root: str | Path, ids: list[str]) -> Iterator[GroundTruth]:
             f"{len(missing)} listed clips are not in the test shards of {root}: {missing[:5]}; "
             "preprocess them (`edtalk preprocess`) or drop them from the list"
         )
-    wanted = set(ids)
-    for clip in iter_clips(root, "test"):  # stored order: decoded clips are not held back
-        if clip.key in wanted:
-            yield GroundTruth(clip.key, clip.frames(range(clip.num_frames)), clip.wav(), clip.meta)
 
 
 def find_videos(folder: str | Path) -> dict[str, Path]:
