@@ -73,17 +73,144 @@ class _Base:
         return to_image_tensor(frame, self.image_size)
 
 
+def is_labelled(clip: Clip) -> bool:
+    """The clip has an emotion label (MEAD, the built-in data); HDTF and plain folders have none."""
+    return int(clip.meta.get("emotion_id", -1)) >= 0
+
+
+def is_neutral(clip: Clip) -> bool:
+    return clip.meta.get("emotion") == "neutral"
+
+
 @dataclass
-class PairSampler(_Base):
-    """{"source", "target"}: two different frames of one clip (same identity)."""
+class NeutralPool:
+    """Per speaker, JPEG frames of the neutral clips this stream has seen (the identity frames).
+
+    A stream reads one clip at a time, so the speaker's neutral frames are remembered as they pass
+    (`frames_per_clip` random frames of each neutral clip, the newest `per_speaker` kept): a few
+    kilobytes per frame instead of whole clips.
+    """
+
+    frames_per_clip: int = 4
+    per_speaker: int = 16
+    _frames: dict[str, deque[tuple[bytes, str]]] = field(default_factory=dict, repr=False)
+
+    def add(self, clip: Clip, rng: np.random.Generator) -> None:
+        speaker = str(clip.meta.get("speaker"))
+        store = self._frames.setdefault(speaker, deque(maxlen=self.per_speaker))
+        n = min(self.frames_per_clip, clip.num_frames)
+        for i in rng.choice(clip.num_frames, n, replace=False):
+            store.append((clip.jpeg(int(i)), clip.key))
+
+    def has(self, speaker: Any) -> bool:
+        return bool(self._frames.get(str(speaker)))
+
+    def draw(self, speaker: Any, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+        """(H x W x 3 uint8 neutral frame of `speaker`, the key of its clip)."""
+        from datamodules.shards import decode_jpeg
+
+        store = self._frames[str(speaker)]
+        jpeg, key = store[int(rng.integers(len(store)))]
+        return decode_jpeg(jpeg), key
+
+
+@dataclass
+class _SpeakerPairs(_Base):
+    """Shared stream logic of the identity-frame pairings (stage 1 and the expression stage).
+
+    Labelled clips (MEAD) take their identity frame from a *neutral* clip of the same speaker: neutral
+    clips fill a `NeutralPool`; a target clip whose speaker has no neutral frame yet waits (at most
+    `pending` clips, then the oldest is paired within itself, as are leftovers at the end of a finite
+    stream). Unlabelled clips (HDTF, folders) pair two frames of one clip, or are dropped with
+    ``unlabelled="drop"``. ``pairing="clip"`` pairs every clip within itself (the previous behaviour).
+    With ``keys=True`` samples also carry "source_key" / "target_key" (clip ids, for inspection).
+
+    Subclasses say which clips are targets (`is_target`) and how a sample is made (`make`).
+    """
+
+    pairing: str = "neutral"
+    unlabelled: str = "same_clip"
+    pending: int = 16
+    neutral_frames: int = 4
+    keys: bool = False
+    fallbacks: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        if self.pairing not in ("neutral", "clip"):
+            raise ValueError(
+                f"pairing={self.pairing!r}: use 'neutral' (identity from a neutral clip) or 'clip'"
+            )
+        if self.unlabelled not in ("same_clip", "drop"):
+            raise ValueError(f"unlabelled={self.unlabelled!r}: use 'same_clip' or 'drop'")
+
+    def is_target(self, clip: Clip) -> bool:
+        return True
+
+    def make(self, clip: Clip, rng: np.random.Generator, source: tuple[np.ndarray, str] | None) -> Sample:
+        raise NotImplementedError
+
+    def _emit(self, clip: Clip, pool: NeutralPool | None) -> Iterator[Sample]:
+        rng = self.rng(clip.key)
+        speaker = clip.meta.get("speaker")
+        for _ in range(self.samples_per_clip):
+            source = pool.draw(speaker, rng) if pool is not None and pool.has(speaker) else None
+            yield self.make(clip, rng, source)
 
     def __call__(self, src: Iterable[dict[str, Any]]) -> Iterator[Sample]:
+        pool = NeutralPool(self.neutral_frames, 4 * self.neutral_frames)
+        waiting: deque[Clip] = deque()
         for raw in src:
             clip = Clip(raw)
-            rng = self.rng(clip.key)
-            for _ in range(self.samples_per_clip):
-                i, j = rng.choice(clip.num_frames, 2, replace=False)
-                yield {"source": self.image(clip.frame(int(i))), "target": self.image(clip.frame(int(j)))}
+            if not self.usable(clip):
+                continue
+            if not is_labelled(clip) or self.pairing == "clip":
+                yield from self._emit(clip, None)
+                continue
+            if is_neutral(clip):
+                pool.add(clip, self.rng(clip.key + "#pool"))
+                ready = [c for c in waiting if pool.has(c.meta.get("speaker"))]
+                for c in ready:
+                    waiting.remove(c)
+                    yield from self._emit(c, pool)
+            if not self.is_target(clip):
+                continue
+            if pool.has(clip.meta.get("speaker")):
+                yield from self._emit(clip, pool)
+                continue
+            waiting.append(clip)
+            if len(waiting) > self.pending:
+                self.fallbacks += 1
+                yield from self._emit(waiting.popleft(), None)
+        self.fallbacks += len(waiting)
+        for c in waiting:
+            yield from self._emit(c, None)
+
+    def usable(self, clip: Clip) -> bool:
+        """Whether the clip takes part at all (long enough, labelled when unlabelled='drop')."""
+        return clip.num_frames >= 2 and (is_labelled(clip) or self.unlabelled != "drop")
+
+    def pair(self, clip: Clip, rng: np.random.Generator, source: tuple[np.ndarray, str] | None) -> Sample:
+        """{"source", "target"}: the neutral frame (or another frame of `clip`) and a frame of `clip`."""
+        if source is None:
+            i, j = (int(v) for v in rng.choice(clip.num_frames, 2, replace=False))
+            src_img, src_key = clip.frame(i), clip.key
+        else:
+            j = int(rng.integers(clip.num_frames))
+            src_img, src_key = source
+        out: dict[str, Any] = {"source": self.image(src_img), "target": self.image(clip.frame(j))}
+        if self.keys:
+            out |= {"source_key": src_key, "target_key": clip.key}
+        return out
+
+
+@dataclass
+class PairSampler(_SpeakerPairs):
+    """{"source", "target"} for stage 1 (spec 5.1): MEAD-style labelled clips take the source from a
+    neutral clip of the speaker and the target from any clip of that speaker (neutral clips too);
+    unlabelled clips (HDTF) two frames of one clip. ``pairing="clip"``: two frames of one clip always."""
+
+    def make(self, clip: Clip, rng: np.random.Generator, source: tuple[np.ndarray, str] | None) -> Sample:
+        return self.pair(clip, rng, source)
 
 
 @dataclass
@@ -124,27 +251,30 @@ class CrossPairSampler(_Base):
 
 
 @dataclass
-class EmotionSampler(_Base):
-    """{"source", "target", "emotion"} from clips with a known emotion; with clip_frames T > 0 also
-    "frames" (T x 3 x S x S consecutive frames, for the emotion classifier)."""
+class EmotionSampler(_SpeakerPairs):
+    """{"source", "target", "emotion"} for the expression stage: the identity frame from a *neutral*
+    clip of the speaker, the target from an *emotional* clip of the same speaker (the only MEAD pairing
+    upstream released); unlabelled clips (HDTF; emotion -1) as two frames of one clip.
+    ``pairing="clip"``: two frames of one labelled clip, neutral clips included (the emotion
+    classifier). With clip_frames T > 0 also "frames" (T x 3 x S x S consecutive frames of the target
+    clip, for the emotion classifier).
+    """
 
     clip_frames: int = 0
 
-    def __call__(self, src: Iterable[dict[str, Any]]) -> Iterator[Sample]:
-        for raw in src:
-            clip = Clip(raw)
-            label = int(clip.meta.get("emotion_id", -1))
-            if label < 0 or clip.num_frames < max(2, self.clip_frames):
-                continue
-            rng = self.rng(clip.key)
-            for _ in range(self.samples_per_clip):
-                i, j = (int(v) for v in rng.choice(clip.num_frames, 2, replace=False))
-                out = {"source": self.image(clip.frame(i)), "target": self.image(clip.frame(j))}
-                out["emotion"] = torch.tensor(label, dtype=torch.long)
-                if self.clip_frames:
-                    start = int(rng.integers(clip.num_frames - self.clip_frames + 1))
-                    out["frames"] = self.image(clip.frames(range(start, start + self.clip_frames)))
-                yield out
+    def usable(self, clip: Clip) -> bool:
+        return super().usable(clip) and clip.num_frames >= self.clip_frames
+
+    def is_target(self, clip: Clip) -> bool:
+        return not is_neutral(clip)
+
+    def make(self, clip: Clip, rng: np.random.Generator, source: tuple[np.ndarray, str] | None) -> Sample:
+        out = self.pair(clip, rng, source)
+        out["emotion"] = torch.tensor(int(clip.meta.get("emotion_id", -1)), dtype=torch.long)
+        if self.clip_frames:
+            start = int(rng.integers(clip.num_frames - self.clip_frames + 1))
+            out["frames"] = self.image(clip.frames(range(start, start + self.clip_frames)))
+        return out
 
 
 def mel_windows_of(clip: Clip) -> np.ndarray:

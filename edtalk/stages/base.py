@@ -182,6 +182,12 @@ class GANStage(L.LightningModule):
         self.sample_dir: Path | None = None
 
     # -- stage interface ---------------------------------------------------------------------------
+    @classmethod
+    def fresh_at_handoff(cls, cfg: GANStageConfig) -> tuple[str, ...]:
+        """Generator tensors that stay freshly initialised when `init_from` is a stage-1 checkpoint
+        (`edtalk.stages.handoff.init_generator`); none by default."""
+        return ()
+
     def generator_step(self, batch: dict[str, torch.Tensor]) -> StepOutput:
         """Batch -> reconstructions and unweighted losses (implemented by each stage)."""
         raise NotImplementedError
@@ -448,7 +454,7 @@ def build_gan_stage(cls: type[GANStage], cfg: Any, resume: bool = False) -> GANS
     gen = Generator(GeneratorConfig.from_dict(OmegaConf.to_container(cfg.generator)))  # type: ignore[arg-type]
     disc = build_discriminator(cfg) if cfg.discriminator.enabled else None
     if cfg.init_from and not resume:
-        obj = init_generator(gen, cfg.init_from, use_ema=bool(cfg.init.ema))
+        obj = init_generator(gen, cfg.init_from, bool(cfg.init.ema), cls.fresh_at_handoff(model_cfg))
         if disc is not None and cfg.init.discriminator:
             init_discriminator(disc, obj, cfg.init_from)
     perceptual = None

@@ -9,6 +9,12 @@ Hand-off is strict: every tensor in the file must land in the new generator with
 generator tensor must come from the file — except the expression parts (ELN, expression bank, EEM)
 when a lip-pose generator initialises a full one (stage mouth_pose -> expression). Because QR is
 column-ordered, the mouth/pose directions of the full model then equal those of the lip-pose model.
+
+Stage 1 -> stage 2 (`fresh`): the original stage 2 builds fresh mouth/pose heads and a fresh 512 x 26
+bank on top of stage 1's encoder, motion MLP and decoder (spec 5.2, its intended init). A stage passes
+`fresh` patterns (see `MOUTH_POSE_HEADS`) and the source stages they apply to; matching tensors keep the
+values the new generator was constructed with (so they equal a fresh init under the same seed), all
+others are copied bit-exactly.
 """
 
 from __future__ import annotations
@@ -27,6 +33,15 @@ from edtalk.config import GeneratorConfig
 from edtalk.nn.generator import Generator
 
 EXPRESSION_KEYS = (r"^navigator\.exp_fc\.", r"^banks\.expression$", r"^synthesis\.fineadainresblock\.")
+MOUTH_POSE_HEADS = (r"^navigator\.lip_fc\.", r"^navigator\.pose_fc\.", r"^banks\.mouth_pose$")
+
+
+def stage_of(obj: Any) -> str | None:
+    """The stage that wrote a Lightning checkpoint of ours (None for other files)."""
+    if isinstance(obj, Mapping) and isinstance(obj.get("edtalk"), Mapping):
+        stage = obj["edtalk"].get("stage")
+        return None if stage is None else str(stage)
+    return None
 
 
 def _lightning_generator(
@@ -89,12 +104,28 @@ def load_strict(
     module.load_state_dict({**own, **sd}, strict=True)
 
 
-def init_generator(gen: Generator, path: str | Path, use_ema: bool = False) -> Any:
-    """Initialise `gen` in place from `path`. Returns the raw loaded file (for the discriminator)."""
+def init_generator(
+    gen: Generator,
+    path: str | Path,
+    use_ema: bool = False,
+    fresh: tuple[str, ...] = (),
+    fresh_from: tuple[str, ...] = ("reconstruct",),
+) -> Any:
+    """Initialise `gen` in place from `path`. Returns the raw loaded file (for the discriminator).
+
+    Args:
+        fresh: regex patterns of tensors that keep `gen`'s own (fresh) values when the file was written
+            by one of the stages `fresh_from` (e.g. `MOUTH_POSE_HEADS` from a `reconstruct` checkpoint).
+    """
     cfg, sd, obj = read_generator(path, use_ema)
     check_compatible(cfg, gen.cfg, path)
     allow = EXPRESSION_KEYS if (cfg.variant, gen.cfg.variant) == ("lip_pose", "full") else ()
+    keep = {}
+    if fresh and stage_of(obj) in fresh_from:
+        keep = {k: v.clone() for k, v in gen.state_dict().items() if any(re.search(p, k) for p in fresh)}
     load_strict(gen, sd, path, allow)
+    if keep:
+        gen.load_state_dict(keep, strict=False)
     return obj
 
 

@@ -9,10 +9,17 @@ With d_c(x) = alpha_c(x) Q_c^T the component latent of driver x:
   mouth from swap_ab, pose from swap_ba): a's mouth is only visible in swap_ba, a's pose only in swap_ab;
 * latent consistency    sum_batch exp(-cos(d_m(swap_ba), d_m(t_a))) + exp(-cos(d_p(swap_ab), d_p(t_a))) (and b).
 
-Loss = w_vgg VGG + w_l1 L1 over all four reconstructions + w_gan GAN_G(all four) + w_latent latent;
+Loss = w_vgg VGG + w_l1 L1 + w_gan GAN_G(all four) + w_latent latent, where VGG and L1 are, as in the
+original trainer, the *sum* of four per-pair means (self a, self b, cross a, cross b): reconstruction
+weighs 4 : 4 against GAN 1 and latent 1. The four pairs have the same batch B, so the sum equals 4 x
+the mean over the 4B batch and is computed in one call. `model.pair_losses: mean` takes one mean over
+the four instead (a 4x weaker reconstruction, this project's earlier default);
 D sees real [t_a, t_b] vs fake [y_a, y_b]. Sources are encoded once and the four drivers in one
 batch; the four renders are one batched synthesis call (upstream runs ten encoder passes per step).
-Init from `reconstruct` (same lip-pose generator: a strict load, no key surgery).
+Init from `reconstruct` (same lip-pose generator: a strict load, no key surgery). As in the original
+stage 2, the mouth/pose heads (MLN, PLN) and the 512 x 26 bank start fresh on top of stage 1's
+encoder, motion MLP and decoder (`model.fresh_heads: true`); `false` keeps stage 1's heads and bank.
+A mouth_pose checkpoint or an official file as `init_from` always keeps everything.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import torch
 from edtalk.losses import latent_consistency
 from edtalk.nn.generator import Generator, SourceEncoding
 from edtalk.stages.base import GANStage, GANStageConfig, LossWeights, StepOutput
+from edtalk.stages.handoff import MOUTH_POSE_HEADS
 
 
 @dataclass
@@ -32,9 +40,26 @@ class MouthPoseLoss(LossWeights):
     latent: float = 1.0
 
 
+PAIRS = 4  # self a, self b, cross a, cross b
+
+
 @dataclass
 class MouthPoseConfig(GANStageConfig):
+    """`model:` of mouth_pose.
+
+    Attributes:
+        pair_losses: "sum" (upstream: VGG and L1 summed over the four pairs' means) or "mean".
+        fresh_heads: from a stage-1 (`reconstruct`) checkpoint, re-initialise the mouth/pose heads and
+            bank (upstream) instead of inheriting them.
+    """
+
     loss: MouthPoseLoss = field(default_factory=MouthPoseLoss)
+    pair_losses: str = "sum"
+    fresh_heads: bool = True
+
+    def __post_init__(self) -> None:
+        if self.pair_losses not in ("sum", "mean"):
+            raise ValueError(f"model.pair_losses={self.pair_losses!r}: use 'sum' (upstream) or 'mean'")
 
 
 def _repeat(enc: SourceEncoding, n: int) -> SourceEncoding:
@@ -70,12 +95,19 @@ class MouthPoseStage(GANStage):
     Config: ClassVar[type[GANStageConfig]] = MouthPoseConfig
     stage_name: ClassVar[str] = "mouth_pose"
 
+    @classmethod
+    def fresh_at_handoff(cls, cfg: GANStageConfig) -> tuple[str, ...]:
+        assert isinstance(cfg, MouthPoseConfig)
+        return MOUTH_POSE_HEADS if cfg.fresh_heads else ()
+
     def generator_step(self, batch: dict[str, torch.Tensor]) -> StepOutput:
         r = cross_reconstruct(self.generator, batch)
         out, target = r["out"], r["target"]
         half = out.shape[0] // 2
         losses = self.reconstruction_losses(out, target)
-        assert isinstance(self.cfg.loss, MouthPoseLoss)
+        assert isinstance(self.cfg, MouthPoseConfig) and isinstance(self.cfg.loss, MouthPoseLoss)
+        if self.cfg.pair_losses == "sum":  # sum of the four equal-size pairs' means = 4 x the 4B mean
+            losses = {k: PAIRS * v for k, v in losses.items()}
         if self.cfg.loss.latent > 0:
             losses["latent"] = latent_consistency(r["mouth"][half:], r["mouth"][:half]) + latent_consistency(
                 r["pose"][half:], r["pose"][:half]

@@ -3,17 +3,27 @@
 For a (source, target) pair of one identity the generator encodes the source appearance and drives it
 with the target's own motion codes: x = G(E(s); w_a(s) + sum_k alpha_k(t) q_k). Everything is trained
 by default. Loss: VGG pyramid + L1 (vs target) + non-saturating GAN; D sees target vs x.
-Initialise from scratch or from LIA's vox.pt (`init_from=vox.pt`; heads and banks stay at init).
+The original stage 1 starts from LIA's `vox.pt` (its default `--resume_ckpt`): `init_from=PATH/vox.pt`
+(kind `lia_stage1`; heads and banks stay at init) is the documented recipe. With no `init_from` the stage
+trains from scratch and warns, naming where to get the file.
+Pairs (PairDataModule, `datamodules.samplers.PairSampler`): a neutral-clip frame of a MEAD speaker ->
+a frame of any clip of that speaker; HDTF: two frames of one clip.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+import warnings
+from typing import Any, ClassVar
 
 import torch
 
 from edtalk.nn.generator import Generator
-from edtalk.stages.base import GANStage, GANStageConfig, StepOutput
+from edtalk.stages.base import GANStage, GANStageConfig, StepOutput, build_gan_stage
+
+SCRATCH_WARNING = (
+    "reconstruct starts from scratch: the original stage 1 starts from LIA's vox.pt "
+    "(github.com/wyhsirius/LIA, 'Pretrained models'); pass init_from=PATH/vox.pt to follow it"
+)
 
 
 def drive(gen: Generator, source: torch.Tensor, driver: torch.Tensor) -> torch.Tensor:
@@ -29,6 +39,13 @@ class ReconstructStage(GANStage):
 
     Config: ClassVar[type[GANStageConfig]] = GANStageConfig
     stage_name: ClassVar[str] = "reconstruct"
+
+    @classmethod
+    def build(cls, cfg: Any, resume: bool = False) -> GANStage:
+        """As every GAN stage; warns when stage 1 starts from scratch instead of LIA's vox.pt."""
+        if cls.stage_name == "reconstruct" and not cfg.init_from and not resume:
+            warnings.warn(SCRATCH_WARNING, UserWarning, stacklevel=2)
+        return build_gan_stage(cls, cfg, resume)
 
     def generator_step(self, batch: dict[str, torch.Tensor]) -> StepOutput:
         src, tgt = batch["source"], batch["target"]

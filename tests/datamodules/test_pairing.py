@@ -1,0 +1,131 @@
+"""Identity-frame pairing of stage 1 and the expression stage on the built-in data (+ HDTF-style clips).
+
+MEAD-style clips (with an emotion label) take the identity frame from a neutral clip of the same speaker;
+unlabelled clips (HDTF) pair two frames of one clip.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from datamodules import EmotionDataModule, PairDataModule
+from datamodules.samplers import EmotionSampler, PairSampler
+from datamodules.shards import ShardWriter, clip_pipeline, shard_urls
+
+S = 32
+
+
+def speaker(key: str) -> str:
+    return key.split("#")[0]
+
+
+def emotion(key: str) -> str:
+    return key.split("#")[1]
+
+
+def with_hdtf(builtin: Path, out: Path) -> Path:
+    """The built-in train clips, with speaker S03's clips relabelled as HDTF videos (no emotion, one
+    speaker per video, as `edtalk preprocess` writes HDTF)."""
+    with ShardWriter(out, max_clips=4) as writer:
+        for raw in clip_pipeline(shard_urls(builtin, "train"), rank=0, world_size=1):
+            meta = json.loads(raw["json"])
+            key = raw["__key__"]
+            if meta["speaker"] == "S03":
+                key = "hdtf" + key.replace("#", "_")
+                meta.update(dataset="hdtf", speaker=key, emotion=None, level=None, emotion_id=-1)
+            members = [(k, v) for k, v in raw.items() if not k.startswith("__") and k != "json"]
+            members.append(("json", json.dumps(meta).encode()))
+            writer.write_members(key, "train", members, int(meta["num_frames"]))
+    return out
+
+
+def draw(root: Path, sampler: Any, n: int, seed: int = 0) -> list[dict[str, Any]]:
+    """n samples of the training stream (resampled shards, shuffle buffer) through `sampler`."""
+    stream: Iterator[dict[str, Any]] = iter(
+        clip_pipeline(
+            shard_urls(root, "train"), sampler, resampled=True, shuffle=8, seed=seed, rank=0, world_size=1
+        )
+    )
+    return list(islice(stream, n))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_expression_pairs_neutral_source_with_emotional_target_of_same_speaker(
+    builtin: Path, seed: int
+) -> None:
+    samples = draw(builtin, EmotionSampler(image_size=S, keys=True, pending=64), 48, seed)
+    assert len(samples) == 48
+    for s in samples:
+        src, tgt = s["source_key"], s["target_key"]
+        assert emotion(src) == "neutral", (src, tgt)
+        assert emotion(tgt) != "neutral", (src, tgt)
+        assert speaker(src) == speaker(tgt), (src, tgt)
+        assert s["emotion"].item() >= 0
+    assert len({s["target_key"] for s in samples}) > 6  # many target clips, not one repeated
+    assert {emotion(s["target_key"]) for s in samples} == {"angry", "happy", "sad"}
+
+
+def test_expression_uses_hdtf_clips_as_same_clip_pairs(builtin: Path, tmp_path: Path) -> None:
+    root = with_hdtf(builtin, tmp_path / "mixed")
+    samples = draw(root, EmotionSampler(image_size=S, keys=True, pending=64), 64)
+    hdtf = [s for s in samples if s["target_key"].startswith("hdtf")]
+    mead = [s for s in samples if not s["target_key"].startswith("hdtf")]
+    assert hdtf and mead  # HDTF clips are used, not dropped
+    for s in hdtf:
+        assert s["source_key"] == s["target_key"] and s["emotion"].item() == -1
+        assert not (s["source"] == s["target"]).all()  # two different frames
+    for s in mead:
+        assert emotion(s["source_key"]) == "neutral" != emotion(s["target_key"])
+        assert speaker(s["source_key"]) == speaker(s["target_key"])
+
+
+def test_reconstruct_pairs_neutral_source_with_any_clip_of_the_speaker(builtin: Path, tmp_path: Path) -> None:
+    root = with_hdtf(builtin, tmp_path / "mixed")
+    samples = draw(root, PairSampler(image_size=S, keys=True, pending=64), 96)
+    mead = [s for s in samples if not s["target_key"].startswith("hdtf")]
+    hdtf = [s for s in samples if s["target_key"].startswith("hdtf")]
+    assert hdtf and mead
+    for s in mead:
+        assert emotion(s["source_key"]) == "neutral"
+        assert speaker(s["source_key"]) == speaker(s["target_key"])
+    # targets come from every emotion, neutral included, and cross clips (not only the source's clip)
+    assert {emotion(s["target_key"]) for s in mead} == {"angry", "happy", "neutral", "sad"}
+    assert any(s["source_key"] != s["target_key"] for s in mead)
+    assert all(s["source_key"] == s["target_key"] for s in hdtf)
+
+
+def test_clip_pairing_and_drop_options(builtin: Path, tmp_path: Path) -> None:
+    root = with_hdtf(builtin, tmp_path / "mixed")
+    same = draw(root, EmotionSampler(image_size=S, keys=True, pairing="clip", unlabelled="drop"), 40)
+    assert all(s["source_key"] == s["target_key"] for s in same)
+    assert not any(s["target_key"].startswith("hdtf") for s in same)  # dropped
+    assert "neutral" in {emotion(s["target_key"]) for s in same}  # the classifier sees every class
+    with pytest.raises(ValueError, match="pairing='speaker'"):
+        EmotionSampler(pairing="speaker")
+
+
+def test_speaker_without_neutral_clip_falls_back_to_same_clip(builtin: Path) -> None:
+    """A labelled speaker whose neutral clips never come: its clips wait, then pair within themselves."""
+    urls = shard_urls(builtin, "train")
+    raws = [r for r in clip_pipeline(urls, rank=0, world_size=1) if emotion(r["__key__"]) != "neutral"]
+    sampler = EmotionSampler(image_size=S, keys=True, pending=2)
+    out = list(sampler(raws))
+    assert len(out) == len(raws) and sampler.fallbacks == len(raws)
+    assert all(s["source_key"] == s["target_key"] for s in out)
+
+
+def test_datamodules_default_to_the_upstream_pairings(builtin: Path) -> None:
+    for cls in (PairDataModule, EmotionDataModule):
+        dm = cls(builtin, image_size=S, batch_size=2, num_workers=0)
+        sampler = dm.sampler(deterministic=False)
+        assert sampler.pairing == "neutral" and sampler.unlabelled == "same_clip"
+    dm = EmotionDataModule(builtin, image_size=S, batch_size=4, num_workers=0)
+    dm.setup("fit")
+    val = list(dm.val_dataloader())  # the test speaker's emotional clips, neutral source from its own clips
+    assert sum(b["source"].shape[0] for b in val) == 6  # S04: 3 emotions x 2 clips
