@@ -12,23 +12,34 @@ With alpha_hat = Audio2Lip(mel) (B x T x 20) the loss terms (weights `model.loss
 * mouth_l1  L1 between the 96 x 96 mouth crops of rendered and real frames (upstream img_l1_sync)  (1)
 * sync      BCE(cos(SyncNet(mel window), SyncNet(rendered mouths)), 1) on frames s..s+4 and the mel
             window of the SAME frames (window s + 2; upstream paired window s: two frames early) (5)
+* gan       non-saturating GAN_G of the rendered frames under the *frozen* discriminator of the
+            `init_from` checkpoint (upstream's --dis_weight 1; D is never updated)           (1)
+
+Upstream recipe (the defaults of experiments/audio2mouth.yaml): the audio encoder starts from Wav2Lip's
+generator checkpoint (`model.audio_encoder_init=PATH/wav2lip.pth`, its `audio_encoder.*` part) and is
+frozen: requires_grad False, but its BatchNorm layers stay in train mode so their running statistics
+keep updating, as in the original; only `mapping` (512 -> 20) is trained, with Adam betas (0, 0.992)
+and lr 0.0016. `model.audio_trainable` None means exactly that when an encoder file is given
+(`audio_encoder_init` or `init`), and everything (with a warning) when the encoder starts at random.
 
 The generator is frozen (its bytes are verified unchanged at the end) unless `model.trainable` lists
 globs, e.g. `'model.trainable=[synthesis.*]'` to fine-tune the decoder; the SyncNet expert is always
-frozen (eval mode). Upstream starts the audio encoder from Wav2Lip and trains only `mapping`:
-`model.init=Audio2Lip.pt 'model.audio_trainable=[mapping.*]'`.
+frozen (eval mode).
 """
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edtalk.losses import VGGPyramidLoss
+from edtalk.losses import VGGPyramidLoss, g_nonsaturating
 from edtalk.losses.sync import SyncLoss, random_starts, sync_faces
 from edtalk.nn.audio2lip import Audio2Lip
 from edtalk.nn.generator import Generator, SourceEncoding
@@ -47,7 +58,8 @@ from edtalk.stages.supervised import (
 )
 
 AUDIO2LIP_CHANNELS = (32, 64, 128, 256, 512)
-IMAGE_TERMS = ("l1", "vgg", "mouth_l1", "sync")
+IMAGE_TERMS = ("l1", "vgg", "mouth_l1", "sync", "gan")
+WAV2LIP_PREFIX = "audio_encoder."
 
 
 @dataclass
@@ -60,6 +72,7 @@ class Audio2MouthLoss:
     vgg: float = 1.0
     mouth_l1: float = 1.0
     sync: float = 5.0
+    gan: float = 1.0
 
 
 @dataclass
@@ -71,7 +84,10 @@ class Audio2MouthConfig(StageConfig):
         syncnet: the lip-sync expert (our syncnet checkpoint/export or the official Wav2Lip expert);
             required when `loss.sync` > 0.
         init: start the Audio2Lip network from this file (official `Audio2Lip.pt` or ours).
-        audio_trainable: globs of trained Audio2Lip parameters (upstream: `[mapping.*]`).
+        audio_encoder_init: Wav2Lip's generator checkpoint (`wav2lip.pth`, weight kind `wav2lip`): its
+            `audio_encoder.*` tensors start the audio encoder (upstream's recipe).
+        audio_trainable: globs of trained Audio2Lip parameters; None: `[mapping.*]` when the encoder
+            comes from a file (upstream), else all.
         trainable: globs of trained generator parameters (default none: the generator is frozen).
         crop_scale: mouth crop side over the mouth-box width.
         verify_frozen: check bit-exactly that frozen generator parameters did not change.
@@ -80,10 +96,85 @@ class Audio2MouthConfig(StageConfig):
     loss: Audio2MouthLoss = field(default_factory=Audio2MouthLoss)
     syncnet: str | None = None
     init: str | None = None
-    audio_trainable: list[str] = field(default_factory=lambda: ["*"])
+    audio_encoder_init: str | None = None
+    audio_trainable: list[str] | None = None
     trainable: list[str] = field(default_factory=list)
     crop_scale: float = 2.0
     verify_frozen: bool = True
+
+
+SCRATCH_WARNING = (
+    "audio2mouth: the audio encoder starts at random and is trained; the original starts it from Wav2Lip's "
+    "generator checkpoint (wav2lip.pth, github.com/Rudrabha/Wav2Lip) and freezes it: "
+    "model.audio_encoder_init=PATH/wav2lip.pth"
+)
+
+
+def audio_globs(cfg: Audio2MouthConfig) -> list[str]:
+    """Trained Audio2Lip parameters: `audio_trainable`, or by default only `mapping` when the encoder
+    comes from a file (upstream) and everything when it starts at random."""
+    if cfg.audio_trainable is not None:
+        return list(cfg.audio_trainable)
+    return ["mapping.*"] if (cfg.audio_encoder_init or cfg.init) else ["*"]
+
+
+def wav2lip_audio_encoder(path: str | Path) -> dict[str, torch.Tensor]:
+    """The `audio_encoder.*` tensors (prefix removed) of a Wav2Lip generator checkpoint.
+
+    Layout of `wav2lip.pth` (the Wav2Lip release): a dict with a top-level "state_dict" whose keys may
+    carry DataParallel's `module.` prefix; `audio_encoder.<i>.conv_block.{0,1}.*` are the 13 audio
+    blocks, the face encoder/decoder keys are not used.
+    """
+    from edtalk import weights
+
+    obj = weights.load_file(path)
+    sd = obj.get("state_dict") if isinstance(obj, Mapping) else None
+    if not isinstance(sd, Mapping):
+        top = sorted(obj)[:6] if isinstance(obj, Mapping) else type(obj).__name__
+        raise weights.CheckpointError(
+            f"{path} is not a Wav2Lip generator checkpoint: no top-level 'state_dict' (found {top}); "
+            "use wav2lip.pth from github.com/Rudrabha/Wav2Lip"
+        )
+    plain = {str(k).removeprefix("module."): v for k, v in sd.items()}
+    enc = {k[len(WAV2LIP_PREFIX) :]: v for k, v in plain.items() if k.startswith(WAV2LIP_PREFIX)}
+    if not enc:
+        raise weights.CheckpointError(
+            f"{path} has no 'audio_encoder.*' tensors (first keys {sorted(plain)[:4]}); a lip-sync expert "
+            "(lipsync_expert.pth) goes to model.syncnet, the generator checkpoint wav2lip.pth here"
+        )
+    return enc
+
+
+def load_wav2lip_audio_encoder(net: Audio2Lip, path: str | Path) -> None:
+    """Load the Wav2Lip generator's audio encoder into `net.audio_encoder`: every key and shape checked
+    (BatchNorm running statistics included); `mapping` keeps its initialisation."""
+    from edtalk.stages.handoff import load_strict
+
+    try:
+        load_strict(net.audio_encoder, wav2lip_audio_encoder(path), path)
+    except ValueError as err:
+        raise type(err)(f"{err} (Wav2Lip's encoder is width 1: set model.width=1.0)") from err
+
+
+def frozen_discriminator(cfg: Any, obj: Any) -> nn.Module | None:
+    """The discriminator of the `init_from` file for the frozen GAN term (None, with a warning, when the
+    file holds none or `discriminator.enabled` is false). `obj` None (resume): built, weights from the
+    Lightning checkpoint."""
+    from edtalk.stages.base import build_discriminator
+    from edtalk.stages.handoff import init_discriminator
+
+    if not cfg.discriminator.enabled:
+        return None
+    disc = build_discriminator(cfg)
+    if obj is not None and not init_discriminator(disc, obj, cfg.init_from):
+        warnings.warn(
+            f"{cfg.init_from} holds no discriminator: audio2mouth trains without the GAN term "
+            "(model.loss.gan=0 silences this)",
+            UserWarning,
+            stacklevel=2,
+        )
+        return None
+    return disc
 
 
 def expand_source(enc: SourceEncoding, t: int) -> SourceEncoding:
@@ -104,6 +195,8 @@ class Audio2MouthStage(SupervisedStage):
         sync: the frozen SyncNet loss (None when `loss.sync` is 0).
         cfg: stage hyper-parameters.
         run_config: resolved run configuration.
+        discriminator: the frozen image discriminator of the GAN term (None: no GAN term). It is
+            saved in our checkpoints (resume) but never updated.
     """
 
     Config: ClassVar[type[StageConfig]] = Audio2MouthConfig
@@ -120,6 +213,7 @@ class Audio2MouthStage(SupervisedStage):
         sync: SyncLoss | None,
         cfg: Audio2MouthConfig,
         run_config: dict[str, Any] | None = None,
+        discriminator: nn.Module | None = None,
     ) -> None:
         super().__init__(net, net_config, cfg, run_config)
         if cfg.loss.vgg > 0 and perceptual is None:
@@ -135,7 +229,10 @@ class Audio2MouthStage(SupervisedStage):
         for frozen in (perceptual, sync):  # fixed judges stay out of our checkpoints
             if frozen is not None:
                 keep_out_of_checkpoints(frozen)
-        apply_trainable(net, cfg.audio_trainable)
+        apply_trainable(net, audio_globs(cfg))
+        self.discriminator = discriminator
+        if discriminator is not None:
+            discriminator.requires_grad_(False)
         _, self.frozen_names = apply_trainable(generator, cfg.trainable)
         self._frozen_prints: dict[str, str] = {}
 
@@ -154,13 +251,17 @@ class Audio2MouthStage(SupervisedStage):
                 "audio2mouth renders through a trained generator: set init_from=<mouth_pose checkpoint> "
                 "(the one the coefficients were extracted with)"
             )
-        if not resume:
-            init_generator(gen, cfg.init_from, use_ema=bool(cfg.init.ema))
+        obj = None if resume else init_generator(gen, cfg.init_from, use_ema=bool(cfg.init.ema))
+        disc = frozen_discriminator(cfg, obj) if model_cfg.loss.gan > 0 else None
         channels = scaled(AUDIO2LIP_CHANNELS, model_cfg.width)
         net = Audio2Lip(gen.cfg.mouth_dim, channels)
         net_config = {"mouth_dim": gen.cfg.mouth_dim, "channels": list(channels)}
         if model_cfg.init and not resume:
             net.load_state_dict(load_network(model_cfg.init, "audio2mouth").state_dict(), strict=True)
+        if model_cfg.audio_encoder_init and not resume:
+            load_wav2lip_audio_encoder(net, model_cfg.audio_encoder_init)
+        if not (model_cfg.init or model_cfg.audio_encoder_init or resume):
+            warnings.warn(SCRATCH_WARNING, UserWarning, stacklevel=2)
         perceptual = None
         if model_cfg.loss.vgg > 0:
             p = model_cfg.perceptual
@@ -170,7 +271,7 @@ class Audio2MouthStage(SupervisedStage):
             expert = load_network(model_cfg.syncnet, "syncnet")
             assert isinstance(expert, SyncNet)
             sync = SyncLoss(expert, model_cfg.crop_scale)
-        return cls(net, net_config, gen, perceptual, sync, model_cfg, run_config)
+        return cls(net, net_config, gen, perceptual, sync, model_cfg, run_config, disc)
 
     @classmethod
     def prepare_debug(cls, cfg: Any) -> None:
@@ -227,6 +328,8 @@ class Audio2MouthStage(SupervisedStage):
             out["mouth_l1"] = (fake_mouth - real_mouth).abs().mean()
             if self.sync is not None and w.sync > 0:
                 out["sync"] = self.sync(fake, batch["bbox"], batch["mel"], start)
+        if self.discriminator is not None and w.gan > 0:
+            out["gan"] = g_nonsaturating(self.discriminator(fake.flatten(0, 1)))  # frozen D, B*T frames
         mse = (fake.detach().clamp(-1, 1) - frames).pow(2).flatten(2).mean(2)
         psnr = (10 * torch.log10(4.0 / mse.clamp_min(1e-10))).mean()  # peak-to-peak 2 -> peak^2 = 4
         if train and self.sample_due():

@@ -11,20 +11,25 @@ emotional clip). With alpha_c = head_c(fc(E(t).w_a)) and Q the joint QR basis [Q
     mouth+pose only:  x_mp = G(E(s); w_a(s) + alpha_m Q_m^T + alpha_p Q_p^T)                 (no EEM)
     full:             x    = G(EEM(E(s), e); w_a(s) + alpha_m Q_m^T + alpha_p Q_p^T + e),   e = alpha_e Q_e^T
 
-    L = w_vgg VGG(x, t) + w_l1 |x - t|_1 + w_gan GAN_G(x)
-        + w_complementary mean(|x - t| * r / mean(r)),   r = stopgrad(mean_rgb |x_mp - t|)
-        + w_decorrelation ||corr(alpha_e, [alpha_m, alpha_p])||_F^2 / 10
+    L = w_vgg VGG(x, t) + w_l1 |x - t|_1 + w_gan GAN_G(x)                       (the paper's objective)
+        [+ w_complementary mean(|x - t| * r / mean(r)),   r = stopgrad(mean_rgb |x_mp - t|)]
+        [+ w_decorrelation ||corr(alpha_e, [alpha_m, alpha_p])||_F^2 / 10]
 
+* Pairs (EmotionDataModule, `datamodules.samplers.EmotionSampler`): s from a *neutral* clip of the
+  speaker, t from an *emotional* clip of the same speaker (the only MEAD pairing upstream released),
+  so the expression branch must explain the emotion that mouth and pose of t cannot; HDTF clips
+  (no label) as two frames of one clip.
 * Complementarity is structural: the mouth/pose navigators, fc, the mouth/pose bank and (by default)
   the decoder and encoder are frozen from stage 2, so gradients reach only ELN (`navigator.exp_fc`),
   the expression bank and EEM; because QR is column-ordered, Q_e is orthogonal to Q_m and Q_p and
-  the stage-2 mouth/pose directions are untouched. Only the residual that mouth+pose cannot
-  reconstruct can lower the loss, and the `complementary` term weights each pixel by that residual
-  (the stage-2 error map r), focusing the expression branch on brows, eyes, cheeks and mouth shape.
-* The decorrelation term (upstream's `discor`, batch-level) keeps alpha_e from re-encoding the
-  mouth/pose weights; it only reaches the ELN since alpha_m, alpha_p are frozen.
-* D sees t vs x. Phase 2 (optional): `model.trainable='[navigator.exp_fc.*,banks.expression,synthesis.*]'`
-  with init_from the phase-1 checkpoint fine-tunes the decoder too.
+  the stage-2 mouth/pose directions are untouched.
+* Two terms of our own, off by default (the paper has neither): `model.loss.complementary` weights
+  each pixel by the residual r that mouth+pose cannot reconstruct (the stage-2 error map), and
+  `model.loss.decorrelation` (upstream's unused `discor`, batch-level) keeps alpha_e from re-encoding
+  the mouth/pose weights. Either costs an extra term; the complementary one an extra render.
+* D sees t vs x. Phase 2 (optional, the author's advice in issue #11): `model.trainable=
+  '[navigator.exp_fc.*,banks.expression,synthesis.*]'` with init_from the phase-1 checkpoint
+  fine-tunes the decoder too.
 
 Emotion labels are not used by the loss (they drive sampling and the evaluation of emotion accuracy).
 """
@@ -45,8 +50,10 @@ PHASE1_TRAINABLE = ["navigator.exp_fc.*", "banks.expression", "synthesis.fineada
 
 @dataclass
 class ExpressionLoss(LossWeights):
-    complementary: float = 1.0
-    decorrelation: float = 0.1
+    """Loss weights; `complementary` and `decorrelation` are our options (off: the paper's objective)."""
+
+    complementary: float = 0.0
+    decorrelation: float = 0.0
 
 
 @dataclass
@@ -83,10 +90,10 @@ class ExpressionStage(GANStage):
         src, tgt = batch["source"], batch["target"]
         loss_w = self.cfg.loss
         assert isinstance(loss_w, ExpressionLoss)
-        r = expression_reconstruct(self.generator, src, tgt, with_base=True)
-        fake, base = r["out"], r["base"]
+        r = expression_reconstruct(self.generator, src, tgt, with_base=loss_w.complementary > 0)
+        fake, base = r["out"], r.get("base")
         losses = self.reconstruction_losses(fake, tgt)
-        if loss_w.complementary > 0:
+        if base is not None:
             resid = (base - tgt).abs().mean(1, keepdim=True)  # -> B x 1 x H x W stage-2 error map
             focus = resid / resid.mean((2, 3), keepdim=True).clamp_min(1e-6)
             losses["complementary"] = ((fake - tgt).abs() * focus).mean()
@@ -94,6 +101,8 @@ class ExpressionStage(GANStage):
             losses["decorrelation"] = decorrelation(
                 r["alpha_exp"], torch.cat([r["alpha_mouth"], r["alpha_pose"]], 1)
             )
+        if base is None:
+            return StepOutput(losses, fake=fake, real=tgt, samples=[src, tgt, fake])
         with torch.no_grad():
             self.log("train/base_l1", (base - tgt).abs().mean(), batch_size=src.shape[0])
         return StepOutput(losses, fake=fake, real=tgt, samples=[src, tgt, base, fake])

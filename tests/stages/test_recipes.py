@@ -111,3 +111,182 @@ def test_mouth_pose_reconstruction_is_the_sum_of_four_pair_means(seed: int) -> N
     torch.testing.assert_close(losses["vgg"].detach(), sum(vgg), rtol=1e-4, atol=1e-5)
     mean = make_stage("mouth_pose", with_d=False, pair_losses="mean").generator_step(batch).losses
     torch.testing.assert_close(mean["l1"].detach(), sum(l1) / 4, rtol=1e-5, atol=1e-6)
+
+
+# -- audio2mouth: Wav2Lip encoder, frozen with moving BatchNorm statistics, frozen-D GAN term ----------
+FULL_AUDIO = (32, 64, 128, 256, 512)
+
+
+def _randomised(net: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """Every tensor random, BatchNorm running statistics included (a stand-in for trained weights)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for k, v in net.state_dict().items():
+            if v.is_floating_point():
+                v.copy_(
+                    torch.rand(v.shape, generator=g) + 0.5
+                    if "running_var" in k
+                    else torch.randn(v.shape, generator=g)
+                )
+    return net
+
+
+def _wav2lip_file(path: Path, channels: tuple[int, ...], seed: int, prefix: str = "module.") -> Path:
+    """A file in the Wav2Lip generator checkpoint layout: top-level state_dict (+ optimizer, steps), keys
+    `module.audio_encoder.*` next to face encoder/decoder keys the loader must ignore."""
+    from edtalk.nn.audio2lip import Audio2Lip
+
+    ref = _randomised(Audio2Lip(20, channels), seed)
+    sd = {f"{prefix}audio_encoder.{k}": v.clone() for k, v in ref.audio_encoder.state_dict().items()}
+    sd[f"{prefix}face_encoder_blocks.0.0.conv_block.0.weight"] = torch.randn(16, 6, 7, 7)
+    sd[f"{prefix}output_block.1.weight"] = torch.randn(3, 32, 1, 1)
+    torch.save({"state_dict": sd, "optimizer": {}, "global_step": 1000, "global_epoch": 3}, path)
+    return path
+
+
+@pytest.mark.parametrize("prefix", ["module.", ""])
+def test_wav2lip_file_loads_into_the_audio_encoder_and_nothing_else(tmp_path: Path, prefix: str) -> None:
+    from edtalk.nn.audio2lip import Audio2Lip
+    from edtalk.stages.audio2mouth import load_wav2lip_audio_encoder
+
+    path = _wav2lip_file(tmp_path / "wav2lip.pth", FULL_AUDIO, seed=5, prefix=prefix)
+    file_sd = torch.load(path, weights_only=True)["state_dict"]
+    torch.manual_seed(0)
+    net = Audio2Lip(20, FULL_AUDIO)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    load_wav2lip_audio_encoder(net, path)
+    after = net.state_dict()
+    for k, v in after.items():
+        if k.startswith("audio_encoder."):
+            assert torch.equal(v, file_sd[prefix + k]), k  # every encoder tensor, BN statistics included
+            if v.is_floating_point():
+                assert not torch.equal(v, before[k]), k
+        else:
+            assert torch.equal(v, before[k]), k  # mapping untouched
+    assert any(k.startswith("mapping.") for k in after)
+
+
+def test_wav2lip_loader_refuses_wrong_files(tmp_path: Path) -> None:
+    from edtalk.nn.audio2lip import Audio2Lip
+    from edtalk.stages.audio2mouth import load_wav2lip_audio_encoder
+    from edtalk.weights import CheckpointError
+
+    net = Audio2Lip(20, FULL_AUDIO)
+    tiny = _wav2lip_file(tmp_path / "tiny.pth", (4, 8, 16, 32, 64), seed=1)
+    with pytest.raises(CheckpointError, match=r"shape mismatch.*model\.width=1\.0"):
+        load_wav2lip_audio_encoder(net, tiny)
+    torch.save({"audio2lip": net.state_dict()}, tmp_path / "a2l.pt")
+    with pytest.raises(CheckpointError, match="no top-level 'state_dict'"):
+        load_wav2lip_audio_encoder(net, tmp_path / "a2l.pt")
+    torch.save({"state_dict": {"module.face_encoder.0.weight": torch.zeros(1)}}, tmp_path / "expert.pth")
+    with pytest.raises(CheckpointError, match="no 'audio_encoder"):
+        load_wav2lip_audio_encoder(net, tmp_path / "expert.pth")
+    partial = torch.load(tiny, weights_only=True)
+    partial["state_dict"].pop("module.audio_encoder.3.conv_block.1.running_mean")
+    torch.save(partial, tmp_path / "partial.pth")
+    small = Audio2Lip(20, (4, 8, 16, 32, 64))
+    with pytest.raises(CheckpointError, match="missing"):
+        load_wav2lip_audio_encoder(small, tmp_path / "partial.pth")
+
+
+def _generator_file(tmp_path: Path, cfg) -> Path:  # type: ignore[no-untyped-def]
+    """A mouth_pose-stage checkpoint of the debug size, discriminator included."""
+    from edtalk.stages.base import build_discriminator
+
+    torch.manual_seed(3)
+    gen = Generator(GeneratorConfig.from_dict(dict(cfg.generator)))
+    disc = build_discriminator(cfg)
+    path = _lightning_file(tmp_path, gen, "mouth_pose")
+    obj = torch.load(path, weights_only=True)
+    obj["state_dict"].update({f"discriminator.{k}": v for k, v in disc.state_dict().items()})
+    torch.save(obj, path)
+    return path
+
+
+def test_audio2mouth_builds_the_upstream_recipe(tmp_path: Path) -> None:
+    from edtalk.stages.audio2mouth import Audio2MouthStage
+
+    w2l = _wav2lip_file(tmp_path / "wav2lip.pth", FULL_AUDIO, seed=5)
+    base = compose("audio2mouth", [], debug=True)
+    gen_path = _generator_file(tmp_path, base)
+    over = [
+        f"init_from={gen_path}",
+        f"model.audio_encoder_init={w2l}",
+        "model.width=1.0",
+        "model.loss.sync=0",
+        "model.loss.vgg=0",
+    ]
+    stage = Audio2MouthStage.build(compose("audio2mouth", over, debug=True))
+    trained = {n for n, p in stage.net.named_parameters() if p.requires_grad}
+    assert trained == {"mapping.weight", "mapping.bias"}
+    file_sd = torch.load(w2l, weights_only=True)["state_dict"]
+    assert all(
+        torch.equal(v, file_sd[f"module.audio_encoder.{k}"])
+        for k, v in stage.net.audio_encoder.state_dict().items()
+    )
+    opt = stage.configure_optimizers()
+    assert isinstance(opt, torch.optim.Adam)
+    assert (
+        opt.param_groups[0]["betas"] == (0.0, pytest.approx(0.99 ** (4 / 5)))
+        and opt.param_groups[0]["lr"] == 0.0016
+    )
+    assert stage.discriminator is not None and not any(
+        p.requires_grad for p in stage.discriminator.parameters()
+    )
+    disc_file = torch.load(gen_path, weights_only=True)["state_dict"]
+    assert all(
+        torch.equal(v, disc_file[f"discriminator.{k}"]) for k, v in stage.discriminator.state_dict().items()
+    )
+
+
+def test_frozen_audio_encoder_keeps_its_bytes_while_batchnorm_statistics_move(tmp_path: Path) -> None:
+    from edtalk.nn.audio2lip import Audio2Lip
+    from edtalk.nn.discriminator import Discriminator
+    from edtalk.stages.audio2mouth import Audio2MouthConfig, Audio2MouthStage, load_wav2lip_audio_encoder
+    from edtalk.stages.params import fingerprint
+    from tests.stages.helpers import FixedBatchData, LossRecorder, trainer
+    from tests.stages.test_audio_stages import talking_batch
+
+    channels = (4, 8, 16, 32, 64)
+    w2l = _wav2lip_file(tmp_path / "wav2lip.pth", channels, seed=2)
+    torch.manual_seed(0)
+    net = Audio2Lip(20, channels)
+    load_wav2lip_audio_encoder(net, w2l)
+    cfg = Audio2MouthConfig(
+        width=0.125, audio_encoder_init=str(w2l), samples_every_n_steps=0, diagnostics_every_n_steps=0
+    )
+    cfg.loss.vgg = cfg.loss.sync = 0.0
+    cfg.optim.lr, cfg.optim.betas = 1e-2, [0.0, 0.99 ** (4 / 5)]
+    disc = Discriminator(64, 0.125, 16)
+    gen = Generator(GeneratorConfig.tiny("lip_pose"))
+    stage = Audio2MouthStage(
+        net, {"mouth_dim": 20, "channels": list(channels)}, gen, None, None, cfg, None, disc
+    )
+    enc_names = [n for n, _ in net.audio_encoder.named_parameters()]
+    enc0 = fingerprint(net.audio_encoder, enc_names)
+    d0 = fingerprint(disc, [n for n, _ in disc.named_parameters()])
+    stats0 = {k: v.clone() for k, v in net.audio_encoder.state_dict().items() if "running_" in k}
+    map0 = net.mapping.weight.detach().clone()
+    rec = LossRecorder()
+    trainer(tmp_path, 4, callbacks=[rec], log_every_n_steps=1).fit(
+        stage, datamodule=FixedBatchData(talking_batch(2, 5))
+    )
+    assert fingerprint(net.audio_encoder, enc_names) == enc0  # frozen weights: byte-identical
+    assert fingerprint(disc, list(d0)) == d0  # the discriminator is never updated
+    stats = net.audio_encoder.state_dict()
+    moved = [k for k, v in stats0.items() if not torch.equal(v, stats[k])]
+    assert len(moved) == len(stats0)  # every BatchNorm running mean/var moved (train-mode BN)
+    assert not torch.equal(net.mapping.weight.detach(), map0)  # the mapping trains
+    assert all(torch.isfinite(torch.tensor(r["train/gan"])) for r in rec.rows if "train/gan" in r)
+    assert any("train/gan" in r for r in rec.rows)
+
+
+# -- expression objective ----------------------------------------------------------------------------
+def test_expression_objective_is_plain_by_default_and_extra_terms_are_options() -> None:
+    stage = make_stage("expression", with_d=False)
+    batch = make_batch("expression", batch=2, seed=1)
+    assert set(stage.generator_step(batch).losses) == {"l1", "vgg"}  # + GAN when D is there
+    extra = make_stage("expression", with_d=False, **{"loss.complementary": 1.0, "loss.decorrelation": 0.1})
+    terms = extra.generator_step(batch).losses
+    assert set(terms) == {"l1", "vgg", "complementary", "decorrelation"}
+    assert all(torch.isfinite(v) for v in terms.values())
