@@ -34,7 +34,7 @@ from torch import nn
 from edtalk.io import images_to_float
 from edtalk.losses import VGGPyramidLoss, bank_diagnostics, d_nonsaturating, g_nonsaturating, r1_penalty
 from edtalk.nn.generator import Generator
-from edtalk.stages.params import apply_trainable, fingerprint
+from edtalk.stages.params import apply_trainable, fingerprint, world_lr_scale
 
 
 # -- hyper-parameters ------------------------------------------------------------------------------
@@ -56,6 +56,7 @@ class OptimConfig:
     d_lr: float = 0.002 * 16 / 17
     d_betas: list[float] = field(default_factory=lambda: [0.0, 0.99 ** (16 / 17)])
     clip_grad_norm: float | None = None
+    scale_lr_with_world_size: bool = False  # DDP policy (edtalk.stages.params.world_lr_scale)
 
 
 @dataclass
@@ -221,9 +222,11 @@ class GANStage(L.LightningModule):
         if not params:
             raise ValueError(f"trainable globs {self.cfg.trainable} select no generator parameter")
         o = self.cfg.optim
-        opts: list[torch.optim.Optimizer] = [torch.optim.Adam(params, lr=o.g_lr, betas=_betas(o.g_betas))]
+        k = world_lr_scale(self, o.scale_lr_with_world_size)
+        opts: list[torch.optim.Optimizer] = [torch.optim.Adam(params, lr=k * o.g_lr, betas=_betas(o.g_betas))]
         if self.discriminator is not None:
-            opts.append(torch.optim.Adam(self.discriminator.parameters(), lr=o.d_lr, betas=_betas(o.d_betas)))
+            d_params = self.discriminator.parameters()
+            opts.append(torch.optim.Adam(d_params, lr=k * o.d_lr, betas=_betas(o.d_betas)))
         return opts
 
     def _opts(self) -> list[Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -44,3 +45,18 @@ def fingerprint(module: nn.Module, names: Iterable[str]) -> dict[str, str]:
         raw = params[name].detach().cpu().contiguous().flatten().view(torch.uint8)  # any dtype -> bytes
         out[name] = hashlib.sha1(raw.numpy().tobytes()).hexdigest()
     return out
+
+
+def world_lr_scale(module: Any, enabled: bool) -> float:
+    """Learning-rate factor of the DDP policy `optim.scale_lr_with_world_size` (docs/recipes.md).
+
+    The original trainers run one process per GPU whose gradients are never all-reduced (each rank trains
+    its own copy at the per-GPU batch), so their learning rates belong to the per-GPU batch. Our DDP
+    averages gradients over `world_size` x batch samples: with the flag off (default) the learning rate
+    stays the original's (a larger, less noisy batch at the same step size); on, it is multiplied by the
+    world size (linear scaling for the effective batch).
+    """
+    if not enabled:
+        return 1.0
+    trainer = getattr(module, "_trainer", None)
+    return float(trainer.world_size) if trainer is not None else 1.0

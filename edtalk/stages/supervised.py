@@ -29,6 +29,7 @@ from torch import nn
 from edtalk import weights
 from edtalk.io import images_to_float
 from edtalk.stages.base import PerceptualConfig, rng_state, set_rng_state
+from edtalk.stages.params import world_lr_scale
 
 
 # -- hyper-parameters -------------------------------------------------------------------------------
@@ -40,6 +41,7 @@ class AdamConfig:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     weight_decay: float = 0.0
     clip_grad_norm: float | None = None
+    scale_lr_with_world_size: bool = False  # DDP policy (edtalk.stages.params.world_lr_scale)
 
 
 @dataclass
@@ -210,7 +212,8 @@ class SupervisedStage(L.LightningModule):
         if len(o.betas) != 2:
             raise ValueError(f"model.optim.betas needs two values, got {o.betas}")
         betas = (float(o.betas[0]), float(o.betas[1]))
-        return torch.optim.Adam(params, lr=o.lr, betas=betas, weight_decay=o.weight_decay)
+        lr = o.lr * world_lr_scale(self, o.scale_lr_with_world_size)
+        return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=o.weight_decay)
 
     def configure_gradient_clipping(
         self,

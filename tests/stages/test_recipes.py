@@ -290,3 +290,20 @@ def test_expression_objective_is_plain_by_default_and_extra_terms_are_options() 
     terms = extra.generator_step(batch).losses
     assert set(terms) == {"l1", "vgg", "complementary", "decorrelation"}
     assert all(torch.isfinite(v) for v in terms.values())
+
+
+# -- DDP learning-rate policy -------------------------------------------------------------------------
+@pytest.mark.parametrize(("flag", "factor"), [(False, 1.0), (True, 4.0)])
+def test_scale_lr_with_world_size_policy(flag: bool, factor: float) -> None:
+    """Off (default): the original's per-GPU learning rates whatever the world size; on: x world size."""
+    from types import SimpleNamespace
+
+    stage = make_stage("mouth_pose", **{"optim.scale_lr_with_world_size": flag})
+    stage._trainer = SimpleNamespace(world_size=4)  # type: ignore[assignment]  # only world_size is read
+    g_opt, d_opt = stage.configure_optimizers()
+    assert g_opt.param_groups[0]["lr"] == pytest.approx(factor * 0.0016)
+    assert d_opt.param_groups[0]["lr"] == pytest.approx(factor * 0.002 * 16 / 17)
+    stage._trainer = None  # type: ignore[assignment]
+    assert stage.configure_optimizers()[0].param_groups[0]["lr"] == pytest.approx(
+        0.0016
+    )  # no trainer: 1 process
