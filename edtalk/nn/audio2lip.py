@@ -9,10 +9,13 @@ the encoder layout are shared with the SyncNet expert and our new audio networks
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 from torch import nn
+
+from edtalk.config import SerializableConfig
 
 
 class ConvSpec(NamedTuple):
@@ -87,6 +90,14 @@ def run_windows(encoder: nn.Module, mel: torch.Tensor) -> torch.Tensor:
     return feats.reshape(*lead, feats.shape[1])
 
 
+@dataclass(frozen=True)
+class Audio2LipConfig(SerializableConfig):
+    """Architecture of `Audio2Lip` (saved in checkpoints; the official `Audio2Lip.pt` is the default)."""
+
+    mouth_dim: int = 20
+    channels: tuple[int, ...] = (32, 64, 128, 256, 512)
+
+
 class Audio2Lip(nn.Module):
     """Wav2Lip audio encoder + `Linear(512, 20)`: mel windows -> mouth weights alpha_mouth.
 
@@ -97,6 +108,7 @@ class Audio2Lip(nn.Module):
 
     def __init__(self, mouth_dim: int = 20, channels: Sequence[int] = (32, 64, 128, 256, 512)) -> None:
         super().__init__()
+        self.cfg = Audio2LipConfig(int(mouth_dim), tuple(int(c) for c in channels))
         self.audio_encoder = build_encoder(1, wav2lip_audio_specs(channels))
         self.mapping = nn.Linear(channels[-1], mouth_dim)
         nn.init.zeros_(self.mapping.bias)

@@ -9,11 +9,12 @@ deviation (group 4, 1 feature) -> `ConvLayer(C_4 + 1, C_4, 3)` -> `EqualLinear(C
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from edtalk.config import BASE_CHANNELS
+from edtalk.config import BASE_CHANNELS, SerializableConfig
 from edtalk.nn.layers import ConvLayer, EqualLinear, ResBlock
 
 
@@ -33,6 +34,15 @@ def minibatch_stddev(x: torch.Tensor, group_size: int = 4, n_features: int = 1) 
     y = y.mean(dim=(2, 3, 4), keepdim=True).squeeze(2)  # -> (B/G) x F x 1 x 1
     y = y.repeat(group, 1, h, w)  # -> B x F x H x W
     return torch.cat([x, y], 1)
+
+
+@dataclass(frozen=True)
+class DiscriminatorConfig(SerializableConfig):
+    """Architecture of `Discriminator` (the arguments of its constructor, saved with its weights)."""
+
+    size: int = 256
+    channel_multiplier: float = 1.0
+    max_channels: int = 512
 
 
 class Discriminator(nn.Module):
@@ -55,6 +65,7 @@ class Discriminator(nn.Module):
             return max(1, min(max_channels, base if res <= 32 else int(base * channel_multiplier)))
 
         self.size = size
+        self.cfg = DiscriminatorConfig(size, float(channel_multiplier), int(max_channels))
         self.stddev_group, self.stddev_feat = 4, 1
         convs: list[nn.Module] = [ConvLayer(3, ch(size), 1)]
         res = size

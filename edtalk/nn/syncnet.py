@@ -9,11 +9,13 @@ expert checkpoint (`face_encoder.<i>.conv_block.*`, `audio_encoder.<i>.conv_bloc
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edtalk.config import SerializableConfig
 from edtalk.nn.audio2lip import ConvSpec, build_encoder, wav2lip_audio_specs
 
 SYNC_FRAMES = 5
@@ -56,6 +58,13 @@ def face_specs(channels: Sequence[int] = (32, 64, 128, 256, 512)) -> list[ConvSp
     return specs
 
 
+@dataclass(frozen=True)
+class SyncNetConfig(SerializableConfig):
+    """Architecture of `SyncNet` (saved in checkpoints; Wav2Lip's expert is the default)."""
+
+    channels: tuple[int, ...] = (32, 64, 128, 256, 512)
+
+
 class SyncNet(nn.Module):
     """Lip-sync expert: (mel window, 5 lower-half face crops) -> two unit-length embeddings.
 
@@ -65,6 +74,7 @@ class SyncNet(nn.Module):
 
     def __init__(self, channels: Sequence[int] = (32, 64, 128, 256, 512)) -> None:
         super().__init__()
+        self.cfg = SyncNetConfig(tuple(int(c) for c in channels))
         self.face_encoder = build_encoder(FACE_SHAPE[0], face_specs(channels))
         self.audio_encoder = build_encoder(1, wav2lip_audio_specs(channels, residual=(2, 2, 2, 2)))
 
