@@ -112,10 +112,13 @@ class UpstreamStyle:
         self.gen = gen
         # The released EEM computes conv1 -> AdaIN_1 -> LeakyReLU and then discards it.
         assert gen.synthesis.fineadainresblock is not None
+        device = next(gen.parameters()).device  # the dead branch lives where the model does (CPU or GPU)
         self.dead = [
             (
-                torch.nn.Conv2d(b.conv2.in_channels, b.conv2.in_channels, 3, padding=1),
-                type(b.norm2)(b.conv2.in_channels, 512),
+                torch.nn.Conv2d(b.conv2.in_channels, b.conv2.in_channels, 3, padding=1).to(device),
+                type(b.norm2)(  # the style width of this model (512 in the released one)
+                    b.conv2.in_channels, b.norm2.mlp_shared[0].in_features, b.norm2.mlp_gamma.in_features
+                ).to(device),
             )
             for b in gen.synthesis.fineadainresblock
         ]
@@ -129,7 +132,7 @@ class UpstreamStyle:
         logits = grouped_modconv(tf.conv, x, w) + tf.bias
         if skip is not None:
             logits = logits + upfirdn2d_native(skip, tf.upsample.kernel, 2, tf.upsample.pad)
-        xs = torch.linspace(-1, 1, x.shape[-1])
+        xs = torch.linspace(-1, 1, x.shape[-1], device=x.device)
         gy, gx = torch.meshgrid(xs, xs, indexing="ij")  # rebuilt every call, as upstream
         grid = torch.stack([gx, gy], -1)[None].repeat(x.shape[0], 1, 1, 1)
         flow = torch.tanh(logits[:, :2]).permute(0, 2, 3, 1) + grid

@@ -59,7 +59,8 @@ class ToFlow(nn.Module):
         flow = torch.tanh(logits[:, :2]).permute(0, 2, 3, 1) + grid  # -> B x H x W x 2
         mask = torch.sigmoid(logits[:, 2:3])
         sampled = F.grid_sample(feat, flow, mode="bilinear", padding_mode="zeros", align_corners=False)
-        sampled = same_layout(sampled, x)
+        # under autocast grid_sample runs in float32 while x may be bfloat16; lerp needs one dtype (no-op in fp32)
+        sampled, mask = same_layout(sampled, x).to(x.dtype), mask.to(x.dtype)
         # warped = sampled * mask; new feature = warped + x * (1 - mask) = lerp(x, sampled, mask)
         return sampled * mask, torch.lerp(x, sampled, mask), logits
 

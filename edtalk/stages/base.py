@@ -351,7 +351,7 @@ class GANStage(L.LightningModule):
     # -- lifecycle ---------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
         if self.cfg.channels_last:
-            self.to(memory_format=torch.channels_last)
+            to_channels_last(self)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         if isinstance(batch, dict):
@@ -393,6 +393,19 @@ class GANStage(L.LightningModule):
         rng = checkpoint.get("edtalk", {}).get("rng")
         if rng is not None:
             set_rng_state(rng)
+
+
+def to_channels_last(module: nn.Module) -> nn.Module:
+    """Every 4-D parameter and buffer of `module` (the conv weights) in the channels_last layout, in place.
+
+    `Module.to(memory_format=torch.channels_last)` raises on tensors of another rank, and the generator
+    holds 5-D weights (the modulated convs' 1 x Cout x Cin x k x k); those, and all others, stay as they are.
+    """
+    with torch.no_grad():
+        for t in [*module.parameters(), *module.buffers()]:
+            if t.dim() == 4:
+                t.data = t.data.contiguous(memory_format=torch.channels_last)
+    return module
 
 
 def _step_uncounted(opt: Any) -> None:
