@@ -114,3 +114,213 @@ class GeneratorConfig(SerializableConfig):
             variant=variant,
             eem_hidden=16,
         )
+
+
+@dataclass(frozen=True)
+class DiscriminatorConfig(SerializableConfig):
+    """The `discriminator:` section: the StyleGAN2 image discriminator of the GAN stages.
+
+    Attributes:
+        enabled: train with an adversarial term (False: no discriminator is built).
+        channel_multiplier: scales the 64..1024-pixel levels, as in `GeneratorConfig`.
+        max_channels: cap on every level's width.
+    """
+
+    enabled: bool = True
+    channel_multiplier: float = 1.0
+    max_channels: int = 512
+
+    def __post_init__(self) -> None:
+        if self.channel_multiplier <= 0:
+            raise ValueError(f"channel_multiplier must be > 0, got {self.channel_multiplier}")
+        if self.max_channels < 1:
+            raise ValueError(f"max_channels must be >= 1, got {self.max_channels}")
+
+
+def check_optim(lrs: dict[str, float], betas: dict[str, list[float]]) -> None:
+    """Value checks of Adam settings, for the optimiser configs' `__post_init__`.
+
+    Raises:
+        ValueError: naming the field, its value and what is expected (lr > 0, two betas in [0, 1)).
+    """
+    for name, lr in lrs.items():
+        if not lr > 0:
+            raise ValueError(f"{name} must be > 0, got {lr}")
+    for name, pair in betas.items():
+        if len(pair) != 2 or not all(0 <= b < 1 for b in pair):
+            raise ValueError(f"{name} must be two values in [0, 1), got {list(pair)}")
+
+
+# -- typed sections ------------------------------------------------------------------------------------
+class ConfigError(ValueError):
+    """A config value that does not fit its section: one line naming the key, the value and what is expected."""
+
+
+def check_section(
+    schema: Any, values: dict[str, Any], prefix: str, origin: str = "", build: bool = True
+) -> Any:
+    """Check a plain config section against a dataclass (then build it) or a callable's signature.
+
+    Keys must be fields/parameters, values must fit their annotations (nested dataclasses are checked
+    recursively), and a dataclass's own `__post_init__` checks run (with `build`). Returns the built
+    dataclass instance, or None for a callable or without `build` (nothing is called).
+
+    Raises:
+        ConfigError: one line, e.g. "generator.size='abc': expected int".
+    """
+    import inspect
+    import typing
+
+    if dataclasses.is_dataclass(schema):
+        params = {f.name: f.name for f in dataclasses.fields(schema) if f.init}
+        hints = typing.get_type_hints(schema)
+        accepts_more = False
+    else:
+        sig = inspect.signature(schema)
+        params = {n: n for n, p in sig.parameters.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+        hints = _hints_of(schema)
+        accepts_more = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        full = f"{prefix}.{key}"
+        if key not in params:
+            if accepts_more:
+                kwargs[key] = value
+                continue
+            raise ConfigError(f"unknown config key {full!r}{_hint(key, params)}{_where(origin)}")
+        kwargs[key] = _checked(hints.get(key, Any), value, full, origin)
+    if not build or not dataclasses.is_dataclass(schema):
+        return None
+    make: Any = schema
+    try:
+        return make(**kwargs)
+    except (TypeError, ValueError) as err:
+        if isinstance(err, ConfigError):
+            raise
+        raise ConfigError(f"{prefix}: {_one_line(err)}{_where(origin)}") from err
+
+
+def _hints_of(fn: Any) -> dict[str, Any]:
+    import typing
+
+    target = fn.__init__ if isinstance(fn, type) else fn  # type: ignore[misc]
+    try:
+        return typing.get_type_hints(target)
+    except (NameError, TypeError):  # annotations that cannot be resolved: check the keys only
+        return {}
+
+
+def _checked(tp: Any, value: Any, key: str, origin: str) -> Any:
+    """`value` if it fits annotation `tp` (a nested dataclass section is checked and built)."""
+    nested = [a for a in _arms(tp) if dataclasses.is_dataclass(a)]
+    if nested and isinstance(value, dict):
+        return check_section(nested[0], value, key, origin)
+    if not fits(tp, value):
+        raise ConfigError(f"{key}={value!r}: expected {describe(tp)}{_where(origin)}")
+    if isinstance(value, list) and _origin(tp) is tuple:
+        return tuple(value)
+    return value
+
+
+def _origin(tp: Any) -> Any:
+    import typing
+
+    return typing.get_origin(tp)
+
+
+def _arms(tp: Any) -> tuple[Any, ...]:
+    """The alternatives of a Union/Optional annotation (the annotation itself otherwise)."""
+    import types
+    import typing
+
+    if _origin(tp) in (typing.Union, types.UnionType):
+        return tuple(a for arm in typing.get_args(tp) for a in _arms(arm))
+    return (tp,)
+
+
+def fits(tp: Any, value: Any) -> bool:
+    """Whether a plain config value (YAML/CLI scalar, list, dict or None) fits annotation `tp`.
+
+    Annotations we cannot judge (classes a YAML value can never be, Callables, TypeVars) accept.
+    """
+    import typing
+
+    if tp is Any or isinstance(tp, typing.TypeVar):
+        return True
+    arms = _arms(tp)
+    if len(arms) > 1:
+        return any(fits(a, value) for a in arms)
+    origin, args = _origin(tp), typing.get_args(tp)
+    if origin is typing.Literal:
+        return any(value == a and type(value) is type(a) for a in args)
+    if origin is not None:
+        return _fits_generic(origin, args, value)
+    return _fits_class(tp, value)
+
+
+def _fits_generic(origin: Any, args: tuple[Any, ...], value: Any) -> bool:
+    import collections.abc as abc
+
+    if origin in (list, tuple, set, frozenset, abc.Sequence, abc.Iterable, abc.Collection):
+        if not isinstance(value, list | tuple):
+            return False
+        item = args[0] if args and (origin is not tuple or args[-1] is Ellipsis) else Any
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return len(value) == len(args) and all(fits(a, v) for a, v in zip(args, value))
+        return all(fits(item, v) for v in value)
+    if origin in (dict, abc.Mapping, abc.MutableMapping):
+        return isinstance(value, dict)
+    return True
+
+
+def _fits_class(tp: Any, value: Any) -> bool:
+    from pathlib import PurePath
+
+    if tp is type(None):
+        return value is None
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if tp is str:
+        return isinstance(value, str)
+    if isinstance(tp, type) and issubclass(tp, PurePath):
+        return isinstance(value, str)
+    if isinstance(tp, type) and tp.__module__ != "builtins":
+        return isinstance(value, tp)  # e.g. a Lightning Accelerator/Strategy object: never a YAML value
+    return True
+
+
+def describe(tp: Any) -> str:
+    """Human words for an annotation: 'int', 'float or null', "one of 'full', 'lip_pose'", 'a list of float'."""
+    import typing
+
+    arms = _arms(tp)
+    if len(arms) > 1:
+        words = [describe(a) for a in arms if a is not type(None)]
+        return " or ".join(dict.fromkeys(words)) + (" or null" if type(None) in arms else "")
+    origin, args = _origin(tp), typing.get_args(tp)
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin is not None and args:
+        return f"a list of {describe(args[0])}" if origin is not dict else "a mapping"
+    if tp is type(None):
+        return "null"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _hint(key: str, known: dict[str, str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else f"; known keys: {sorted(known)}"
+
+
+def _where(origin: str) -> str:
+    return f" (in {origin})" if origin else ""
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())

@@ -130,14 +130,32 @@ def _audio2lip_outputs(sd: dict[str, torch.Tensor], inputs: dict[str, torch.Tens
     }
 
 
+def rebuilt_weights(recipe: dict[str, Any], meta: dict[str, Any], kind: str) -> dict[str, torch.Tensor]:
+    """The recipe's weights at the reference's own seed, checked against the hash it recorded.
+
+    The reference's `meta["weights_sha256"]` is the check for any seed; a reference without one
+    falls back to the recipe's `weights_sha256_seed0` when its seed is 0 (nothing to check otherwise).
+
+    Raises:
+        ValueError: the rebuilt weights differ from the recorded hash (naming kind, seed and both hashes).
+    """
+    seed = int(meta.get("seed", 0))
+    sd = build_state_dict(recipe, seed=seed)
+    expected = meta.get("weights_sha256") or (recipe.get("weights_sha256_seed0") if seed == 0 else None)
+    got = state_dict_sha256(sd) if expected else ""
+    if expected and got != expected:
+        raise ValueError(
+            f"rebuilt weights of {kind} (seed {seed}) have sha256 {got}, but ref_{kind}.pt records {expected}: "
+            f"recipe_{kind}.json and ref_{kind}.pt do not belong together"
+        )
+    return sd
+
+
 def run_kind(directory: Path, kind: str) -> dict[str, float]:
     """Max abs difference per stored output of `ref_<kind>.pt`."""
     recipe = json.loads((directory / f"recipe_{kind}.json").read_text())
-    ref = torch.load(directory / f"ref_{kind}.pt", weights_only=True)
-    sd = build_state_dict(recipe, seed=int(ref["meta"].get("seed", 0)))
-    expected_sha = recipe.get("weights_sha256_seed0")
-    if expected_sha and state_dict_sha256(sd) != expected_sha:
-        raise ValueError(f"rebuilt weights of {kind} do not match the recipe's sha256 {expected_sha}")
+    ref = weights.load_file(directory / f"ref_{kind}.pt")
+    sd = rebuilt_weights(recipe, ref["meta"], kind)
     with torch.no_grad():
         if kind == "audio2lip":
             ours = _audio2lip_outputs(sd, ref["inputs"])

@@ -60,7 +60,7 @@ def _merge(base: DictConfig, other: Any, origin: str) -> DictConfig:
     except ConfigKeyError as err:
         raise ValueError(f"unknown config key {err.full_key!r} in {origin}") from err
     except OmegaConfBaseException as err:
-        raise ValueError(f"invalid config value in {origin}: {err}") from err
+        raise ValueError(f"invalid config value in {origin}: {_omegaconf_line(err)}") from err
     assert isinstance(merged, DictConfig)
     return merged
 
@@ -90,7 +90,55 @@ def compose(experiment: str, overrides: list[str] | None = None, debug: bool = F
         except OmegaConfBaseException as err:
             raise ValueError(f"cannot parse overrides {overrides}: {err}") from err
         cfg = _merge(cfg, dotlist, "command-line overrides")
+    validate(cfg, cls)
     return cfg
+
+
+def _omegaconf_line(err: OmegaConfBaseException) -> str:
+    """One line from an omegaconf error: "model.r1_every='abc': Value 'abc' ... Integer" (no key/type block)."""
+    msg = str(getattr(err, "msg", "") or err).splitlines()[0]
+    key = getattr(err, "full_key", None)
+    return f"{key}: {msg}" if key else msg
+
+
+def validate(cfg: DictConfig, stage_cls: Any) -> None:
+    """Check every typed section of a composed config before anything is built.
+
+    `generator` (GeneratorConfig), `discriminator` (DiscriminatorConfig), `model` (the stage's Config),
+    `data` (the DataModule's signature) and `trainer` (lightning.Trainer's signature): unknown keys,
+    values of the wrong type and values the dataclass refuses (its `__post_init__`).
+
+    Raises:
+        ConfigError: one line naming the key, the value and what is expected.
+    """
+    from edtalk.config import ConfigError, DiscriminatorConfig, GeneratorConfig, check_section
+
+    check_section(GeneratorConfig, _section(cfg, "generator"), "generator")
+    check_section(DiscriminatorConfig, _section(cfg, "discriminator"), "discriminator")
+    check_section(stage_cls.Config, _section(cfg, "model"), "model")
+    trainer = _section(cfg, "trainer")
+    for key in TRAINER_SET_BY_FIT:
+        if key in trainer:
+            raise ConfigError(f"trainer.{key} is set by `edtalk fit` itself; remove it from the config")
+    check_section(L.Trainer, trainer, "trainer")
+    data = _section(cfg, "data")
+    module = data.pop("module", None)
+    if not isinstance(module, str) or module == "???":
+        raise ConfigError(
+            f"data.module={module!r}: expected the DataModule's import path, e.g. datamodules.PairDataModule"
+        )
+    data_module_kwargs(_import(module), data)
+
+
+# Trainer arguments `build_trainer` fills in (a config value would clash with them).
+TRAINER_SET_BY_FIT = ("default_root_dir", "logger", "callbacks", "check_val_every_n_epoch")
+
+
+def _section(cfg: DictConfig, name: str) -> dict[str, Any]:
+    """A section as a plain resolved dict; a missing mandatory value (`???`) is left to the builders."""
+    out = OmegaConf.to_container(cfg[name], resolve=True, throw_on_missing=False)
+    assert isinstance(out, dict)
+    return {str(k): v for k, v in out.items() if v != "???"}
 
 
 def plain(node: Any) -> dict[str, Any]:
@@ -179,17 +227,35 @@ def build_datamodule(cfg: DictConfig) -> Any:
     """The experiment's DataModule; `data.root: null` means the built-in dataset (built if missing)."""
     kwargs = plain(cfg.data)
     cls = _import(str(kwargs.pop("module")))
+    data_module_kwargs(cls, kwargs)
     if kwargs.get("root") is None:
         from datamodules.synthetic import ensure_builtin
 
         kwargs["root"] = str(ensure_builtin())
+    return cls(**kwargs)
+
+
+def data_module_kwargs(cls: Any, kwargs: dict[str, Any]) -> None:
+    """Check the `data:` kwargs against the DataModule's signature and annotations (and the fields of its
+    `sampler_class` dataclass, where it forwards **kwargs there).
+
+    Raises:
+        ConfigError: one line naming the key, the value and what is expected.
+    """
+    from edtalk.config import ConfigError, check_section
+
     accepted = _accepted_kwargs(cls)
     unknown = sorted(set(kwargs) - accepted) if accepted is not None else []
     if unknown:
-        raise ValueError(
+        raise ConfigError(
             f"unknown config key(s) {['data.' + k for k in unknown]} for {cls.__name__}; it accepts {sorted(accepted or ())}"
         )
-    return cls(**kwargs)
+    check_section(cls, kwargs, "data")
+    sampler = getattr(cls, "sampler_class", None)
+    if sampler is not None and dataclasses.is_dataclass(sampler):
+        own = set(inspect.signature(cls).parameters)
+        extra = {k: v for k, v in kwargs.items() if k not in own}
+        check_section(sampler, extra, "data", build=False)
 
 
 def _accepted_kwargs(cls: Any) -> set[str] | None:

@@ -48,3 +48,49 @@ def test_check_parity_fails_on_a_perturbed_reference(tmp_path, capsys: pytest.Ca
     torch.save(ref, tmp_path / "ref_edtalk_lip_pose.pt")
     assert main(["check-parity", str(tmp_path)]) == 1
     assert "alpha_pose" in capsys.readouterr().out
+
+
+def _reference_set(tmp_path, seed: int, outputs_seed: int | None = None, sha: str | None = None):
+    """An Audio2Lip reference set built with weight `seed` (outputs from `outputs_seed`' weights)."""
+    from edtalk.parity import _audio2lip_outputs
+
+    recipe = json.loads((PARITY / "recipe_audio2lip.json").read_text())
+    ref = torch.load(PARITY / "ref_audio2lip.pt", weights_only=True)
+    sd = build_state_dict(recipe, seed=seed)
+    src = sd if outputs_seed is None else build_state_dict(recipe, seed=outputs_seed)
+    with torch.no_grad():
+        outputs = _audio2lip_outputs(src, ref["inputs"])
+    meta = dict(ref["meta"], seed=seed, weights_sha256=sha or state_dict_sha256(sd))
+    out = tmp_path / f"seed{seed}"
+    out.mkdir()
+    (out / "recipe_audio2lip.json").write_text(json.dumps(recipe))
+    torch.save({**ref, "outputs": outputs, "meta": meta}, out / "ref_audio2lip.pt")
+    return out, outputs
+
+
+@needs_refs
+def test_check_parity_accepts_a_reference_built_with_another_seed(
+    tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recipe = json.loads((PARITY / "recipe_audio2lip.json").read_text())
+    seed7 = build_state_dict(recipe, seed=7)
+    assert state_dict_sha256(seed7) != recipe["weights_sha256_seed0"]
+    ref0 = torch.load(PARITY / "ref_audio2lip.pt", weights_only=True)
+    directory, outputs = _reference_set(tmp_path, seed=7)
+    # the seed-7 weights really give other outputs than the seed-0 reference
+    assert (outputs["lip_coeff"] - ref0["outputs"]["lip_coeff"]).abs().max() > 1e-3
+    assert main(["check-parity", str(directory)]) == 0, capsys.readouterr().out
+    assert "all within" in capsys.readouterr().out
+
+
+@needs_refs
+def test_check_parity_uses_the_reference_seed_and_hash(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Outputs of seed-0 weights under a seed-7 reference differ (the seed is used, not 0); a reference whose
+    recorded hash is not the rebuilt one is one clear error (exit 2) naming both hashes."""
+    directory, _ = _reference_set(tmp_path, seed=7, outputs_seed=0)
+    assert main(["check-parity", str(directory)]) == 1
+    assert "NOT within" in capsys.readouterr().out
+    bad, _ = _reference_set(tmp_path, seed=3, sha="0" * 64)
+    assert main(["check-parity", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "0" * 64 in err and "seed 3" in err

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from edtalk.config import check_optim
 from edtalk.io import images_to_float
 from edtalk.losses import VGGPyramidLoss, bank_diagnostics, d_nonsaturating, g_nonsaturating, r1_penalty
 from edtalk.nn.generator import Generator
@@ -56,6 +57,9 @@ class OptimConfig:
     d_lr: float = 0.002 * 16 / 17
     d_betas: list[float] = field(default_factory=lambda: [0.0, 0.99 ** (16 / 17)])
     clip_grad_norm: float | None = None
+
+    def __post_init__(self) -> None:
+        check_optim({"g_lr": self.g_lr, "d_lr": self.d_lr}, {"g_betas": self.g_betas, "d_betas": self.d_betas})
     scale_lr_with_world_size: bool = False  # DDP policy (edtalk.stages.params.world_lr_scale)
 
 

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from edtalk import weights
+from edtalk.config import check_optim
 from edtalk.io import images_to_float
 from edtalk.stages.base import PerceptualConfig, rng_state, set_rng_state
 from edtalk.stages.params import world_lr_scale
@@ -41,6 +42,9 @@ class AdamConfig:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     weight_decay: float = 0.0
     clip_grad_norm: float | None = None
+
+    def __post_init__(self) -> None:
+        check_optim({"lr": self.lr}, {"betas": self.betas})
     scale_lr_with_world_size: bool = False  # DDP policy (edtalk.stages.params.world_lr_scale)
 
 
