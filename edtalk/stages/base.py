@@ -59,7 +59,9 @@ class OptimConfig:
     clip_grad_norm: float | None = None
 
     def __post_init__(self) -> None:
-        check_optim({"g_lr": self.g_lr, "d_lr": self.d_lr}, {"g_betas": self.g_betas, "d_betas": self.d_betas})
+        check_optim(
+            {"g_lr": self.g_lr, "d_lr": self.d_lr}, {"g_betas": self.g_betas, "d_betas": self.d_betas}
+        )
     scale_lr_with_world_size: bool = False  # DDP policy (edtalk.stages.params.world_lr_scale)
 
 
