@@ -12,7 +12,7 @@ H.264 (yuv420p) frames and muxes AAC audio, so memory stays flat in the video le
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -164,26 +164,222 @@ def read_video(path: str | Path, fps: float | None = FPS, max_frames: int | None
     return np.stack(frames)
 
 
+# -- `ffmpeg -r` frame-rate conversion ----------------------------------------------------------
+_FF_EPS = 1.0 / (1 << 17)  # ffmpeg nudges every positive timestamp off exact midpoints by 2^-17 tick
+
+
+def ffmpeg_rate_indices(times: Sequence[float], durations: Sequence[float], fps: float = FPS) -> list[int]:
+    """Source frame index of each output frame when syncnet_python converts a video to `fps`.
+
+    syncnet_python runs `ffmpeg -i IN -r 25 video.avi` and then `ffmpeg -i video.avi -f image2 %06d.jpg`.
+    Both passes are FFmpeg's output frame-rate logic (fftools `do_video_out`, FFmpeg 4.4-6.0), checked
+    against the CLI on 20, 24, 29.97, 30 and 50 fps clips (tests/metrics/test_lse_inputs.py):
+
+    1. `.avi` makes `-r 25` variable-rate ("vfr"). Counting in output ticks (1/fps s), with frame k at
+       t_k = time since the video's first frame times fps (+2^-17), d_k = its duration rounded to whole
+       ticks (kept fractional when that rounds to 0) and n the next tick: a frame whose end
+       t_k + d_k <= n - 0.6 is dropped; otherwise it is written at tick n, or at round(t_k) when it
+       ends more than 0.6 tick past n (a gap); n becomes that tick + 1. A frame that starts before n is
+       moved to n. So downsampling drops a frame only once the drift reaches 0.6 tick
+       (30 fps: frames 10, 16, 22, ... go, not 5, 11, 17 as nearest-timestamp picking would).
+    2. The `.avi` read back at constant rate: a gap of g ticks before a frame is filled by repeating
+       that frame (g >= 2: round(g - 0.6) copies of the previous frame first), as `-vsync cfr` does.
+    """
+    ticks = _vfr_ticks(times, durations, fps)
+    return _cfr_fill(ticks)
+
+
+def _vfr_ticks(times: Sequence[float], durations: Sequence[float], fps: float) -> list[tuple[int, int]]:
+    """Pass 1 (`-r fps` into .avi): (output tick, source index) of every kept frame."""
+    out: list[tuple[int, int]] = []
+    next_tick = 0
+    for k, (t, d) in enumerate(zip(times, durations, strict=True)):
+        sync = t * fps
+        sync += math.copysign(_FF_EPS, sync) if sync else 0.0
+        duration = float(round(d * fps)) or d * fps
+        delta0 = sync - next_tick
+        delta = delta0 + duration
+        if delta0 < 0 < delta:  # starts before the next tick: clipped to it
+            sync = next_tick
+        if delta <= -0.6:
+            continue
+        if delta > 0.6:
+            next_tick = round(sync)
+        out.append((next_tick, k))
+        next_tick += 1
+    return out
+
+
+def _cfr_fill(ticks: Sequence[tuple[int, int]]) -> list[int]:
+    """Pass 2 (.avi -> images, constant rate): gaps between ticks filled by repeated frames."""
+    out: list[int] = []
+    next_tick, history, last = 0, [0, 0, 0], -1
+    for tick, k in ticks:
+        delta0 = max(tick + (_FF_EPS if tick else 0.0) - next_tick, 0.0)
+        delta = delta0 + 1
+        copies, previous = 1, 0
+        if delta > 1.1:
+            copies = round(delta)
+            previous = min(round(delta0 - 0.6), copies) if delta0 > 1.1 and last >= 0 else 0
+        out += [last] * previous + [k] * (copies - previous)
+        next_tick += copies
+        history = [previous, *history[:2]]
+        last = k
+    out += [last] * sorted(history)[1]  # at the end: the median of the last three previous-frame counts
+    return out
+
+
+def read_video_ffmpeg_rate(path: str | Path, fps: float = FPS) -> np.ndarray:
+    """T x H x W x 3 uint8 frames converted to `fps` as syncnet_python's `ffmpeg -r` does (see
+    `ffmpeg_rate_indices`); times count from the video stream's first frame."""
+    path = Path(path)
+    images, times, durations = _decode_timed(path)
+    return np.stack([images[i] for i in ffmpeg_rate_indices(times, durations, fps)])
+
+
+def _decode_timed(path: Path) -> tuple[list[np.ndarray], list[float], list[float]]:
+    """Every stored frame, its time since the first frame (s) and its duration (s)."""
+    images: list[np.ndarray] = []
+    stamps: list[float] = []
+    durations: list[float] = []
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise MediaError(f"{path} has no video stream")
+            stream = container.streams.video[0]
+            rate = float(stream.average_rate or stream.guessed_rate or FPS)
+            for n, frame in enumerate(container.decode(stream)):
+                images.append(frame.to_ndarray(format="rgb24"))
+                stamps.append(float(frame.time) if frame.time is not None else n / rate)
+                tb = frame.time_base or stream.time_base
+                durations.append(float(frame.duration * tb) if frame.duration and tb else 1.0 / rate)
+    except av.FFmpegError as err:
+        raise MediaError(
+            f"cannot decode video {path}: {err}; re-encode it (e.g. ffmpeg -i in.mp4 out.mp4)"
+        ) from err
+    if not images:
+        raise MediaError(f"{path} contains no decodable video frames")
+    return images, [t - stamps[0] for t in stamps], durations
+
+
 # -- audio -------------------------------------------------------------------------------------
-def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Mono float32 samples in [-1, 1] at `sample_rate` from any audio or video file."""
+MIN_ASYNC_S = 0.001  # aresample async=1: a start offset under 1 ms is left alone
+
+
+def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, align_to_video: bool = True) -> np.ndarray:
+    """Mono float32 samples in [-1, 1] at `sample_rate` from any audio or video file, as FFmpeg makes them.
+
+    The same samples as `ffmpeg -i FILE -async 1 -ac 1 -ar RATE` (syncnet_python's audio extraction):
+    * timing (`align_to_video`): sample 0 is the video stream's first instant, so audio frame i pairs with
+      video frame i. A sound stream that starts later than the picture is padded at the front with silence,
+      one that starts earlier is trimmed (`-async 1`, i.e. `aresample=async=1:first_pts=0`; it pads to the
+      container start, which is the video start whenever the video does not start after the audio).
+      The start is the first decoded audio frame's timestamp (codec priming handled by the decoder).
+    * downmix: FFmpeg's default channel matrix normalised as for its integer outputs (`-ac 1` writing
+      s16): stereo -> (L + R) / 2, 5.1 -> FFmpeg's centre/surround mix levels scaled so no sum clips.
+      (A float output in FFmpeg would not normalise: (L + R) / sqrt(2), 3 dB louder, able to clip.)
+    * resampling: FFmpeg's default swresample filter (the one `-ar` uses), computed in float.
+    """
     path = Path(path)
     if not path.is_file():
         raise MediaError(f"audio not found: {path}")
-    chunks: list[np.ndarray] = []
     try:
         with av.open(str(path)) as container:
             if not container.streams.audio:
                 raise MediaError(f"{path} has no audio stream; give a .wav/.mp3 or a video with sound")
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-            for frame in container.decode(container.streams.audio[0]):
-                for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().reshape(-1))
-            for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().reshape(-1))
+            stream = container.streams.audio[0]
+            video_start = _video_start(container) if align_to_video else None
+            return _decode_mono(container, stream, sample_rate, video_start)
     except av.FFmpegError as err:
         raise MediaError(f"cannot decode audio {path}: {err}") from err
-    return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+
+
+def _video_start(container: av.container.InputContainer) -> float | None:
+    """Start time in seconds of the first video stream (None: no video stream)."""
+    if not container.streams.video:
+        return None
+    vs = container.streams.video[0]
+    if vs.start_time is None or vs.time_base is None:
+        return 0.0
+    return float(vs.start_time * vs.time_base)
+
+
+def _mono_graph(stream: av.AudioStream, frame: av.AudioFrame, sample_rate: int) -> av.filter.Graph:
+    """abuffer -> aresample (FFmpeg default filter, matrix normalised to max 1) -> flt mono -> sink."""
+    graph = av.filter.Graph()
+    src = graph.add_abuffer(
+        sample_rate=frame.sample_rate,
+        format=frame.format.name,
+        layout=frame.layout.name,
+        time_base=stream.time_base or Fraction(1, frame.sample_rate),
+    )
+    resample = graph.add("aresample", f"{sample_rate}:rematrix_maxval=1.0")
+    fmt = graph.add("aformat", f"sample_fmts=flt:channel_layouts=mono:sample_rates={sample_rate}")
+    sink = graph.add("abuffersink")
+    src.link_to(resample)
+    resample.link_to(fmt)
+    fmt.link_to(sink)
+    graph.configure()
+    return graph
+
+
+def _decode_mono(
+    container: av.container.InputContainer,
+    stream: av.AudioStream,
+    sample_rate: int,
+    video_start: float | None,
+) -> np.ndarray:
+    """All of `stream` as mono float32 at `sample_rate`, its start aligned to `video_start` (s) if given.
+
+    Like `aresample=async=1:first_pts=0`: a late start is padded with silence at the input rate, before
+    resampling (so the resampler's phase is FFmpeg's); an early start is trimmed in output samples.
+    """
+    chunks: list[np.ndarray] = []
+    graph: av.filter.Graph | None = None
+    trim = 0
+    for frame in container.decode(stream):
+        if graph is None:
+            graph = _mono_graph(stream, frame, sample_rate)
+            offset = _start_offset(frame, video_start)
+            if offset > 0:
+                graph.push(_silence(frame, round(offset * frame.sample_rate)))
+            trim = round(-offset * sample_rate) if offset < 0 else 0
+        frame.pts = None  # the graph only converts; timing was applied above
+        graph.push(frame)
+        chunks.extend(_pull_all(graph))
+    if graph is not None:
+        graph.push(None)
+        chunks.extend(_pull_all(graph))
+    samples = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+    return samples[trim:]
+
+
+def _start_offset(frame: av.AudioFrame, video_start: float | None) -> float:
+    """Seconds the sound starts after the picture (0 when not aligning or within `-async 1`'s 1 ms)."""
+    if video_start is None or frame.time is None:
+        return 0.0
+    offset = float(frame.time) - video_start
+    return offset if abs(offset) > MIN_ASYNC_S else 0.0
+
+
+def _silence(like: av.AudioFrame, samples: int) -> av.AudioFrame:
+    """`samples` of digital silence in the format, layout and rate of `like`."""
+    frame = av.AudioFrame(format=like.format.name, layout=like.layout.name, samples=samples)
+    fill = b"\x80" if like.format.name in ("u8", "u8p") else b"\x00"  # unsigned 8-bit silence is 128
+    for plane in frame.planes:
+        plane.update(fill * plane.buffer_size)
+    frame.sample_rate = like.sample_rate
+    return frame
+
+
+def _pull_all(graph: av.filter.Graph) -> list[np.ndarray]:
+    out: list[np.ndarray] = []
+    while True:
+        try:
+            frame = graph.pull()
+        except (av.BlockingIOError, av.EOFError):
+            return out
+        out.append(frame.to_ndarray().reshape(-1))
 
 
 def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Path:
@@ -265,6 +461,9 @@ class VideoWriter:
         for i in range(0, len(samples), step):
             frame = av.AudioFrame.from_ndarray(samples[None, i : i + step], format="flt", layout="mono")
             frame.sample_rate = self.sample_rate
+            # timestamps make the encoder's priming (1024 samples of AAC) negative, so the muxer writes an
+            # edit list that skips it; without them the sound plays 64 ms (1.6 frames at 16 kHz) late
+            frame.pts, frame.time_base = i, Fraction(1, self.sample_rate)
             for packet in stream.encode(frame):
                 self._container.mux(packet)
         for packet in stream.encode(None):

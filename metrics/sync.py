@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -105,7 +106,8 @@ class LSE(Metric):
 def face_crops_224(frames: np.ndarray, detector: Any = None, crop_scale: float = 0.4) -> torch.Tensor:
     """syncnet_python's crop: T x H x W x 3 uint8 -> T x 3 x 224 x 224 in [-1, 1].
 
-    `detector=None`: the frames already are face crops (our clips) and are only resized to 224. Otherwise
+    `detector=None`: the frames already are face crops (our clips) and are only resized to 224, bilinearly
+    (cv2.resize's default, as syncnet_python's crop resizes; area interpolation differs by ~0.7 %). Otherwise
     face boxes (`DlibFace.box`: the dlib frontal detector standing in for S3FD) are median-filtered
     over 13 frames; each crop is centred on the box, of half-size s = max side / 2, spanning
     [y - s, y + s(1 + 2 cs)] x [x - s(1 + cs), x + s(1 + cs)] on a frame padded with value 110.
@@ -114,7 +116,7 @@ def face_crops_224(frames: np.ndarray, detector: Any = None, crop_scale: float =
     from scipy.signal import medfilt
 
     if detector is None:
-        resized = np.stack([cv2.resize(f, (CROP, CROP), interpolation=cv2.INTER_AREA) for f in frames])
+        resized = np.stack([cv2.resize(f, (CROP, CROP), interpolation=cv2.INTER_LINEAR) for f in frames])
         return torch.from_numpy(resized).permute(0, 3, 1, 2).float() / 127.5 - 1.0
     boxes = _boxes(frames, detector)
     s = medfilt(np.maximum(boxes[:, 3] - boxes[:, 1], boxes[:, 2] - boxes[:, 0]) / 2, 13)
@@ -129,7 +131,7 @@ def face_crops_224(frames: np.ndarray, detector: Any = None, crop_scale: float =
         y0, y1 = int(my - bs), int(my + bs * (1 + 2 * crop_scale))
         x0, x1 = int(mx - bs * (1 + crop_scale)), int(mx + bs * (1 + crop_scale))
         face = padded[y0:y1, x0:x1]
-        out.append(cv2.resize(face, (CROP, CROP)))
+        out.append(cv2.resize(face, (CROP, CROP), interpolation=cv2.INTER_LINEAR))
     arr = torch.from_numpy(np.stack(out))  # -> T x 224 x 224 x 3 uint8
     return arr.permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
@@ -141,3 +143,87 @@ def _boxes(frames: np.ndarray, detector: Any) -> np.ndarray:
         rect = detector.box(image, rect)
         rects.append((rect.left(), rect.top(), rect.right(), rect.bottom()))
     return np.asarray(rects, np.float64)
+
+
+# -- inputs as syncnet_python prepares them ---------------------------------------------------------
+CROPS = ("s3fd", "dlib", "none")
+
+
+@dataclass
+class LSEInputs:
+    """What `score_video` takes, plus where it came from.
+
+    frames: T x 3 x 224 x 224 RGB in [-1, 1] at 25 fps; wav: mono float 16 kHz aligned with frame 0;
+    start_frame: the first 25 fps frame of the face track (0 for `none` / `dlib`); tracks: face tracks found.
+    """
+
+    frames: torch.Tensor
+    wav: np.ndarray
+    start_frame: int = 0
+    tracks: int = 1
+
+
+def prepare_lse_inputs(
+    video: str | Path,
+    crop: str = "s3fd",
+    audio: str | Path | None = None,
+    s3fd_weights: str | Path | None = None,
+    device: str = "cpu",
+    min_track: int = 100,
+    detector: Any = None,
+) -> LSEInputs:
+    """A video's LSE inputs as syncnet_python's run_pipeline.py + SyncNetInstance.evaluate make them.
+
+    * frames: converted to 25 fps choosing frames as `ffmpeg -r 25` does (`edtalk.io.ffmpeg_rate_indices`);
+    * sound: `read_audio` (`-async 1` start alignment to the picture, FFmpeg's `-ac 1` downmix, 16 kHz);
+    * crop: `s3fd` (the paper protocol): S3FD + IoU tracks + 13-frame median smoothing + crop scale 0.4
+      (`metrics.syncnet_crop`); the longest track is scored with the audio of its frames
+      (`ffmpeg -ss start -to end` on the track's span); `dlib`: dlib's detector on every frame, same
+      smoothing and crop; `none`: the video already is a face crop, only resized to 224 bilinearly.
+
+    Args:
+        s3fd_weights: face-alignment's `s3fd-619a316812.pth` (file or folder) for `crop="s3fd"`.
+        min_track: a track needs more faces than this (syncnet_python: 100 frames = 4 s).
+        detector: a ready detector with `detect(rgb) -> N x 5` (overrides `s3fd_weights`).
+    """
+    from edtalk.io import read_audio, read_video_ffmpeg_rate
+
+    if crop not in CROPS:
+        raise ValueError(f"unknown LSE crop {crop!r}; choose one of {', '.join(CROPS)}")
+    frames = read_video_ffmpeg_rate(video)
+    wav = read_audio(audio or video)
+    if crop == "none":
+        return LSEInputs(face_crops_224(frames), wav)
+    if crop == "dlib":
+        from edtalk.nn.judges import DlibFace
+
+        return LSEInputs(face_crops_224(frames, DlibFace()), wav)
+    return _s3fd_inputs(frames, wav, video, s3fd_weights, device, min_track, detector)
+
+
+def _s3fd_inputs(
+    frames: np.ndarray,
+    wav: np.ndarray,
+    video: str | Path,
+    weights: str | Path | None,
+    device: str,
+    min_track: int,
+    detector: Any,
+) -> LSEInputs:
+    from metrics.syncnet_crop import TrackConfig, crop_track, detect_all, s3fd_from, track_faces
+
+    cfg = TrackConfig(min_track=min_track)
+    detector = detector if detector is not None else s3fd_from(weights, device)
+    tracks = track_faces(detect_all(frames, detector), cfg)
+    if not tracks:
+        raise ValueError(
+            f"{video}: no face track of more than {min_track} frames with a box side over "
+            f"{cfg.min_face_size:.0f} px (syncnet_python's --min_track / --min_face_size); "
+            "a shorter clip needs a smaller min_track (edtalk lse --min-track N)"
+        )
+    track = tracks[0]
+    first, last = int(track.frames[0]), int(track.frames[-1])
+    crops = torch.from_numpy(crop_track(frames[first : last + 1], track.boxes, cfg.crop_scale, cfg.smooth))
+    spf = 16000 // 25
+    segment = wav[first * spf : (last + 1) * spf]  # ffmpeg -ss first/25 -to (last+1)/25
+    return LSEInputs(crops.permute(0, 3, 1, 2).float() / 127.5 - 1.0, segment, first, len(tracks))

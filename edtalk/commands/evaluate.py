@@ -44,6 +44,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--no-lse-crop", action="store_true", help="LSE: resize whole frames instead of face-cropping"
     )
     p.add_argument("--max-clips", type=int, default=None, help="score only the first N ground-truth clips")
+    p.add_argument(
+        "--protocol",
+        choices=("ours", "eat", "syncnet"),
+        default="ours",
+        help="ours: our suite (default); eat: EAT's MEAD protocol (aligned 128-px crops, its pairing, LMD, "
+        "ImageNet-Inception FID, Emotion-FAN, syncnet_python LSE); syncnet: LSE only, syncnet_python's "
+        "input preparation. See docs/protocols.md",
+    )
+    p.add_argument(
+        "--emotion-judge",
+        default=None,
+        metavar="PATH",
+        help="Emotion-FAN file (kind emotion_fan, EAT's self_relation-attention_61_84.3655): adds "
+        "'acc_emo (Emotion-FAN)' (default under --protocol eat: <weights-dir>/self_relation-attention_61_84.3655)",
+    )
     p.add_argument("--device", default="cpu", help="device for --checkpoint rendering")
     p.set_defaults(func=run)
 
@@ -55,6 +70,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument(
         "--no-crop", action="store_true", help="the video already is a face crop: only resize to 224"
     )
+    q.add_argument(
+        "--crop",
+        choices=("s3fd", "dlib", "none"),
+        default=None,
+        help="face crop: s3fd = syncnet_python's S3FD + IoU tracker (the paper protocol; needs --s3fd), "
+        "dlib (default), none (= --no-crop)",
+    )
+    q.add_argument(
+        "--s3fd",
+        default=None,
+        metavar="PATH",
+        help="face-alignment's s3fd-619a316812.pth (file or folder) for --crop s3fd "
+        "(default: torch hub's checkpoints folder)",
+    )
+    q.add_argument(
+        "--min-track",
+        type=int,
+        default=100,
+        help="--crop s3fd: a face track needs more frames than this (syncnet_python: 100)",
+    )
+    q.add_argument("--device", default="cpu", help="device for the judge and S3FD")
     q.add_argument("--vshift", type=int, default=15)
     q.set_defaults(func=run_lse)
 
@@ -100,11 +136,21 @@ def run(args: argparse.Namespace) -> int:
         name = Path(args.checkpoint).stem
         rendered = {name if kind == "video" else f"{name}_audio": f for kind, f in folders.items()}
         methods = {**rendered, **methods}
-    judges = load_judges(args.weights_dir)
+    judges = load_judges(args.weights_dir, protocol=args.protocol, emotion_judge=args.emotion_judge)
     for metric, why in judges.skipped().items():
         print(f"skipping {metric}: {why}", file=sys.stderr)
     clips = islice(ground_truth(args.split, args.gt, listed), args.max_clips)
-    report = evaluate(methods, clips, judges, args.fid_frames, not args.no_lse_crop, log=lambda s: None)
+    report = evaluate(
+        methods,
+        clips,
+        judges,
+        args.fid_frames,
+        not args.no_lse_crop,
+        log=lambda s: None,
+        protocol=args.protocol,
+    )
+    if args.protocol != "ours":
+        report.extras["protocol"] = args.protocol
     report.extras.update(extras)
     for name in methods:
         if report.missing[name]:
@@ -123,20 +169,22 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_lse(args: argparse.Namespace) -> int:
-    from edtalk.io import read_audio, read_video
-    from edtalk.nn.judges import DlibFace, SyncNetV2
-    from metrics.sync import face_crops_224, score_video
+    from edtalk.nn.judges import SyncNetV2
+    from metrics.sync import prepare_lse_inputs, score_video
 
-    net = SyncNetV2.from_file(args.weights)
-    frames = read_video(args.video)
-    wav = read_audio(args.audio or args.video)
-    crops = face_crops_224(frames, None if args.no_crop else DlibFace())
-    score = score_video(net, crops, wav, vshift=args.vshift)
-    if len(wav) / 16000 != len(frames) / 25:
-        print(
-            f"warning: audio {len(wav) / 16000:.3f}s and video {len(frames) / 25:.3f}s differ",
-            file=sys.stderr,
-        )
+    if args.no_crop and args.crop not in (None, "none"):
+        raise ValueError(f"--no-crop contradicts --crop {args.crop}; give one of them")
+    crop = "none" if args.no_crop else (args.crop or "dlib")
+    net = SyncNetV2.from_file(args.weights).to(args.device)
+    inputs = prepare_lse_inputs(
+        args.video, crop, args.audio, args.s3fd, device=args.device, min_track=args.min_track
+    )
+    score = score_video(net, inputs.frames, inputs.wav, vshift=args.vshift)
+    seconds_audio, seconds_video = len(inputs.wav) / 16000, len(inputs.frames) / 25
+    if seconds_audio != seconds_video:
+        print(f"warning: audio {seconds_audio:.3f}s and video {seconds_video:.3f}s differ", file=sys.stderr)
+    if inputs.tracks > 1:
+        print(f"note: {inputs.tracks} face tracks; scored the longest", file=sys.stderr)
     print(
         f"AV offset: {score.offset}\nMin dist (LSE-D): {score.lse_d:.3f}\nConfidence (LSE-C): {score.lse_c:.3f}"
     )
