@@ -16,10 +16,12 @@ setup: system-deps
 	# opencv-python-headless (cv2 is the same module); numba, scikit-image, scipy, tqdm come with the project
 	$(PIP) install -q -c constraints.txt --no-deps face-alignment==1.4.1
 
-## system-deps: espeak-ng (speech of the built-in dataset) and chromium (the web page's browser test)
+## system-deps: espeak-ng (speech of the built-in dataset), chromium (the web page's browser test) and the
+## ffmpeg CLI (the reference the audio / LSE parity tests compare with; they skip without it)
 system-deps:
 	@missing=""; command -v espeak-ng >/dev/null 2>&1 || missing="$$missing espeak-ng"; \
 	  command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	  command -v ffmpeg >/dev/null 2>&1 || missing="$$missing ffmpeg"; \
 	  if [ -n "$$missing" ]; then \
 	    if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
