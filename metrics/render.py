@@ -8,7 +8,8 @@ Protocols (the field's standard pair):
   -> `<out>/render_audio/<clip id>.mp4`; the clip is floor(len(audio) / 640) frames long.
 Videos are written at the generator's resolution with the clip's audio. Coefficients of the
 ground-truth frames feed the coefficient-correlation matrix and, where the clip metadata carries the
-built-in dataset's `factors`, the disentanglement score.
+built-in dataset's `factors`, the disentanglement score: out-of-sample linear probes fitted on the
+training speakers and scored on the test speaker (`metrics.disentanglement`, metrics/DISENTANGLEMENT.md).
 """
 
 from __future__ import annotations
@@ -79,11 +80,10 @@ def render_split(
     Returns:
         {"video": out/render[, "audio": out/render_audio]} and the orthogonality report.
     """
-    from edtalk.pipeline import load_audio_model
-    from edtalk.weights import load_generator
+    from edtalk import weights
 
-    gen = load_generator(checkpoint).to(device).eval()
-    a2l = load_audio_model(audio2lip, "audio2lip").to(device).eval() if audio2lip else None
+    gen = weights.load_generator(checkpoint).to(device).eval()
+    a2l = weights.load(audio2lip, "audio2lip").to(device).eval() if audio2lip else None
     folders = {"video": out / "render"} | ({"audio": out / "render_audio"} if a2l is not None else {})
     size = gen.cfg.size
     dims = {k: v.shape[1] for k, v in gen.banks.split(gen.basis()).items()}
@@ -102,7 +102,28 @@ def render_split(
             has_factors = True
             dis.update(coeffs, {**factors, "emotion_id": factors["emotion_id"]})
         corr_only.update(coeffs)
-    return folders, _diagnostics(gen, dis if has_factors else corr_only, out / "plots")
+    report = _diagnostics(gen, dis if has_factors else corr_only, out / "plots")
+    if has_factors:
+        report["disentanglement"] = _probes(gen, gt_root, out / "plots")
+    return folders, report
+
+
+def _probes(gen: Generator, gt_root: str | Path | None, plots: Path) -> dict[str, Any]:
+    """Out-of-sample probe tables and score of the generator on the shards' train/test speakers."""
+    from metrics.disentanglement import measure, probe_heatmap
+
+    if gt_root is None:
+        from datamodules.synthetic import ensure_builtin
+
+        gt_root = ensure_builtin()
+    result = measure({"generator": gen}, gt_root)
+    probe_heatmap(result, plots / "disentanglement_probes.png")
+    row = result["generator"]
+    return {
+        "score": row["disentanglement_score"],
+        "r2": row["r2"],
+        "emotion_probe_acc": row["emotion_probe_acc"],
+    }
 
 
 def _diagnostics(gen: Generator, metric: Disentanglement, plots: Path) -> dict[str, Any]:
@@ -115,6 +136,4 @@ def _diagnostics(gen: Generator, metric: Disentanglement, plots: Path) -> dict[s
     report: dict[str, Any] = {
         "orthogonality": {k: diag[k] for k in ("orthonormality_error", "overlap", "raw_overlap", "sizes")},
     }
-    if "score" in result:
-        report["disentanglement"] = {"score": result["score"], "explained_r2": result["explained"]}
     return report
