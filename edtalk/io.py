@@ -5,8 +5,11 @@ only conversions (round-to-nearest after clamping: no per-clip min-max stretch).
 reproduces the original demos' global stretch for comparisons only.
 
 Video in: `read_video` decodes any container PyAV knows, resampled to a fixed fps by nearest
-timestamp (frame i shows the source frame displayed at t = i / fps). Video out: `VideoWriter` streams
-H.264 (yuv420p) frames and muxes AAC audio, so memory stays flat in the video length.
+timestamp (frame i shows the source frame displayed at t = i / fps); `read_video_ffmpeg_rate` picks
+frames as `ffmpeg -r 25` does (syncnet_python's LSE protocol). Audio in: `read_audio` gives the samples
+`ffmpeg -async 1 -ac 1 -ar 16000` gives (sound aligned to the picture's start, FFmpeg's downmix and
+resampler). Video out: `VideoWriter` streams H.264 (yuv420p) frames and muxes AAC audio with timestamps
+(no priming delay), so memory stays flat in the video length.
 """
 
 from __future__ import annotations
@@ -295,10 +298,11 @@ def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, align_to_video:
 
 
 def _video_start(container: av.container.InputContainer) -> float | None:
-    """Start time in seconds of the first video stream (None: no video stream)."""
-    if not container.streams.video:
+    """Start time in seconds of the first video stream (None: none, or only cover art as in an mp3)."""
+    moving = [v for v in container.streams.video if not v.disposition & av.stream.Disposition.attached_pic]
+    if not moving:
         return None
-    vs = container.streams.video[0]
+    vs = moving[0]
     if vs.start_time is None or vs.time_base is None:
         return 0.0
     return float(vs.start_time * vs.time_base)
