@@ -176,7 +176,7 @@ def ffmpeg_rate_indices(times: Sequence[float], durations: Sequence[float], fps:
 
     syncnet_python runs `ffmpeg -i IN -r 25 video.avi` and then `ffmpeg -i video.avi -f image2 %06d.jpg`.
     Both passes are FFmpeg's output frame-rate logic (fftools `do_video_out`, FFmpeg 4.4-6.0), checked
-    against the CLI on 20, 24, 29.97, 30 and 50 fps clips (tests/metrics/test_lse_inputs.py):
+    against the CLI on 20, 24, 29.97, 30 and 50 fps clips (tests/test_io_media.py):
 
     1. `.avi` makes `-r 25` variable-rate ("vfr"). Counting in output ticks (1/fps s), with frame k at
        t_k = time since the video's first frame times fps (+2^-17), d_k = its duration rounded to whole
