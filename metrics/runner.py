@@ -49,13 +49,20 @@ METRICS: dict[str, tuple[bool, str]] = {
     "lse_d": (False, "syncnet"),
     "lse_c": (True, "syncnet"),
     "emotion_acc": (True, "emotion"),
+    "emotion_fan_acc": (True, "emotion_fan"),
 }
+# table headers where the metric name alone would be ambiguous
+LABELS = {"emotion_acc": "acc_emo (ours-classifier)", "emotion_fan_acc": "acc_emo (Emotion-FAN)"}
+PROTOCOLS = ("ours", "eat", "syncnet")
 WEIGHT_FILES = {
     "syncnet": "syncnet_v2.model",
     "inception": "weights-inception-2015-12-05-6726825d.pth",
     "alexnet": "alexnet-owt-7be5be79.pth",
     "arcface": "arcface_backbone.pth",
     "emotion": "emotion_classifier.ckpt",
+    "emotion_fan": "self_relation-attention_61_84.3655",
+    "inception_imagenet": "inception_v3_google-0cc3c7bd.pth",
+    "s3fd": "s3fd-619a316812.pth",
 }
 
 
@@ -74,15 +81,31 @@ class GroundTruth:
     wav: np.ndarray
     meta: dict[str, Any]
     lmk: np.ndarray | None = None  # dlib landmarks of `frames`, filled on first use
+    cache: dict[str, Any] = field(default_factory=dict)  # per-clip results shared by methods (EAT crops)
 
 
 def _is_mead(clip_id: str) -> bool:
     return len(clip_id.split("#")) == 4
 
 
+_EAT_NAME = re.compile(r"^(?:([MW]\d{3})_)?([MW]\d{3})_([A-Za-z]+)_(\d+)_(\d{3})$")
+
+
+def eat_clip_id(name: str) -> str | None:
+    """Our MEAD clip id of an EAT video name (`W015_W015_sad_3_005` or `W015_sad_3_005` ->
+    `W015#sad#level_3#005`; the emotion may be abbreviated to its first three letters); None otherwise."""
+    match = _EAT_NAME.match(name)
+    if match is None:
+        return None
+    _, speaker, emotion, level, number = match.groups()
+    full = next((e for e in EMOTIONS if e[:3] == emotion[:3].lower()), None)
+    return None if full is None else f"{speaker}#{full}#level_{level}#{number}"
+
+
 def read_clip_list(path: str | Path) -> list[str]:
     """Clip ids from a protocol file: a JSON list, or one id per line (``#`` inside ids is kept; blank
-    lines and lines starting with ``//`` are ignored; a trailing video extension is dropped)."""
+    lines and lines starting with ``//`` are ignored; a trailing video extension is dropped). EAT's
+    names (`W015_W015_sad_3_005`) are mapped to our MEAD clip ids (`eat_clip_id`)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"clip list {path} not found")
@@ -94,6 +117,7 @@ def read_clip_list(path: str | Path) -> list[str]:
             line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("//")
         ]
     ids = [re.sub(r"\.(mp4|avi|mov|mkv|webm)$", "", c) for c in ids]
+    ids = [eat_clip_id(c) or c for c in ids]
     if not ids:
         raise ValueError(f"clip list {path} is empty")
     return ids
@@ -149,11 +173,13 @@ def _check_listed(root: str | Path, ids: Sequence[str]) -> None:
 
 
 def find_videos(folder: str | Path) -> dict[str, Path]:
-    """{clip id: video path} for the videos in `folder` (clip id = file name without extension)."""
+    """{clip id: video path} for the videos in `folder` (clip id = file name without extension; EAT's
+    names such as `W015_W015_sad_3_005.mp4` count as our MEAD clip id)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"result folder not found: {folder}")
-    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in VIDEO_EXTS and p.is_file()}
+    videos = [p for p in sorted(folder.iterdir()) if p.suffix.lower() in VIDEO_EXTS and p.is_file()]
+    return {(eat_clip_id(p.stem) or p.stem): p for p in videos}
 
 
 # -- judges --------------------------------------------------------------------------------------
@@ -167,34 +193,83 @@ class Judges:
     arcface: ArcFace | None = None
     dlib: DlibFace | None = None
     emotion: torch.nn.Module | None = None
+    emotion_fan: torch.nn.Module | None = None
+    inception_imagenet: torch.nn.Module | None = None
+    s3fd: Path | None = None  # syncnet_python's face detector weights (paper-protocol LSE crop)
     missing: dict[str, str] = field(default_factory=dict)
+    protocol: str = "ours"
 
     def skipped(self) -> dict[str, str]:
-        """{metric: reason} for metrics whose judge is missing."""
-        return {m: self.missing[j] for m, (_, j) in METRICS.items() if j and j in self.missing}
+        """{metric: reason} for the protocol's metrics whose judge is missing."""
+        needs = PROTOCOL_METRIC_JUDGES.get(self.protocol)
+        if needs is None:
+            return {m: self.missing[j] for m, (_, j) in METRICS.items() if j and j in self.missing}
+        return {m: self.missing[j] for m, js in needs.items() for j in js if j in self.missing}
+
+
+_PAPER_LSE = {"lse_d": ("syncnet", "s3fd"), "lse_c": ("syncnet", "s3fd")}
+# metric -> judges it needs, for the presets (ours: METRICS)
+PROTOCOL_METRIC_JUDGES: dict[str, dict[str, tuple[str, ...]]] = {
+    "eat": {"fid": ("inception_imagenet",), **_PAPER_LSE, "emotion_fan_acc": ("emotion_fan",)},
+    "syncnet": dict(_PAPER_LSE),
+}
 
 
 def load_emotion_classifier(path: Path) -> torch.nn.Module:
-    """Our `emotion_classifier` checkpoint (written by `edtalk fit emotion_classifier`)."""
-    from edtalk.config import config_from_dict
-    from edtalk.nn.emotion import EmotionClassifier, EmotionClassifierConfig
-    from edtalk.weights import read_checkpoint
+    """Our `emotion_classifier` export or its stage's Lightning checkpoint (`edtalk fit emotion_classifier`)."""
+    from edtalk import weights
 
     if not path.is_file():
         raise JudgeWeightsMissing(
             f"emotion classifier not found at {path}; train it: edtalk fit emotion_classifier"
         )
-    obj = read_checkpoint(path, kind="emotion_classifier")
-    net = EmotionClassifier(config_from_dict(EmotionClassifierConfig, dict(obj["config"])))
-    net.load_state_dict(obj["state_dict"], strict=True)
-    return net.eval().requires_grad_(False)
+    return weights.load(path, "emotion_classifier").requires_grad_(False)
 
 
-def load_judges(folder: str | Path | None = None, files: dict[str, str | Path] | None = None) -> Judges:
-    """Load every judge whose file exists under `folder` (names in WEIGHT_FILES; `files` overrides)."""
+def load_emotion_fan(path: Path) -> torch.nn.Module:
+    """The Emotion-FAN judge (kind `emotion_fan`, EAT's `self_relation-attention_61_84.3655`)."""
+    from edtalk.nn.emotion_fan import EmotionFAN
+
+    if not path.is_file():
+        raise JudgeWeightsMissing(
+            f"Emotion-FAN not found at {path}; get self_relation-attention_61_84.3655 from EAT's evaluation "
+            "download (github.com/yuangan/evaluation_eat) and pass --emotion-judge PATH"
+        )
+    return EmotionFAN.from_file(path)
+
+
+def _s3fd_file(path: Path) -> Path:
+    if not path.is_file():
+        raise JudgeWeightsMissing(
+            f"S3FD weights not found at {path} (syncnet_python's face crop for LSE); put face-alignment's "
+            "s3fd-619a316812.pth in the weights folder"
+        )
+    return path
+
+
+# judges each protocol loads (the others are not part of it, so not reported as skipped)
+PROTOCOL_JUDGES = {
+    "ours": ("syncnet", "inception", "alexnet", "arcface", "dlib", "emotion"),
+    "eat": ("syncnet", "s3fd", "inception_imagenet", "emotion_fan"),
+    "syncnet": ("syncnet", "s3fd"),
+}
+
+
+def load_judges(
+    folder: str | Path | None = None,
+    files: dict[str, str | Path] | None = None,
+    protocol: str = "ours",
+    emotion_judge: str | Path | None = None,
+) -> Judges:
+    """Load the protocol's judges whose files exist under `folder` (names in WEIGHT_FILES; `files`
+    overrides). `emotion_judge`: an Emotion-FAN file to use in any protocol (an error when unreadable)."""
+    from metrics.eat import InceptionImageNet
+
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"--protocol must be one of {PROTOCOLS}, got {protocol!r}")
     root = weights_dir(folder)
     paths = {k: Path((files or {}).get(k) or root / name) for k, name in WEIGHT_FILES.items()}
-    judges = Judges()
+    judges = Judges(protocol=protocol)
     loaders: dict[str, Callable[[], Any]] = {
         "syncnet": lambda: SyncNetV2.from_file(paths["syncnet"]),
         "inception": lambda: InceptionFID(paths["inception"]),
@@ -202,12 +277,18 @@ def load_judges(folder: str | Path | None = None, files: dict[str, str | Path] |
         "arcface": lambda: ArcFace.from_file(paths["arcface"]),
         "dlib": DlibFace,
         "emotion": lambda: load_emotion_classifier(paths["emotion"]),
+        "emotion_fan": lambda: load_emotion_fan(paths["emotion_fan"]),
+        "inception_imagenet": lambda: InceptionImageNet.from_file(paths["inception_imagenet"]),
+        "s3fd": lambda: _s3fd_file(paths["s3fd"]),
     }
-    for name, load in loaders.items():
+    for name in PROTOCOL_JUDGES[protocol]:
         try:
-            setattr(judges, name, load())
+            setattr(judges, name, loaders[name]())
         except JudgeWeightsMissing as err:
             judges.missing[name] = str(err)
+    if emotion_judge is not None:  # named explicitly: a missing or wrong file is an error, not a skip
+        judges.emotion_fan = load_emotion_fan(Path(emotion_judge))
+        judges.missing.pop("emotion_fan", None)
     return judges
 
 
@@ -228,7 +309,13 @@ class MethodScorer:
             self.m["lse"] = LSE(judges.syncnet)
         if judges.emotion is not None:
             self.m["emotion_acc"] = EmotionAccuracy()
+        self.fan = _FanJudge(judges.emotion_fan) if judges.emotion_fan is not None else None
         self.rows: list[dict[str, Any]] = []
+
+    def add_video(self, gt: GroundTruth, video: Path) -> dict[str, Any]:
+        """Score one result video (read at 25 fps, resized to the ground-truth size)."""
+        frames, wav = load_result(video, gt)
+        return self.add(gt, frames, wav)
 
     @torch.no_grad()
     def add(self, gt: GroundTruth, pred: np.ndarray, wav: np.ndarray) -> dict[str, Any]:
@@ -255,6 +342,8 @@ class MethodScorer:
             logits = self.j.emotion(p[None])  # 1 x T x 3 x H x W -> 1 x 8
             self.m["emotion_acc"].update(logits[:, None], _label(gt.clip_id))
             row["emotion_pred"] = EMOTIONS[int(logits.argmax())]
+        if self.fan is not None:
+            row.update(self.fan.add(gt.clip_id, p_u8))
         self.rows.append(row)
         return row
 
@@ -295,7 +384,92 @@ class MethodScorer:
                 out["fid"] = float(metric.compute()) if int(metric.fake_n) >= 2 else math.nan
             else:
                 out[name] = float(metric.compute())
+        if self.fan is not None:
+            out.update(self.fan.summary())
         return out
+
+
+class _FanJudge:
+    """Emotion-FAN accuracy (%) over clips, on EAT's face-chip inputs of the frames it is given."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        from metrics.eat import EmotionFANInputs
+
+        self.net, self.prep = net, EmotionFANInputs()
+        self.hits: list[bool] = []
+
+    @torch.no_grad()
+    def add(self, clip_id: str, frames: np.ndarray) -> dict[str, Any]:
+        from edtalk.nn.emotion_fan import EMOTION_FAN_LABELS
+        from metrics.eat import emotion_fan_label
+
+        faces = self.prep(frames)
+        if not len(faces):
+            return {"emotion_fan_pred": "no face"}
+        pred = int(self.net(faces).argmax())
+        self.hits.append(pred == emotion_fan_label(clip_id))
+        return {"emotion_fan_pred": EMOTION_FAN_LABELS[pred]}
+
+    def summary(self) -> dict[str, float]:
+        return {"emotion_fan_acc": 100.0 * float(np.mean(self.hits)) if self.hits else math.nan}
+
+
+class PaperLSE:
+    """LSE-D / LSE-C with syncnet_python's input preparation (`metrics.sync.prepare_lse_inputs`, S3FD
+    crop); a result without audio is scored with the ground truth's sound."""
+
+    def __init__(self, net: SyncNetV2, s3fd: Path) -> None:
+        self.metric, self.s3fd = LSE(net), s3fd
+
+    def add(self, video: Path, gt: GroundTruth) -> dict[str, Any]:
+        import tempfile
+
+        from edtalk.io import write_wav
+        from metrics.sync import prepare_lse_inputs
+
+        with tempfile.TemporaryDirectory() as tmp:
+            audio = None if probe_video(video).has_audio else write_wav(Path(tmp) / "gt.wav", gt.wav)
+            try:
+                inputs = prepare_lse_inputs(video, "s3fd", audio, self.s3fd)
+            except ValueError as err:  # no face track long enough: syncnet_python scores nothing either
+                return {"lse_note": str(err)}
+        self.metric.update(inputs.frames, inputs.wav)
+        assert self.metric.last is not None
+        return dict(self.metric.last.as_dict())
+
+    def summary(self) -> dict[str, float]:
+        if not int(self.metric.count):
+            return {}
+        return {k: float(v) for k, v in self.metric.compute().items()}
+
+
+class PresetScorer:
+    """`--protocol eat` (EAT's image protocol, Emotion-FAN, syncnet_python LSE) and `--protocol syncnet`
+    (LSE only): scores computed from the result video files themselves (see `metrics.eat`)."""
+
+    def __init__(self, judges: Judges, protocol: str, workdir: Path | None = None) -> None:
+        from metrics.eat import EatAligner, EatJudges, EatScorer, EmotionFANInputs
+
+        self.eat: EatScorer | None = None
+        if protocol == "eat":
+            fan = judges.emotion_fan
+            eat_judges = EatJudges(
+                EatAligner(), judges.inception_imagenet, fan, EmotionFANInputs() if fan is not None else None
+            )
+            self.eat = EatScorer(eat_judges, workdir)
+        self.lse = PaperLSE(judges.syncnet, judges.s3fd) if judges.syncnet and judges.s3fd else None
+        self.rows: list[dict[str, Any]] = []
+
+    def add_video(self, gt: GroundTruth, video: Path) -> dict[str, Any]:
+        row = self.eat.add(gt, video) if self.eat is not None else {"clip_id": gt.clip_id}
+        if self.lse is not None:
+            row.update(self.lse.add(video, gt))
+        self.rows.append(row)
+        return row
+
+    def summary(self) -> dict[str, float]:
+        out = self.eat.summary() if self.eat is not None else {}
+        return {**out, **(self.lse.summary() if self.lse is not None else {})}
 
 
 def _label(clip_id: str) -> int:
@@ -336,17 +510,25 @@ def evaluate(
     fid_frames: int = 5,
     lse_crop: bool = True,
     log: Callable[[str], None] = print,
+    protocol: str = "ours",
 ) -> Report:
-    """Score each method's folder against the ground-truth clips (matched by clip id)."""
+    """Score each method's folder against the ground-truth clips (matched by clip id).
+
+    `protocol`: "ours" (the default suite), "eat" or "syncnet" (`PresetScorer`); docs/protocols.md."""
     videos = {name: find_videos(folder) for name, folder in methods.items()}
-    scorers = {name: MethodScorer(judges, fid_frames, lse_crop) for name in methods}
+    scorers: dict[str, MethodScorer | PresetScorer] = {
+        name: MethodScorer(judges, fid_frames, lse_crop)
+        if protocol == "ours"
+        else PresetScorer(judges, protocol)
+        for name in methods
+    }
     seen: list[str] = []
     for gt in gt_clips:
         seen.append(gt.clip_id)
         for name, vids in videos.items():
             if gt.clip_id in vids:
-                frames, wav = load_result(vids[gt.clip_id], gt)
-                scorers[name].add(gt, frames, wav)
+                scorers[name].add_video(gt, vids[gt.clip_id])
+        gt.cache.clear()
         log(f"scored {gt.clip_id}")
     missing = {n: sorted(set(seen) - set(v)) for n, v in videos.items()}
     extra = {n: sorted(set(v) - set(seen)) for n, v in videos.items()}
@@ -363,7 +545,8 @@ def evaluate(
 def markdown_table(summary: dict[str, dict[str, float]]) -> str:
     """Methods x metrics, with ↑ / ↓ after each metric name."""
     names = [m for m in METRICS if any(m in s for s in summary.values())]
-    head = "| method | " + " | ".join(f"{m} {'↑' if METRICS[m][0] else '↓'}" for m in names) + " |"
+    labels = {m: LABELS.get(m, m) if "emotion_fan_acc" in names else m for m in names}
+    head = "| method | " + " | ".join(f"{labels[m]} {'↑' if METRICS[m][0] else '↓'}" for m in names) + " |"
     lines = [head, "|" + "---|" * (len(names) + 1)]
     for method, values in summary.items():
         cells = [f"{values[m]:.4f}" if m in values and not math.isnan(values[m]) else "–" for m in names]

@@ -44,6 +44,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--no-lse-crop", action="store_true", help="LSE: resize whole frames instead of face-cropping"
     )
     p.add_argument("--max-clips", type=int, default=None, help="score only the first N ground-truth clips")
+    p.add_argument(
+        "--protocol",
+        choices=("ours", "eat", "syncnet"),
+        default="ours",
+        help="ours: our suite (default); eat: EAT's MEAD protocol (aligned 128-px crops, its pairing, LMD, "
+        "ImageNet-Inception FID, Emotion-FAN, syncnet_python LSE); syncnet: LSE only, syncnet_python's "
+        "input preparation. See docs/protocols.md",
+    )
+    p.add_argument(
+        "--emotion-judge",
+        default=None,
+        metavar="PATH",
+        help="Emotion-FAN file (kind emotion_fan, EAT's self_relation-attention_61_84.3655): adds "
+        "'acc_emo (Emotion-FAN)' (default under --protocol eat: <weights-dir>/self_relation-attention_61_84.3655)",
+    )
     p.add_argument("--device", default="cpu", help="device for --checkpoint rendering")
     p.set_defaults(func=run)
 
@@ -121,11 +136,21 @@ def run(args: argparse.Namespace) -> int:
         name = Path(args.checkpoint).stem
         rendered = {name if kind == "video" else f"{name}_audio": f for kind, f in folders.items()}
         methods = {**rendered, **methods}
-    judges = load_judges(args.weights_dir)
+    judges = load_judges(args.weights_dir, protocol=args.protocol, emotion_judge=args.emotion_judge)
     for metric, why in judges.skipped().items():
         print(f"skipping {metric}: {why}", file=sys.stderr)
     clips = islice(ground_truth(args.split, args.gt, listed), args.max_clips)
-    report = evaluate(methods, clips, judges, args.fid_frames, not args.no_lse_crop, log=lambda s: None)
+    report = evaluate(
+        methods,
+        clips,
+        judges,
+        args.fid_frames,
+        not args.no_lse_crop,
+        log=lambda s: None,
+        protocol=args.protocol,
+    )
+    if args.protocol != "ours":
+        report.extras["protocol"] = args.protocol
     report.extras.update(extras)
     for name in methods:
         if report.missing[name]:

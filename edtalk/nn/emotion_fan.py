@@ -1,0 +1,149 @@
+"""Emotion-FAN (Meng et al., "Frame Attention Networks for Facial Expression Recognition in Videos",
+ICIP 2019, Sec. 2): a ResNet-18 frame encoder with the self-attention (alpha) and relation-attention
+(beta) pooling of frame features, the `self_relation-attention` variant with 8 MEAD classes that EAT and
+EDTalk use as the judge of emotion accuracy (checkpoint `self_relation-attention_61_84.3655`).
+
+Module names follow the released checkpoints (after their `module.` prefix is stripped), so such a file
+loads strictly. The clip prediction reproduces the evaluation arithmetic of the released code,
+including its quirk: the relation-attention numerator weights the concatenated features by alpha only,
+the denominator by alpha * beta (see `EmotionFAN.pool`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from edtalk.config import SerializableConfig
+
+# Class order of the MEAD-finetuned Emotion-FAN (its `cate2label['MEAD']`).
+EMOTION_FAN_LABELS = ("happy", "angry", "disgust", "fear", "sad", "neutral", "surprised", "contempt")
+DROPPED_KEYS = ("fc.weight", "fc.bias")  # an ImageNet/FER+ head some files carry; EAT drops it
+
+
+@dataclasses.dataclass(frozen=True)
+class EmotionFANConfig(SerializableConfig):
+    """Architecture of Emotion-FAN (the released file is the default)."""
+
+    num_classes: int = 8
+    layers: tuple[int, int, int, int] = (2, 2, 2, 2)
+
+
+class _BasicBlock(nn.Module):
+    """ResNet basic block (two 3x3 convs, batch norm, identity or 1x1 projection shortcut)."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU()
+        self.downsample: nn.Module | None = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
+        return self.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+
+class EmotionFAN(nn.Module):
+    """Frame encoder + frame attention (alpha) + relation attention (beta) -> clip logits over 8 classes.
+
+    `forward(frames)`: N x 3 x 224 x 224 frames of ONE clip with values in [0, 1] (torchvision
+    `ToTensor`, no mean/std) -> 8 logits. `EMOTION_FAN_LABELS` names the classes.
+    """
+
+    def __init__(self, config: EmotionFANConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or EmotionFANConfig()
+        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU()
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        cin = 64
+        for i, (n, cout) in enumerate(zip(self.config.layers, (64, 128, 256, 512))):
+            stride = 1 if i == 0 else 2
+            blocks = [_BasicBlock(cin if j == 0 else cout, cout, stride if j == 0 else 1) for j in range(n)]
+            setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
+            cin = cout
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.alpha = nn.Sequential(nn.Linear(512, 1), nn.Sigmoid())
+        self.beta = nn.Sequential(nn.Linear(1024, 1), nn.Sigmoid())
+        self.pred_fc1 = nn.Linear(512, self.config.num_classes)  # self-attention head (unused here)
+        self.pred_fc2 = nn.Linear(1024, self.config.num_classes)
+
+    def frame_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """N x 3 x 224 x 224 in [0, 1] -> features f (N x 512) and frame attention alpha (N x 1)."""
+        f = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        for i in range(1, 5):
+            f = getattr(self, f"layer{i}")(f)
+        f = self.avgpool(f).flatten(1)  # N x 512 x 1 x 1 -> N x 512
+        return f, self.alpha(f)
+
+    def pool(self, f: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        """Clip logits (8) from one clip's frame features f (N x 512) and alphas (N x 1).
+
+        mean = sum alpha f / sum alpha; g_i = [f_i, mean] (N x 1024); beta_i = beta(g_i);
+        logits = fc2(sum alpha_i g_i / sum alpha_i beta_i) -- the released evaluation code divides the
+        alpha-weighted sum by the alpha*beta sum (a quirk we keep: it is what the judge was scored with).
+        """
+        mean = (f * alpha).sum(0, keepdim=True) / alpha.sum()
+        g = torch.cat([f, mean.expand_as(f)], dim=1)  # N x 1024
+        beta = self.beta(g)
+        pooled = (g * alpha).sum(0) / (alpha * beta).sum()
+        return self.pred_fc2(pooled)
+
+    def forward(self, frames: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+        if len(frames) == 0:
+            raise ValueError("Emotion-FAN needs at least one face frame of the clip, got none")
+        parts = [self.frame_features(frames[i : i + batch_size]) for i in range(0, len(frames), batch_size)]
+        f = torch.cat([p[0] for p in parts])
+        alpha = torch.cat([p[1] for p in parts])
+        return self.pool(f, alpha)
+
+    def train(self, mode: bool = True) -> EmotionFAN:
+        return super().train(False)  # a judge: batch norm and dropout stay in eval mode
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> EmotionFAN:
+        """Load a released Emotion-FAN file: {epoch, state_dict, accuracy, name} with `module.` keys.
+
+        As EAT's evaluation: `module.fc.*` dropped, `module.` stripped, every other key must match ours
+        (names and shapes); tensors saved on CUDA are mapped to the CPU.
+        """
+        net = cls()
+        net.load_state_dict(emotion_fan_state(path, net.state_dict()), strict=True)
+        return net.eval().requires_grad_(False)
+
+
+def emotion_fan_state(path: str | Path, expected: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The state dict of an Emotion-FAN file in our key names, checked against `expected` (one-line errors)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"Emotion-FAN weights not found at {path}; get self_relation-attention_61_84.3655 from EAT's "
+            "evaluation download (github.com/yuangan/evaluation_eat, code.zip: code/model_training_name/)"
+        )
+    obj: Any = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(obj, dict) or not isinstance(obj.get("state_dict"), dict):
+        raise ValueError(
+            f"{path} is not an Emotion-FAN file: expected a dict with 'state_dict' "
+            f"(got {type(obj).__name__} with keys {sorted(obj)[:5] if isinstance(obj, dict) else '-'})"
+        )
+    state = {k.removeprefix("module."): v for k, v in obj["state_dict"].items()}
+    state = {k: v for k, v in state.items() if k not in DROPPED_KEYS}
+    missing = sorted(set(expected) - set(state))
+    unknown = sorted(set(state) - set(expected))
+    bad = sorted(k for k in set(state) & set(expected) if tuple(state[k].shape) != tuple(expected[k].shape))
+    if missing or unknown or bad:
+        raise ValueError(
+            f"{path} does not match Emotion-FAN (ResNet-18 self_relation-attention, 8 classes): "
+            f"missing {missing[:5]}, unexpected {unknown[:5]}, wrong shape {bad[:5]}"
+        )
+    return state

@@ -1,0 +1,478 @@
+"""EAT's MEAD evaluation protocol (Gan et al., ICCV 2023, scripts of github.com/yuangan/evaluation_eat),
+rewritten step by step; docs/protocols.md lists each choice and how `--protocol ours` differs.
+
+Per result video: re-encode at 25 fps with x264 (crf 23, FFmpeg's default), align and crop every frame
+to 128 x 128 (`EatAligner`; frames without a face dropped), store the crops as MP4V and read them back;
+the ground-truth clip goes through the same crop. Then, on the crops:
+- PSNR / SSIM: scikit-image defaults on RGB uint8 pairs, lengths paired by `pair_indices`; the mean over
+  all frames of all clips;
+- M-LMD / F-LMD: dlib 68 points (0 upsamples) on both crops, integer points, each set centred on its
+  mean; frames where either side has no face skipped; per clip sum / (valid frames x points), mean over
+  clips;
+- FID: 5 paired crops per clip (`fid_indices`), BGR, resized to 299 (OpenCV bilinear), torchvision's
+  ImageNet InceptionV3 pool features, pooled over clips, Fréchet distance (`frechet_distance`);
+- Acc_emo: Emotion-FAN on dlib face chips of the ORIGINAL result video (`EmotionFANInputs`).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import tempfile
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import torch
+from torch import nn
+
+from edtalk.io import FPS, read_video
+from edtalk.nn.judges import JudgeWeightsMissing, dlib_model_file
+
+# Rows 27..44 (nose bridge, nose, eyes) of EAT's 68-point template `base_68.npy` (code.zip), in the
+# 163-px frame the crop is warped to. (`base_68_close.npy`, picked for closed eyes, holds the same points.)
+EAT_TEMPLATE = np.array(
+    [
+        [65, 37], [65, 47], [65, 57], [66, 68], [54, 75], [60, 77], [66, 78], [71, 76], [77, 75],
+        [28, 39], [35, 35], [43, 35], [50, 40], [43, 42], [34, 42], [79, 40], [86, 34], [94, 34],
+    ],
+    np.float32,
+)  # fmt: skip
+WARP_SIZE = 163
+CROP_SIZE = 128  # pixels 1..128 of the warp are kept
+MOUTH = slice(48, 68)
+FID_FRAMES = 5
+FID_SIZE = 299
+INCEPTION_FILE = "inception_v3_google-0cc3c7bd.pth"
+EMOTION_FAN_FILE = "self_relation-attention_61_84.3655"
+WHERE_INCEPTION = (
+    "torchvision's ImageNet InceptionV3 state dict (Inception_V3_Weights.IMAGENET1K_V1: "
+    "https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth); nothing is downloaded at run time"
+)
+
+
+# -- step 1: re-encode at 25 fps -------------------------------------------------------------------
+def reencode_25fps(src: str | Path, dst: str | Path, crf: int = 23) -> Path:
+    """`ffmpeg -i SRC -r 25 DST.mp4` with FFmpeg's default x264 (crf 23, preset medium), through PyAV.
+
+    Frames are taken as they are stored (a 25 fps clip passes frame for frame; other rates: the last
+    frame shown at each 1/25 s tick) and encoded in their own pixel format when x264 takes it
+    (yuv420p/422p/444p; else yuv420p), as the FFmpeg CLI does. Audio is not needed by image metrics.
+    """
+    src, dst = Path(src), Path(dst)
+    with av.open(str(src)) as inp, av.open(str(dst), mode="w", format="mp4") as out:
+        if not inp.streams.video:
+            raise ValueError(f"{src} has no video stream")
+        stream = inp.streams.video[0]
+        stream.thread_type = "AUTO"
+        enc = out.add_stream("libx264", rate=Fraction(FPS))
+        enc.width, enc.height = stream.width - stream.width % 2, stream.height - stream.height % 2
+        enc.options = {"crf": str(crf)}
+        fmt = stream.format.name if stream.format else "yuv420p"
+        enc.pix_fmt = fmt if fmt in ("yuv420p", "yuv422p", "yuv444p") else "yuv420p"
+        for i, frame in enumerate(_at_25fps(inp.decode(stream))):
+            frame = frame.reformat(width=enc.width, height=enc.height, format=enc.pix_fmt)
+            frame.pts, frame.time_base = i, Fraction(1, FPS)
+            out.mux(enc.encode(frame))
+        out.mux(enc.encode(None))
+    return dst
+
+
+def _at_25fps(frames: Iterator[av.VideoFrame]) -> Iterator[av.VideoFrame]:
+    """Output frame i is the last source frame whose time is <= i / 25 s (all frames at 25 fps)."""
+    nxt, prev, start = 0, None, 0.0
+    for n, frame in enumerate(frames):
+        t = float(frame.time) if frame.time is not None else n / FPS
+        start = t if n == 0 else start
+        t -= start
+        while prev is not None and nxt / FPS < t - 1e-6:
+            yield prev
+            nxt += 1
+        prev = frame
+    if prev is not None:
+        yield prev
+
+
+# -- step 2: face alignment and 128-px crops --------------------------------------------------------
+def bgr2grey_of_rgb(frame: np.ndarray) -> np.ndarray:
+    """OpenCV's BGR->grey applied to an RGB frame, as EAT's scripts do (red and blue weights swapped)."""
+    import cv2
+
+    return cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_BGR2GRAY)
+
+
+class EatAligner:
+    """dlib HOG detector + 68-point predictor: EAT's landmarks, aligned crops and LMD landmarks."""
+
+    def __init__(self) -> None:
+        import dlib
+
+        self.detector = dlib.get_frontal_face_detector()
+        self.predictor = dlib.shape_predictor(str(dlib_model_file("shape_predictor_68_face_landmarks.dat")))
+
+    def landmarks(self, frame: np.ndarray, upsample: int) -> np.ndarray | None:
+        """68 x 2 integer points of the first detected face on the grey image, None without a face."""
+        grey = bgr2grey_of_rgb(frame)
+        rects = self.detector(grey, upsample)
+        if not len(rects):
+            return None
+        shape = self.predictor(grey, rects[0])
+        return np.array([(p.x, p.y) for p in shape.parts()], np.int64)
+
+    def crop(self, frame: np.ndarray) -> np.ndarray | None:
+        """RGB uint8 frame -> 128 x 128 x 3 aligned crop (None when no face is found)."""
+        from skimage.transform import SimilarityTransform, warp
+
+        lmk = self.landmarks(frame, 1)
+        if lmk is None:
+            return None
+        tform = SimilarityTransform()
+        with warnings.catch_warnings():  # `estimate` is what the reference calls (deprecated in skimage 0.26)
+            warnings.simplefilter("ignore", FutureWarning)
+            tform.estimate(EAT_TEMPLATE, lmk[27:45].astype(np.float32))
+        dst = warp(frame, tform, output_shape=(WARP_SIZE, WARP_SIZE))  # bilinear, [0, 1] floats
+        return np.array(dst * 255, dtype=np.uint8)[1 : CROP_SIZE + 1, 1 : CROP_SIZE + 1]
+
+    def crops(self, frames: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+        """Crops of the frames that have a face: K x 128 x 128 x 3 uint8 (K may be 0)."""
+        out = [c for c in (self.crop(f) for f in frames) if c is not None]
+        return np.stack(out) if out else np.zeros((0, CROP_SIZE, CROP_SIZE, 3), np.uint8)
+
+
+def mp4v_roundtrip(crops: np.ndarray, folder: str | Path | None = None) -> np.ndarray:
+    """Write crops as EAT does (OpenCV MP4V, 25 fps) and read them back as RGB (the lossy step it keeps)."""
+    import cv2
+
+    if len(crops) == 0:
+        return crops
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        path = str(Path(tmp) / "crops.mp4")
+        h, w = crops.shape[1:3]
+        writer = cv2.VideoWriter(path, cv2.VideoWriter.fourcc(*"mp4v"), FPS, (w, h))
+        if not writer.isOpened():
+            raise RuntimeError("OpenCV cannot write MP4V video (opencv-python built without FFmpeg?)")
+        for crop in crops:
+            writer.write(np.ascontiguousarray(crop[..., ::-1]))  # RGB -> the BGR OpenCV writes
+        writer.release()
+        return read_video(path, fps=None)
+
+
+# -- step 3: pairing and the metrics -----------------------------------------------------------------
+def pair_indices(n: int, length: int) -> np.ndarray:
+    """Indices of `length` frames out of `n`: int(linspace(0, n, length, endpoint=False))."""
+    return np.linspace(0, n, length, endpoint=False).astype(np.int32)
+
+
+def paired(fake: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both clips resampled to the shorter length (the longer one by `pair_indices`)."""
+    length = min(len(fake), len(gt))
+    return fake[pair_indices(len(fake), length)], gt[pair_indices(len(gt), length)]
+
+
+def psnr_ssim_frames(fake: np.ndarray, gt: np.ndarray) -> tuple[list[float], list[float]]:
+    """Per-frame PSNR and SSIM of paired crops (scikit-image defaults, RGB uint8, channel_axis=-1)."""
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    psnrs, ssims = [], []
+    for f, g in zip(*paired(fake, gt)):
+        with np.errstate(divide="ignore"):  # identical frames: inf, as the reference
+            psnrs.append(float(peak_signal_noise_ratio(g, f)))
+        ssims.append(float(structural_similarity(g, f, channel_axis=-1)))
+    return psnrs, ssims
+
+
+def _centred_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Sum over points of the distance between two point sets, each centred on its own mean."""
+    a = a.astype(np.float64) - a.astype(np.float64).mean(0)
+    b = b.astype(np.float64) - b.astype(np.float64).mean(0)
+    return float(np.sqrt(((a - b) ** 2).sum(1)).sum())
+
+
+def lmd_clip(
+    fake_lmk: Sequence[np.ndarray | None], gt_lmk: Sequence[np.ndarray | None]
+) -> tuple[float, float] | None:
+    """(M-LMD, F-LMD) of one clip from paired per-frame landmarks (None: no face); None if no valid frame."""
+    mouth = face = 0.0
+    valid = 0
+    for p, g in zip(fake_lmk, gt_lmk):
+        if p is None or g is None:
+            continue
+        mouth += _centred_distance(p[MOUTH], g[MOUTH])
+        face += _centred_distance(p, g)
+        valid += 1
+    if not valid:
+        return None
+    return mouth / (valid * 20), face / (valid * 68)
+
+
+def fid_indices(length: int, k: int = FID_FRAMES) -> np.ndarray:
+    """The frames of a clip that FID sees: int(linspace(0, L, min(L, 5), endpoint=False))."""
+    return np.linspace(0, length, min(length, k), endpoint=False).astype(np.int32)
+
+
+def fid_inputs(crops_rgb: np.ndarray) -> torch.Tensor:
+    """K x H x W x 3 RGB uint8 -> K x 3 x 299 x 299 float32 in [0, 1]: BGR, /255, OpenCV bilinear."""
+    import cv2
+
+    out = [cv2.resize(c[..., ::-1].astype(np.float32) / 255, (FID_SIZE, FID_SIZE)) for c in crops_rgb]
+    return torch.from_numpy(np.stack(out).transpose(0, 3, 1, 2).copy())  # K x 299 x 299 x 3 -> K x 3 x ...
+
+
+def frechet_distance(act1: np.ndarray, act2: np.ndarray) -> float:
+    """FID of two activation sets (N x D each): EAT's formula (np.cov, trace of sqrtm(S1 S2)), computed stably.
+
+    tr sqrtm(S1 S2) is the sum of the square roots of the eigenvalues of S1 S2. With the centred,
+    1/sqrt(N-1)-scaled activations C1, C2 (S = C^T C) that is the nuclear norm of C1 C2^T, which we use
+    when a side has at most D samples (S1 S2 is then singular, where scipy's sqrtm warns and drifts);
+    otherwise the eigenvalues of S2^1/2 S1 S2^1/2 (symmetric). Same value as EAT's scipy `sqrtm` where
+    that one is accurate (tests/metrics/test_eat_protocol.py), and seconds instead of minutes for D = 2048.
+    """
+    a1, a2 = np.asarray(act1, np.float64), np.asarray(act2, np.float64)
+    if len(a1) < 2 or len(a2) < 2:
+        raise ValueError(f"FID needs at least 2 images per side, got {len(a1)} and {len(a2)}")
+    mu1, mu2 = a1.mean(0), a2.mean(0)
+    c1, c2 = (a1 - mu1) / math.sqrt(len(a1) - 1), (a2 - mu2) / math.sqrt(len(a2) - 1)
+    if min(len(c1), len(c2)) <= a1.shape[1]:
+        tr_covmean = float(np.linalg.svd(c1 @ c2.T, compute_uv=False).sum())
+    else:
+        w, v = np.linalg.eigh(c2.T @ c2)
+        root = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+        tr_covmean = float(np.sqrt(np.clip(np.linalg.eigvalsh(root @ (c1.T @ c1) @ root), 0, None)).sum())
+    diff = mu1 - mu2
+    return float(diff.dot(diff) + (c1**2).sum() + (c2**2).sum() - 2 * tr_covmean)
+
+
+class InceptionImageNet(nn.Module):
+    """torchvision's ImageNet InceptionV3 as EAT's FID uses it: N x 3 x 299 x 299 in [0, 1] -> N x 2048.
+
+    The input is mapped to [-1, 1] and through the network's own `transform_input` (set for the
+    ImageNet weights); features are Mixed_7c averaged over space. Weights come from a local file in
+    torchvision's state-dict layout (kind `inception_v3_imagenet`).
+    """
+
+    feature = "2048"
+
+    def __init__(self) -> None:
+        super().__init__()
+        from torchvision.models import inception_v3
+
+        self.net = inception_v3(weights=None, aux_logits=True, transform_input=True, init_weights=False)
+        self.requires_grad_(False).eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        net = self.net
+        x = net._transform_input(x * 2 - 1)
+        for name in (
+            "Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1",
+            "Conv2d_4a_3x3", "maxpool2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b",
+            "Mixed_6c", "Mixed_6d", "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c",
+        ):  # fmt: skip
+            x = getattr(net, name)(x)
+        return x.mean(dim=(2, 3))  # N x 2048 x 8 x 8 -> N x 2048
+
+    def train(self, mode: bool = True) -> InceptionImageNet:
+        return super().train(False)
+
+    @classmethod
+    def from_file(cls, path: str | Path | None) -> InceptionImageNet:
+        """Strictly load a torchvision InceptionV3 state dict (e.g. inception_v3_google-0cc3c7bd.pth)."""
+        if path is None or not Path(path).is_file():
+            raise JudgeWeightsMissing(
+                f"ImageNet InceptionV3 (EAT FID) not found at {path}; {WHERE_INCEPTION}"
+            )
+        model = cls()
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        missing, unknown = model.net.load_state_dict(state, strict=False)
+        if missing or unknown:
+            raise ValueError(
+                f"{path} is not a torchvision InceptionV3 state dict: missing {missing[:5]}, "
+                f"unexpected {unknown[:5]}; {WHERE_INCEPTION}"
+            )
+        return model
+
+
+# -- Emotion-FAN inputs --------------------------------------------------------------------------
+def _jpeg_roundtrip_bgr(bgr: np.ndarray) -> np.ndarray:
+    """cv2.imwrite + cv2.imread of a .jpg (OpenCV's default quality 95)."""
+    import cv2
+
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(bgr))
+    if not ok:
+        raise RuntimeError("OpenCV could not encode a JPEG")
+    out: np.ndarray = np.asarray(cv2.imdecode(buf, cv2.IMREAD_COLOR))
+    return out
+
+
+class EmotionFANInputs:
+    """Frames of a video -> Emotion-FAN input, as EAT's emotion test prepares them.
+
+    Each frame is stored as a JPEG (OpenCV), read back, searched by dlib's HOG detector (1 upsample, RGB);
+    the first face's 5-point shape gives `dlib.get_face_chip(size=224, padding=0.25)`, stored as a JPEG
+    (OpenCV) and read with PIL, then `Resize(224)` + `ToTensor` (values in [0, 1], no mean/std).
+    Frames without a face are dropped (the reference retries those with dlib's CNN detector and three
+    histogram equalisations; we do not).
+    """
+
+    def __init__(self) -> None:
+        import dlib
+
+        self._dlib = dlib
+        self.detector = dlib.get_frontal_face_detector()
+        self.shape5 = dlib.shape_predictor(str(dlib_model_file("shape_predictor_5_face_landmarks.dat")))
+
+    def chip(self, frame_rgb: np.ndarray) -> np.ndarray | None:
+        """224 x 224 x 3 RGB face chip of one frame after the JPEG round trip (None: no face)."""
+        rgb = np.ascontiguousarray(_jpeg_roundtrip_bgr(frame_rgb[..., ::-1])[..., ::-1])
+        dets = self.detector(rgb, 1)
+        if not len(dets):
+            return None
+        return np.asarray(self._dlib.get_face_chip(rgb, self.shape5(rgb, dets[0]), size=224, padding=0.25))
+
+    def __call__(self, frames_rgb: Sequence[np.ndarray] | np.ndarray) -> torch.Tensor:
+        """T x H x W x 3 uint8 -> K x 3 x 224 x 224 float32 (K frames with a face)."""
+        import cv2
+        from PIL import Image
+        from torchvision import transforms
+
+        to_tensor = transforms.Compose([transforms.Resize(224), transforms.ToTensor()])
+        out = []
+        for frame in frames_rgb:
+            chip = self.chip(frame)
+            if chip is None:
+                continue
+            _, buf = cv2.imencode(".jpg", np.ascontiguousarray(chip[..., ::-1]))
+            out.append(to_tensor(Image.open(io.BytesIO(buf.tobytes())).convert("RGB")))
+        return torch.stack(out) if out else torch.zeros(0, 3, 224, 224)
+
+
+# -- clip labels ---------------------------------------------------------------------------------
+_FAN_PREFIX = {"hap": 0, "ang": 1, "dis": 2, "fea": 3, "sad": 4, "neu": 5, "sur": 6, "con": 7}
+
+
+def emotion_fan_label(clip_id: str) -> int:
+    """Emotion-FAN class of a MEAD clip from its name (our `W015#sad#level_3#005` or EAT's
+    `W015_W015_sad_3_005`): the emotion's first three letters, as EAT's test reads them."""
+    parts = clip_id.split("#") if "#" in clip_id else clip_id.split("_")
+    for part in parts[1:]:
+        if part[:3].lower() in _FAN_PREFIX and not part[:1].isdigit():
+            return _FAN_PREFIX[part[:3].lower()]
+    raise ValueError(
+        f"cannot read a MEAD emotion from clip name {clip_id!r}; expected e.g. 'W015#sad#level_3#005'"
+    )
+
+
+# -- one method's scores ---------------------------------------------------------------------------
+@dataclass
+class EatJudges:
+    """What the EAT protocol runs: the aligner (always), and the networks whose files were found."""
+
+    aligner: EatAligner
+    inception: nn.Module | None = None
+    emotion_fan: nn.Module | None = None
+    fan_inputs: EmotionFANInputs | None = None
+
+
+@dataclass
+class EatScorer:
+    """Accumulates EAT's PSNR/SSIM (per frame), LMD (per clip), FID activations and Emotion-FAN hits."""
+
+    judges: EatJudges
+    workdir: Path | None = None
+    psnr: list[float] = field(default_factory=list)
+    ssim: list[float] = field(default_factory=list)
+    lmd: list[tuple[float, float]] = field(default_factory=list)
+    fid_fake: list[np.ndarray] = field(default_factory=list)
+    fid_real: list[np.ndarray] = field(default_factory=list)
+    emotion_hits: list[bool] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def gt_crops(self, gt: Any) -> np.ndarray:
+        """The ground truth's aligned crops after the MP4V round trip (computed once per clip)."""
+        if "eat_crops" not in gt.cache:
+            gt.cache["eat_crops"] = mp4v_roundtrip(self.judges.aligner.crops(gt.frames), self.workdir)
+        crops: np.ndarray = gt.cache["eat_crops"]
+        return crops
+
+    def result_crops(self, video: Path) -> np.ndarray:
+        """A result video re-encoded at 25 fps, cropped and MP4V round-tripped."""
+        with tempfile.TemporaryDirectory(dir=self.workdir) as tmp:
+            encoded = reencode_25fps(video, Path(tmp) / "25fps.mp4")
+            frames = read_video(encoded, fps=None)
+        return mp4v_roundtrip(self.judges.aligner.crops(frames), self.workdir)
+
+    @torch.no_grad()
+    def add(self, gt: Any, video: Path) -> dict[str, Any]:
+        """Score one result video against its ground-truth clip; returns the per-clip row."""
+        fake, real = self.result_crops(video), self.gt_crops(gt)
+        row: dict[str, Any] = {"clip_id": gt.clip_id, "frames": min(len(fake), len(real))}
+        if len(fake) and len(real):
+            psnrs, ssims = psnr_ssim_frames(fake, real)
+            self.psnr += psnrs
+            self.ssim += ssims
+            row.update(psnr=float(np.mean(psnrs)), ssim=float(np.mean(ssims)))
+            row.update(self._lmd(fake, real))
+            if self.judges.inception is not None:
+                self._fid(fake, real)
+        if self.judges.emotion_fan is not None:
+            row.update(self._emotion(gt.clip_id, video))
+        self.rows.append(row)
+        return row
+
+    def _lmd(self, fake: np.ndarray, real: np.ndarray) -> dict[str, float]:
+        marks = self.judges.aligner.landmarks
+        fake_lmk, gt_lmk = [], []
+        for a, b in zip(*paired(fake, real)):
+            p = marks(a, 0)  # as the reference: the ground truth is searched only where the result has a face
+            fake_lmk.append(p)
+            gt_lmk.append(marks(b, 0) if p is not None else None)
+        value = lmd_clip(fake_lmk, gt_lmk)
+        if value is None:
+            return {}
+        self.lmd.append(value)
+        return {"m_lmd": value[0], "f_lmd": value[1]}
+
+    def _fid(self, fake: np.ndarray, real: np.ndarray) -> None:
+        f, g = paired(fake, real)
+        idx = fid_indices(len(f))
+        net = self.judges.inception
+        assert net is not None
+        self.fid_fake.append(net(fid_inputs(f[idx])).numpy())
+        self.fid_real.append(net(fid_inputs(g[idx])).numpy())
+
+    def _emotion(self, clip_id: str, video: Path) -> dict[str, Any]:
+        fan, prep = self.judges.emotion_fan, self.judges.fan_inputs
+        assert fan is not None and prep is not None
+        faces = prep(read_video(video, fps=None))
+        if not len(faces):
+            return {}
+        pred = int(fan(faces).argmax())
+        self.emotion_hits.append(pred == emotion_fan_label(clip_id))
+        from edtalk.nn.emotion_fan import EMOTION_FAN_LABELS
+
+        return {"emotion_fan_pred": EMOTION_FAN_LABELS[pred]}
+
+    def summary(self) -> dict[str, float]:
+        """Protocol values: psnr, ssim (frame means), m_lmd, f_lmd (clip means), fid, emotion_fan_acc (%)."""
+        out: dict[str, float] = {}
+        if self.psnr:
+            out.update(psnr=float(np.mean(self.psnr)), ssim=float(np.mean(self.ssim)))
+        if self.lmd:
+            out.update(
+                m_lmd=float(np.mean([m for m, _ in self.lmd])), f_lmd=float(np.mean([f for _, f in self.lmd]))
+            )
+        if self.judges.inception is not None:
+            fake, real = (
+                np.concatenate(self.fid_fake or [np.zeros((0, 2048))]),
+                np.concatenate(self.fid_real or [np.zeros((0, 2048))]),
+            )
+            out["fid"] = frechet_distance(fake, real) if len(fake) >= 2 else math.nan
+        if self.judges.emotion_fan is not None:
+            out["emotion_fan_acc"] = (
+                100.0 * float(np.mean(self.emotion_hits)) if self.emotion_hits else math.nan
+            )
+        return out
