@@ -4,8 +4,9 @@ the reference that runs the ffmpeg command line (tests/metrics/syncnet_reference
 Clips are written by PyAV with the on/off pattern the hand-set judge of test_sync.py reads (bright frames,
 loud tone), with the audio shifted by known frames, in stereo (channels differ), with the sound stream
 starting 0.2 s after the picture, and at 30 fps. Asserted: the same AV offset as the reference and (at
-25 fps) the shift we applied; LSE-D and LSE-C within 1 % of the reference (the remaining differences: the CLI's
-YUV -> RGB conversion and its s16 rounding before the downmix); the frames within 1 grey level on average.
+25 fps) the shift we applied; LSE-D and LSE-C within 0.2 % of the reference (measured 0.001-0.06 %: the
+CLI rounds the sound to s16 before its downmix, so the sound differs by up to 2 LSB); frames equal
+(measured: identical; asserted: mean difference < 0.5, max <= 2 grey levels, for other FFmpeg builds).
 """
 
 from __future__ import annotations
@@ -76,11 +77,12 @@ def test_offsets_and_scores_match_the_reference(
     ours = score_video(sync_judge, inputs.frames, inputs.wav)
     # at 30 fps the reference's frame picking lags the picture by up to 0.6 frame: its offset is its own
     assert ours.offset == ref.offset and (shift is None or ref.offset == shift)
-    assert ours.lse_d == pytest.approx(ref.lse_d, rel=0.01)
-    assert ours.lse_c == pytest.approx(ref.lse_c, rel=0.01)
+    assert ours.lse_d == pytest.approx(ref.lse_d, rel=2e-3)
+    assert ours.lse_c == pytest.approx(ref.lse_c, rel=2e-3)
     rgb = ((inputs.frames.permute(0, 2, 3, 1) + 1) * 127.5).round().numpy()
     assert rgb.shape[0] == ref.frames.shape[0]
-    assert np.abs(rgb - ref.frames[..., ::-1]).mean() < 1.0
+    diff = np.abs(rgb - ref.frames[..., ::-1])
+    assert diff.mean() < 0.5 and diff.max() <= 2
     ours16 = np.clip(np.round(inputs.wav * 32768), -32768, 32767)
     assert len(ours16) == len(ref.audio) and np.abs(ours16 - ref.audio).max() <= 2
 
