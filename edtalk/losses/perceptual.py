@@ -158,18 +158,14 @@ class VGGPyramidLoss(nn.Module):
         self.eval()
 
     def _load(self, path: Path) -> None:
+        """torchvision's VGG19 file through `edtalk.weights` (kind `vgg19`: every key and shape checked)."""
+        from edtalk import weights
+
         try:
-            sd = torch.load(path, map_location="cpu", weights_only=True)
-        except (RuntimeError, EOFError, OSError) as err:
-            raise FileNotFoundError(
-                f"cannot read VGG19 weights {path} ({err}); download {VGG19_URL} again"
-            ) from err
-        feats = {k.removeprefix("features."): v for k, v in sd.items() if k.startswith("features.")}
-        feats = {k: v for k, v in feats.items() if int(k.split(".")[0]) < len(self.features)}
-        try:
-            self.features.load_state_dict(feats, strict=True)
-        except RuntimeError as err:
+            vgg = weights.load(path, "vgg19")
+        except weights.CheckpointError as err:
             raise ValueError(f"{path} is not a torchvision VGG19 state dict ({VGG19_FILE}): {err}") from err
+        self.features.load_state_dict(vgg.state_dict(), strict=True)
 
     def train(self, mode: bool = True) -> VGGPyramidLoss:
         """The loss network never leaves eval mode."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -47,7 +47,9 @@ def require_file(path: str | Path | None, what: str, where: str) -> Path:
 
 
 def _load_state(path: Path) -> dict[str, torch.Tensor]:
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    from edtalk.weights import load_file
+
+    state = load_file(path)
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -115,19 +117,14 @@ class SyncNetV2(FrozenJudge):
     @classmethod
     def from_file(cls, path: str | Path | None) -> SyncNetV2:
         """Load syncnet_python's `syncnet_v2.model` (a state dict with these module names)."""
+        from edtalk import weights
+
         path = require_file(path, "SyncNet v2 (LSE judge)", WHERE["syncnet_v2"])
-        net = cls()
-        state = _load_state(path)
-        ours = net.state_dict()
-        unknown = sorted(set(state) - set(ours))
-        missing = sorted(k for k in set(ours) - set(state) if not k.endswith("num_batches_tracked"))
-        if unknown or missing:
-            raise ValueError(
-                f"{path} is not a syncnet_v2.model state dict: "
-                f"unknown keys {unknown[:5]}, missing {missing[:5]}"
-            )
-        net.load_state_dict(state, strict=False)
-        return net.freeze()  # type: ignore[return-value]
+        try:
+            net = weights.load(path, "syncnet_v2")  # every key and shape checked
+        except weights.CheckpointError as err:
+            raise ValueError(f"{path} is not a syncnet_v2.model state dict: {err}") from err
+        return cast(SyncNetV2, net).freeze()  # type: ignore[return-value]
 
 
 # -- InceptionV3 for FID (torch-fidelity's port of the TF 2015-12-05 graph) -------------------------
@@ -194,12 +191,10 @@ class LPIPSAlex(FrozenJudge):
     @classmethod
     def from_files(cls, alexnet_path: str | Path | None, lin_path: str | Path | None = None) -> LPIPSAlex:
         """Trunk from a torchvision AlexNet state dict; linear layers from `lpips`'s shipped `alex.pth`."""
+        from edtalk import weights
+
         alexnet_path = require_file(alexnet_path, "AlexNet (LPIPS trunk)", WHERE["alexnet"])
-        net = cls()
-        state = _load_state(alexnet_path)
-        trunk = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
-        trunk = {k: v for k, v in trunk.items() if int(k.split(".")[0]) <= LPIPS_TAPS[-1]}
-        net.features.load_state_dict(trunk, strict=True)
+        net = cast(LPIPSAlex, weights.load(alexnet_path, "alexnet"))  # the trunk; lins below
         lin_state = _load_state(Path(lin_path) if lin_path else lpips_linear_file())
         net.lins.load_state_dict(
             {k.replace("lin", "", 1).replace(".model.1", ""): v for k, v in lin_state.items()}
@@ -273,16 +268,11 @@ class ArcFace(FrozenJudge):
     @classmethod
     def from_file(cls, path: str | Path | None) -> ArcFace:
         """Load an arcface_torch `backbone.pth`; the depth is read from the number of blocks in layer3."""
+        from edtalk import weights
+
         path = require_file(path, "ArcFace (CSIM)", WHERE["arcface"])
-        state = _load_state(path)
-        counts = tuple(
-            len({k.split(".")[1] for k in state if k.startswith(f"layer{i}.")}) for i in range(1, 5)
-        )
-        if counts not in ARCFACE_DEPTHS.values():
-            raise ValueError(f"{path}: block counts {counts} match no iResNet {sorted(ARCFACE_DEPTHS)}")
-        net = cls(counts, state["fc.weight"].shape[0])  # type: ignore[arg-type]
-        net.load_state_dict(state, strict=True)
-        return net.freeze()  # type: ignore[return-value]
+        net = weights.load(path, "arcface")  # depth from the keys (`infer_arcface_config`), strict load
+        return cast(ArcFace, net).freeze()  # type: ignore[return-value]
 
 
 # -- dlib (ships in face-recognition-models) --------------------------------------------------------

@@ -135,9 +135,9 @@ def check_kernel(key: str, value: torch.Tensor) -> None:
         raise CheckpointError(f"{key}: FIR kernel differs from the [1,3,3,1] kernel; not an EDTalk/LIA file")
 
 
-def map_to_ours(sd: Mapping[str, torch.Tensor], kind: str) -> StateDict:
-    """Apply the kind's key map: rename, check and drop dead entries."""
-    keymap = KEY_MAPS[kind]
+def map_to_ours(sd: Mapping[str, torch.Tensor], kind: str | KeyMap) -> StateDict:
+    """Apply the kind's key map (a `KEY_MAPS` name or the map itself): rename, check and drop dead entries."""
+    keymap = KEY_MAPS[kind] if isinstance(kind, str) else kind
     out: StateDict = {}
     for key, value in sd.items():
         if key.endswith(".kernel"):

@@ -9,10 +9,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import torch
 from torch import nn
 
 from edtalk.config import BASE_CHANNELS, GeneratorConfig
-from edtalk.weights.files import StateDict
+from edtalk.losses.perceptual import VGG19_URL
+from edtalk.nn.judges import WHERE as JUDGE_WHERE
+from edtalk.weights.files import CheckpointError, StateDict
 from edtalk.weights.keymaps import KEY_MAPS, WHERE_TO_GET, KeyMap, infer_generator_config
 from edtalk.weights.registry import Kind, LightningRule, register
 
@@ -126,6 +129,52 @@ def _emotion_classifier_config(d: dict[str, Any]) -> Any:
     return EmotionClassifierConfig.from_dict(d)
 
 
+# -- frozen judges and the perceptual VGG (release files of other projects, plain state dicts) -------
+def _syncnet_v2(cfg: dict[str, Any]) -> nn.Module:
+    from edtalk.nn.judges import SyncNetV2
+
+    return SyncNetV2(int(cfg["embed_dim"]))
+
+
+def _arcface(cfg: dict[str, Any]) -> nn.Module:
+    from edtalk.nn.judges import ArcFace
+
+    return ArcFace(tuple(cfg["layers"]), int(cfg["embed_dim"]))
+
+
+def infer_arcface_config(sd: Mapping[str, Any]) -> dict[str, Any]:
+    """iResNet depth (blocks per stage, read from the keys) and embedding size of an arcface_torch file."""
+    from edtalk.nn.judges import ARCFACE_DEPTHS
+
+    counts = tuple(len({k.split(".")[1] for k in sd if k.startswith(f"layer{i}.")}) for i in range(1, 5))
+    if counts not in ARCFACE_DEPTHS.values():
+        raise CheckpointError(f"block counts {counts} match no iResNet {sorted(ARCFACE_DEPTHS)}")
+    return {"layers": list(counts), "embed_dim": int(sd["fc.weight"].shape[0])}
+
+
+def _lpips_alex(cfg: dict[str, Any]) -> nn.Module:
+    from edtalk.nn.judges import LPIPSAlex
+
+    return LPIPSAlex()
+
+
+def _vgg19(cfg: dict[str, Any]) -> nn.Module:
+    from edtalk.losses.perceptual import vgg19_features
+
+    return vgg19_features(float(cfg["width"]))
+
+
+def _conv1_kernel(obj: Mapping[str, Any]) -> int:
+    """Kernel side of `features.0` (11: AlexNet, 3: VGG), 0 when absent."""
+    weight = obj.get("features.0.weight")
+    return int(weight.shape[-1]) if isinstance(weight, torch.Tensor) else 0
+
+
+def _defaults(**default: Any) -> Any:
+    """A config reader for networks whose config is a plain dict of constructor arguments."""
+    return lambda d: {**default, **d}
+
+
 # -- Lightning stage checkpoints --------------------------------------------------------------------
 GAN_GENERATOR = LightningRule(
     "generator.", lambda meta, sd: GeneratorConfig.from_dict(dict(meta["generator"])), "generator_ema."
@@ -172,6 +221,7 @@ BUILTIN: tuple[Kind, ...] = (
         _discriminator_config,
         official=KEY_MAPS["discriminator"],
         infer_config=infer_discriminator_config,
+        looks_like=lambda obj: isinstance(obj.get("dis"), Mapping),  # a trainer file with D only
         lightning=GAN_DISCRIMINATOR,
         where=WHERE_TO_GET["discriminator"],
     ),
@@ -216,6 +266,7 @@ BUILTIN: tuple[Kind, ...] = (
         _gfpgan_config,
         official=KEY_MAPS["gfpgan"],
         infer_config=_infer_gfpgan,
+        looks_like=lambda obj: isinstance(obj.get("params_ema"), Mapping),
         where=WHERE_TO_GET["gfpgan"],
     ),
     Kind(
@@ -244,7 +295,47 @@ BUILTIN: tuple[Kind, ...] = (
     ),
 )
 
-for _kind in BUILTIN:
+JUDGES: tuple[Kind, ...] = (
+    Kind(
+        "syncnet_v2",
+        "syncnet_v2",
+        _syncnet_v2,
+        _defaults(embed_dim=1024),
+        official=KeyMap(None, dead=(), unmapped=(r"num_batches_tracked$",)),
+        looks_like=lambda obj: "netcnnaud.0.weight" in obj,
+        where=JUDGE_WHERE["syncnet_v2"],
+    ),
+    Kind(
+        "arcface",
+        "arcface",
+        _arcface,
+        _defaults(layers=[3, 13, 30, 3], embed_dim=512),
+        official=KeyMap(None, dead=()),
+        infer_config=infer_arcface_config,
+        looks_like=lambda obj: "layer1.0.bn1.weight" in obj and "fc.weight" in obj,
+        where=JUDGE_WHERE["arcface"],
+    ),
+    Kind(
+        "alexnet",
+        "lpips_alex",
+        _lpips_alex,
+        _defaults(),
+        official=KeyMap(None, dead=(r"^classifier\.",), unmapped=(r"^lins\.", r"^shift$", r"^scale$")),
+        looks_like=lambda obj: _conv1_kernel(obj) == 11,
+        where=JUDGE_WHERE["alexnet"],
+    ),
+    Kind(
+        "vgg19",
+        "vgg19",
+        _vgg19,
+        _defaults(width=1.0),
+        official=KeyMap(None, (("features.", ""),), dead=(r"^features\.3\d\.", r"^classifier\.")),
+        looks_like=lambda obj: _conv1_kernel(obj) == 3 and "features.34.weight" in obj,
+        where=f"{VGG19_URL} (torchvision VGG19, for the perceptual loss)",
+    ),
+)
+
+for _kind in (*BUILTIN, *JUDGES):
     register(_kind)
 
-__all__ = ["BUILTIN", "KeyMap", "infer_discriminator_config", "supervised"]
+__all__ = ["BUILTIN", "JUDGES", "KeyMap", "infer_arcface_config", "infer_discriminator_config", "supervised"]

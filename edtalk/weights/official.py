@@ -18,7 +18,7 @@ from edtalk.config import GeneratorConfig
 from edtalk.weights.files import CheckpointError, atomic_save, strip_prefixes
 from edtalk.weights.keymaps import GENERATOR_KINDS, KEY_MAPS, export_official, map_to_ours
 from edtalk.weights.registry import get_kind, load
-from edtalk.weights.strict import load_into
+from edtalk.weights.strict import load_strict
 
 
 def official_module(sd: Mapping[str, torch.Tensor], kind: str, cfg: Any = None) -> Any:
@@ -30,7 +30,10 @@ def official_module(sd: Mapping[str, torch.Tensor], kind: str, cfg: Any = None) 
     if cfg is None:
         cfg = entry.infer_config(raw) if entry.infer_config else entry.config({})
     module = entry.build(cfg)
-    load_into(module, map_to_ours(raw, kind), kind)
+    fix = f"Is it the right file? Expected {entry.where}"
+    load_strict(
+        module, map_to_ours(raw, entry.official), what=kind, allow_missing=entry.official.unmapped, fix=fix
+    )
     return module
 
 
