@@ -33,7 +33,7 @@ def _status(name: str, sec: dict[str, Any]) -> list[str]:
 def tests_md(sec: dict[str, Any]) -> list[str]:
     out = [f"passed {sec.get('passed', 0)}, failed {sec.get('failed', 0)}, errors {sec.get('errors', 0)}, "]
     out[0] += f"skipped {sec.get('skipped', 0)}"
-    bad = [c for c in sec.get("cases", []) if c["outcome"] in ("failure", "error")]
+    bad = [c for c in sec.get("cases", []) if c["outcome"] in ("failed", "error")]
     return out + [""] + [f"- {c['outcome']}: `{c['name']}`: {c['message'][:200]}" for c in bad]
 
 

@@ -116,52 +116,48 @@ def error_text(err: BaseException) -> str:
 
 # -- section: tests --------------------------------------------------------------------------------
 def tests_section(rec: Recorder, dry_run: bool, deadline: float) -> None:
-    """`pytest -m gpu tests/gpu` in this process; counts, failures and skip reasons from its JUnit XML."""
+    """`pytest -m gpu tests/gpu` in this process; each test's outcome is recorded as soon as it ends."""
     import pytest
 
-    xml = rec.path.with_name("tests-junit.xml")
     timeout = max(10, int(left(deadline) - 5))
-    args = ["-q", "-p", "no:cacheprovider", "-m", "gpu", "tests/gpu", f"--junitxml={xml}", "-rs"]
+    args = ["-q", "-p", "no:cacheprovider", "-m", "gpu", "tests/gpu", "-rs"]
     args += [f"--timeout={timeout}"] if _has_plugin("pytest_timeout") else []
     rec.set(command="pytest " + " ".join(args))
-    code = int(pytest.main(args))
-    rec.set(exit_code=code, **junit_summary(xml))
+    code = int(pytest.main(args, plugins=[_CaseRecorder(rec)]))
+    cases = rec.data.get("cases", [])
+    counts = {k: sum(c["outcome"] == k for c in cases) for k in ("passed", "failed", "error", "skipped")}
+    rec.set(exit_code=code, passed=counts["passed"], failed=counts["failed"], errors=counts["error"])
+    rec.set(skipped=counts["skipped"])
     if code not in (0, 5):  # 5: nothing collected (impossible here unless the marker vanished)
         rec.set(status="error", error=f"pytest exit code {code}")
         raise SystemExit(1)
+
+
+class _CaseRecorder:
+    """pytest plugin: one {name, outcome, seconds, message} per test, written when the test ends."""
+
+    def __init__(self, rec: Recorder) -> None:
+        self.rec = rec
+
+    def pytest_runtest_logreport(self, report: Any) -> None:
+        if report.when == "call" or (report.when != "call" and not report.passed):
+            if report.skipped:
+                outcome = "skipped"
+                longrepr = report.longrepr
+                message = str(longrepr[2]) if isinstance(longrepr, tuple) else str(longrepr)
+            elif report.failed:
+                outcome = "failed" if report.when == "call" else "error"
+                message = report.longreprtext[-600:]
+            else:
+                outcome, message = "passed", ""
+            row = {"name": report.nodeid, "outcome": outcome, "seconds": round(report.duration, 2)}
+            self.rec.append("cases", row | {"message": message})
 
 
 def _has_plugin(name: str) -> bool:
     import importlib.util
 
     return importlib.util.find_spec(name) is not None
-
-
-def junit_summary(path: Path) -> dict[str, Any]:
-    """{passed, failed, skipped, errors, cases: [{name, outcome, seconds, message}]} of a JUnit XML file."""
-    import xml.etree.ElementTree as ET
-
-    if not path.is_file():
-        return {"cases": [], "note": "pytest wrote no report"}
-    cases = []
-    for case in ET.parse(path).getroot().iter("testcase"):
-        outcome, message = "passed", ""
-        for tag in ("failure", "error", "skipped"):
-            node = case.find(tag)
-            if node is not None:
-                outcome, message = tag, (node.get("message") or node.text or "")[:300]
-        name = f"{case.get('classname', '')}::{case.get('name', '')}"
-        cases.append(
-            {"name": name, "outcome": outcome, "seconds": float(case.get("time", 0)), "message": message}
-        )
-    counts = {k: sum(c["outcome"] == k for c in cases) for k in ("passed", "failure", "error", "skipped")}
-    return {
-        "passed": counts["passed"],
-        "failed": counts["failure"],
-        "errors": counts["error"],
-        "skipped": counts["skipped"],
-        "cases": cases,
-    }
 
 
 # -- section: train ------------------------------------------------------------------------------
