@@ -280,20 +280,16 @@ class InceptionImageNet(nn.Module):
 
     @classmethod
     def from_file(cls, path: str | Path | None) -> InceptionImageNet:
-        """Strictly load a torchvision InceptionV3 state dict (e.g. inception_v3_google-0cc3c7bd.pth)."""
+        """Strictly load a torchvision InceptionV3 state dict (kind `inception_v3_imagenet`)."""
+        from edtalk.weights import load
+
         if path is None or not Path(path).is_file():
             raise JudgeWeightsMissing(
                 f"ImageNet InceptionV3 (EAT FID) not found at {path}; {WHERE_INCEPTION}"
             )
         model = cls()
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        missing, unknown = model.net.load_state_dict(state, strict=False)
-        if missing or unknown:
-            raise ValueError(
-                f"{path} is not a torchvision InceptionV3 state dict: missing {missing[:5]}, "
-                f"unexpected {unknown[:5]}; {WHERE_INCEPTION}"
-            )
-        return model
+        model.net = load(path, kind="inception_v3_imagenet")
+        return model.requires_grad_(False).eval()
 
 
 # -- Emotion-FAN inputs --------------------------------------------------------------------------

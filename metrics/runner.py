@@ -235,7 +235,11 @@ def load_emotion_fan(path: Path) -> torch.nn.Module:
             f"Emotion-FAN not found at {path}; get self_relation-attention_61_84.3655 from EAT's evaluation "
             "download (github.com/yuangan/evaluation_eat) and pass --emotion-judge PATH"
         )
-    return EmotionFAN.from_file(path)
+    from edtalk.weights import load
+
+    net = load(path, kind="emotion_fan")  # module.fc.* dropped, module. stripped, strict (the kind's key map)
+    assert isinstance(net, EmotionFAN)
+    return net.eval().requires_grad_(False)
 
 
 def _s3fd_file(path: Path) -> Path:

@@ -4,7 +4,7 @@ ICIP 2019, Sec. 2): a ResNet-18 frame encoder with the self-attention (alpha) an
 EDTalk use as the judge of emotion accuracy (checkpoint `self_relation-attention_61_84.3655`).
 
 Module names follow the released checkpoints (after their `module.` prefix is stripped), so such a file
-loads strictly. The clip prediction reproduces the evaluation arithmetic of the released code,
+loads strictly through the weight kind `emotion_fan` (`edtalk.weights.load(path, kind="emotion_fan")`). The clip prediction reproduces the evaluation arithmetic of the released code,
 including its quirk: the relation-attention numerator weights the concatenated features by alpha only,
 the denominator by alpha * beta (see `EmotionFAN.pool`).
 """
@@ -12,8 +12,6 @@ the denominator by alpha * beta (see `EmotionFAN.pool`).
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -22,7 +20,6 @@ from edtalk.config import SerializableConfig
 
 # Class order of the MEAD-finetuned Emotion-FAN (its `cate2label['MEAD']`).
 EMOTION_FAN_LABELS = ("happy", "angry", "disgust", "fear", "sad", "neutral", "surprised", "contempt")
-DROPPED_KEYS = ("fc.weight", "fc.bias")  # an ImageNet/FER+ head some files carry; EAT drops it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,41 +106,3 @@ class EmotionFAN(nn.Module):
 
     def train(self, mode: bool = True) -> EmotionFAN:
         return super().train(False)  # a judge: batch norm and dropout stay in eval mode
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> EmotionFAN:
-        """Load a released Emotion-FAN file: {epoch, state_dict, accuracy, name} with `module.` keys.
-
-        As EAT's evaluation: `module.fc.*` dropped, `module.` stripped, every other key must match ours
-        (names and shapes); tensors saved on CUDA are mapped to the CPU.
-        """
-        net = cls()
-        net.load_state_dict(emotion_fan_state(path, net.state_dict()), strict=True)
-        return net.eval().requires_grad_(False)
-
-
-def emotion_fan_state(path: str | Path, expected: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The state dict of an Emotion-FAN file in our key names, checked against `expected` (one-line errors)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"Emotion-FAN weights not found at {path}; get self_relation-attention_61_84.3655 from EAT's "
-            "evaluation download (github.com/yuangan/evaluation_eat, code.zip: code/model_training_name/)"
-        )
-    obj: Any = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(obj, dict) or not isinstance(obj.get("state_dict"), dict):
-        raise ValueError(
-            f"{path} is not an Emotion-FAN file: expected a dict with 'state_dict' "
-            f"(got {type(obj).__name__} with keys {sorted(obj)[:5] if isinstance(obj, dict) else '-'})"
-        )
-    state = {k.removeprefix("module."): v for k, v in obj["state_dict"].items()}
-    state = {k: v for k, v in state.items() if k not in DROPPED_KEYS}
-    missing = sorted(set(expected) - set(state))
-    unknown = sorted(set(state) - set(expected))
-    bad = sorted(k for k in set(state) & set(expected) if tuple(state[k].shape) != tuple(expected[k].shape))
-    if missing or unknown or bad:
-        raise ValueError(
-            f"{path} does not match Emotion-FAN (ResNet-18 self_relation-attention, 8 classes): "
-            f"missing {missing[:5]}, unexpected {unknown[:5]}, wrong shape {bad[:5]}"
-        )
-    return state

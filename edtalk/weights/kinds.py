@@ -339,3 +339,50 @@ for _kind in (*BUILTIN, *JUDGES):
     register(_kind)
 
 __all__ = ["BUILTIN", "JUDGES", "KeyMap", "infer_arcface_config", "infer_discriminator_config", "supervised"]
+
+
+# -- judges of EAT's evaluation protocol (metrics/eat.py) ----------------------------------------------
+def _emotion_fan(cfg: Any) -> nn.Module:
+    from edtalk.nn.emotion_fan import EmotionFAN
+
+    return EmotionFAN(cfg)
+
+
+def _emotion_fan_config(d: dict[str, Any]) -> Any:
+    from edtalk.nn.emotion_fan import EmotionFANConfig
+
+    return EmotionFANConfig.from_dict(d)
+
+
+def _inception_v3_imagenet(cfg: Any) -> nn.Module:
+    from torchvision.models import inception_v3
+
+    return inception_v3(weights=None, aux_logits=True, transform_input=True, init_weights=False)
+
+
+for _kind in (
+    Kind(
+        "emotion_fan",
+        "emotion_fan",
+        _emotion_fan,
+        _emotion_fan_config,
+        # {epoch, state_dict, accuracy, name}; `module.` is stripped by the registry, `fc.*` dropped as EAT does
+        official=KeyMap("state_dict", dead=(r"^fc\.",)),
+        looks_like=lambda obj: (
+            isinstance(obj.get("state_dict"), Mapping) and "module.pred_fc2.weight" in obj["state_dict"]
+        ),
+        where="self_relation-attention_61_84.3655 (Emotion-FAN fine-tuned on MEAD) from EAT's evaluation "
+        "download, github.com/yuangan/evaluation_eat (code.zip: code/model_training_name/)",
+    ),
+    Kind(
+        "inception_v3_imagenet",
+        "inception_v3_imagenet",
+        _inception_v3_imagenet,
+        lambda d: dict(d),
+        official=KeyMap(None, dead=(), unmapped=(r"num_batches_tracked$",)),
+        looks_like=lambda obj: "Mixed_7c.branch_pool.conv.weight" in obj and "AuxLogits.fc.weight" in obj,
+        where="torchvision's ImageNet InceptionV3 state dict (EAT's FID): "
+        "https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth",
+    ),
+):
+    register(_kind)

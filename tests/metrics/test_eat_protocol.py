@@ -22,7 +22,7 @@ from edtalk.cli import main
 from edtalk.io import read_video, write_video
 from edtalk.nn.emotion_fan import EMOTION_FAN_LABELS, EmotionFAN
 from metrics import eat
-from metrics.runner import WEIGHT_FILES, eat_clip_id, find_videos, read_clip_list
+from metrics.runner import WEIGHT_FILES, eat_clip_id, find_videos, load_emotion_fan, read_clip_list
 from tests.avclips import FFMPEG, NO_FFMPEG
 
 
@@ -48,16 +48,20 @@ def _fan_file(path: Path, drop: str | None = None, extra_fc: bool = False) -> Pa
 
 
 # -- Emotion-FAN ------------------------------------------------------------------------------------
-def test_emotion_fan_file_loads_strictly_and_a_missing_key_fails_in_one_line(tmp_path: Path) -> None:
+def test_emotion_fan_file_loads_strictly_and_a_missing_key_fails_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = _fan_file(tmp_path / "self_relation-attention_61_84.3655")
     assert len(torch.load(path, weights_only=True)["state_dict"]) == 128  # the released file's key count
-    net = EmotionFAN.from_file(path)
+    net = load_emotion_fan(path)
     assert torch.equal(net.pred_fc2.weight, torch.load(path)["state_dict"]["module.pred_fc2.weight"])
     assert not net.training and not any(p.requires_grad for p in net.parameters())
-    EmotionFAN.from_file(_fan_file(tmp_path / "with_fc", extra_fc=True))  # module.fc.* dropped as EAT does
+    load_emotion_fan(_fan_file(tmp_path / "with_fc", extra_fc=True))  # module.fc.* dropped as EAT does
+    assert main(["weights", "inspect", str(path), "--kind", "emotion_fan"]) == 0
+    assert "emotion_fan" in capsys.readouterr().out
     bad = _fan_file(tmp_path / "bad", drop="layer3.1.bn2.running_var")
     with pytest.raises(ValueError) as err:
-        EmotionFAN.from_file(bad)
+        load_emotion_fan(bad)
     assert "layer3.1.bn2.running_var" in str(err.value) and "\n" not in str(err.value)
 
 
