@@ -220,6 +220,7 @@ class CrossPairSampler(_Base):
 
     pool_size: int = 4
     margin: float = 5.0
+    align_mouth: bool = True
 
     def _partner(self, clip: Clip, pool: deque[Clip], rng: np.random.Generator) -> Clip | None:
         others = [c for c in pool if c.meta.get("speaker") != clip.meta.get("speaker")]
@@ -242,8 +243,8 @@ class CrossPairSampler(_Base):
         ia, ta = (int(v) for v in rng.choice(a.num_frames, 2, replace=False))
         ib, tb = (int(v) for v in rng.choice(b.num_frames, 2, replace=False))
         frame_a, frame_b = a.frame(ta), b.frame(tb)
-        swap_ab, _ = swap_mouth(frame_a, a.lmk[ta], frame_b, b.lmk[tb], self.margin)
-        swap_ba, _ = swap_mouth(frame_b, b.lmk[tb], frame_a, a.lmk[ta], self.margin)
+        swap_ab, _ = swap_mouth(frame_a, a.lmk[ta], frame_b, b.lmk[tb], self.margin, self.align_mouth)
+        swap_ba, _ = swap_mouth(frame_b, b.lmk[tb], frame_a, a.lmk[ta], self.margin, self.align_mouth)
         images = np.stack([a.frame(ia), frame_a, b.frame(ib), frame_b, swap_ab, swap_ba])
         t = self.image(images)  # -> 6 x 3 x S x S
         names = ("source_a", "target_a", "source_b", "target_b", "swap_ab", "swap_ba")

@@ -61,6 +61,10 @@ class GeneratorConfig(SerializableConfig):
         max_channels: cap on every level's width (512 upstream; tests use a few channels).
         variant: "full" (mouth + pose + expression, with EEM) or "lip_pose" (no expression parts).
         eem_hidden: hidden width of the EEM AdaIN MLP (128 upstream).
+        orthogonal_banks: orthonormalise the banks by QR (the paper); False uses the plain W
+            (the paper's "w/o orthogonality" ablation, `model.ablation.no_orthogonality`).
+        eem: the expression latent modulates the decoder features through EEM (the paper); False
+            adds it to the latent only (the "w/o EEM" ablation, `model.ablation.no_eem`).
     """
 
     size: int = 256
@@ -72,6 +76,8 @@ class GeneratorConfig(SerializableConfig):
     max_channels: int = 512
     variant: Variant = "full"
     eem_hidden: int = 128
+    orthogonal_banks: bool = True
+    eem: bool = True
 
     def __post_init__(self) -> None:
         log = math.log2(self.size) if self.size > 0 else -1

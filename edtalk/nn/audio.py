@@ -1,4 +1,8 @@
-"""Audio-driven motion beyond the mouth (paper Sec. 3.4; never released upstream, SPEC 4.3/4.4).
+"""Audio-driven motion beyond the mouth: OUR OWN designs, not the paper's (SPEC 4.3/4.4; never released upstream).
+
+The paper (Sec. 3.4) generates pose with a normalizing flow (built on MoGlow) and expression from HuBERT
+speech-emotion features plus EmoBERTa text features with modality masking. Neither was released; the
+networks here are simpler stand-ins of ours, named as such in docs/recipes.md:
 
 * `AudioEncoder`: mel windows -> per-frame features (the Wav2Lip audio conv stack + a projection);
   shared by the networks below and initialisable from a trained `Audio2Lip`'s encoder.
@@ -162,7 +166,8 @@ class Gaussian(NamedTuple):
 
 
 class Audio2Pose(nn.Module):
-    """Probabilistic audio -> head-pose weights (the paper's probabilistic pose generator).
+    """Probabilistic audio -> head-pose weights: our conditional VAE (the paper uses a normalizing flow,
+    unreleased; this is a stand-in of ours with the same role: several plausible motions per audio).
 
     Args:
         cfg: hyper-parameters; `Audio2PoseConfig.tiny()` for tests.
@@ -316,7 +321,8 @@ class ExpPrediction(NamedTuple):
 
 
 class Audio2Exp(nn.Module):
-    """Speech -> utterance-level expression weights (+ emotion logits).
+    """Speech -> utterance-level expression weights (+ emotion logits): our mel-only design (the paper
+    uses HuBERT speech-emotion and EmoBERTa text features with modality masking, unreleased).
 
     Args:
         cfg: hyper-parameters; `Audio2ExpConfig.tiny()` for tests.

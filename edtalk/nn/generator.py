@@ -54,7 +54,7 @@ class Generator(nn.Module):
     def encode(self, source: torch.Tensor) -> SourceEncoding:
         """source: B x 3 x H x W in [-1, 1] -> appearance latent, pyramid and cached EEM features."""
         w_a, feats = self.encoder(source)
-        blocks = self.synthesis.eem_blocks
+        blocks = self.synthesis.eem_blocks if self.cfg.eem else []
         eem = [blk.prepare(f) for blk, f in zip(blocks, feats, strict=True)] if blocks else None
         return SourceEncoding(w_a, feats, eem)
 
@@ -101,7 +101,7 @@ class Generator(nn.Module):
     def render(self, src: SourceEncoding, w: torch.Tensor, e: torch.Tensor | None = None) -> torch.Tensor:
         """Render B frames from one encoded source (batch 1 or B) and latents w (B x S), e (B x S)."""
         feats = src.feats
-        blocks = self.synthesis.eem_blocks
+        blocks = self.synthesis.eem_blocks if self.cfg.eem else []  # cfg.eem False: the "w/o EEM" ablation
         if e is not None and blocks:
             if src.eem is None:
                 raise ValueError(

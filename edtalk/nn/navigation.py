@@ -48,6 +48,7 @@ class BasesBanks(nn.Module):
     def __init__(self, cfg: GeneratorConfig) -> None:
         super().__init__()
         self.mouth_dim, self.pose_dim = cfg.mouth_dim, cfg.pose_dim
+        self.orthogonal = cfg.orthogonal_banks
         self.mouth_pose = nn.Parameter(torch.randn(cfg.style_dim, cfg.mouth_dim + cfg.pose_dim))
         self.expression = (
             nn.Parameter(torch.randn(cfg.style_dim, cfg.exp_dim)) if cfg.has_expression else None
@@ -58,8 +59,11 @@ class BasesBanks(nn.Module):
         return self.mouth_pose.shape[1] + (self.expression.shape[1] if self.expression is not None else 0)
 
     def basis(self) -> torch.Tensor:
-        """Orthonormal directions Q: S x K, columns ordered mouth, pose, expression."""
+        """Orthonormal directions Q: S x K, columns ordered mouth, pose, expression (the plain W when
+        `orthogonal_banks` is False: the paper's ablation)."""
         w = self.mouth_pose if self.expression is None else torch.cat([self.mouth_pose, self.expression], 1)
+        if not self.orthogonal:
+            return w
         q, _ = torch.linalg.qr(w + 1e-8, mode="reduced")
         return q
 

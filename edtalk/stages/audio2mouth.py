@@ -30,7 +30,6 @@ frozen (eval mode).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -121,39 +120,27 @@ def audio_globs(cfg: Audio2MouthConfig) -> list[str]:
 def wav2lip_audio_encoder(path: str | Path) -> dict[str, torch.Tensor]:
     """The `audio_encoder.*` tensors (prefix removed) of a Wav2Lip generator checkpoint.
 
-    Layout of `wav2lip.pth` (the Wav2Lip release): a dict with a top-level "state_dict" whose keys may
-    carry DataParallel's `module.` prefix; `audio_encoder.<i>.conv_block.{0,1}.*` are the 13 audio
-    blocks, the face encoder/decoder keys are not used.
+    Read through the weight kind `wav2lip` (`edtalk weights inspect PATH --kind wav2lip`): a top-level
+    "state_dict" whose keys may carry DataParallel's `module.` prefix; `audio_encoder.<i>.conv_block.{0,1}.*`
+    are the 13 audio blocks, the face encoder/decoder entries are dropped.
     """
     from edtalk import weights
 
-    obj = weights.load_file(path)
-    sd = obj.get("state_dict") if isinstance(obj, Mapping) else None
-    if not isinstance(sd, Mapping):
-        top = sorted(obj)[:6] if isinstance(obj, Mapping) else type(obj).__name__
-        raise weights.CheckpointError(
-            f"{path} is not a Wav2Lip generator checkpoint: no top-level 'state_dict' (found {top}); "
-            "use wav2lip.pth from github.com/Rudrabha/Wav2Lip"
-        )
-    plain = {str(k).removeprefix("module."): v for k, v in sd.items()}
-    enc = {k[len(WAV2LIP_PREFIX) :]: v for k, v in plain.items() if k.startswith(WAV2LIP_PREFIX)}
-    if not enc:
-        raise weights.CheckpointError(
-            f"{path} has no 'audio_encoder.*' tensors (first keys {sorted(plain)[:4]}); a lip-sync expert "
-            "(lipsync_expert.pth) goes to model.syncnet, the generator checkpoint wav2lip.pth here"
-        )
-    return enc
+    _, sd = weights.read(path, "wav2lip")  # a file without the audio encoder fails here, naming the key
+    return weights.sub_state_dict(sd, WAV2LIP_PREFIX)
 
 
 def load_wav2lip_audio_encoder(net: Audio2Lip, path: str | Path) -> None:
     """Load the Wav2Lip generator's audio encoder into `net.audio_encoder`: every key and shape checked
     (BatchNorm running statistics included); `mapping` keeps its initialisation."""
     from edtalk.stages.handoff import load_strict
+    from edtalk.weights import CheckpointError
 
+    encoder = wav2lip_audio_encoder(path)
     try:
-        load_strict(net.audio_encoder, wav2lip_audio_encoder(path), path)
-    except ValueError as err:
-        raise type(err)(f"{err} (Wav2Lip's encoder is width 1: set model.width=1.0)") from err
+        load_strict(net.audio_encoder, encoder, path)
+    except CheckpointError as err:
+        raise CheckpointError(f"{err} (Wav2Lip's encoder is width 1: set model.width=1.0)") from err
 
 
 def frozen_discriminator(cfg: Any, obj: Any) -> nn.Module | None:

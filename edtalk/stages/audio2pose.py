@@ -1,6 +1,7 @@
-"""Stage `audio2pose`: speech -> a probabilistic sequence of the 6 pose weights (paper Sec. 3.4).
+"""Stage `audio2pose`: speech -> a probabilistic sequence of the 6 pose weights (role of paper Sec. 3.4).
 
-The network (`edtalk.nn.audio.Audio2Pose`) is a conditional VAE over pose-weight sequences with
+Our own design, not the paper's: the paper's pose generator is a normalizing flow (MoGlow-based,
+never released). The network (`edtalk.nn.audio.Audio2Pose`) is a conditional VAE over pose-weight sequences with
 temporal context: the posterior sees the extracted pose sequence, the prior only the audio and the
 source's pose, and training minimises the negative ELBO (pose MSE + velocity MSE + KL). Several
 plausible head motions can then be drawn for one audio; the spread is the generate-time option

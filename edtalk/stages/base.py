@@ -21,6 +21,7 @@ The modules are injected: `build(cfg)` makes them from a composed run config; te
 from __future__ import annotations
 
 import copy
+import dataclasses
 import random
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -57,12 +58,12 @@ class OptimConfig:
     d_lr: float = 0.002 * 16 / 17
     d_betas: list[float] = field(default_factory=lambda: [0.0, 0.99 ** (16 / 17)])
     clip_grad_norm: float | None = None
+    scale_lr_with_world_size: bool = False  # DDP policy (edtalk.stages.params.world_lr_scale)
 
     def __post_init__(self) -> None:
         check_optim(
             {"g_lr": self.g_lr, "d_lr": self.d_lr}, {"g_betas": self.g_betas, "d_betas": self.d_betas}
         )
-    scale_lr_with_world_size: bool = False  # DDP policy (edtalk.stages.params.world_lr_scale)
 
 
 @dataclass
@@ -72,6 +73,16 @@ class LossWeights:
     vgg: float = 1.0
     l1: float = 1.0
     gan: float = 1.0
+
+
+@dataclass
+class AblationConfig:
+    """The paper's ablation rows as switches (written into the generator config, so checkpoints and
+    inference keep them): `no_orthogonality` uses the plain banks W instead of QR(W), `no_eem` feeds the
+    expression latent to the decoder without the EEM modulation."""
+
+    no_orthogonality: bool = False
+    no_eem: bool = False
 
 
 @dataclass
@@ -90,6 +101,7 @@ class GANStageConfig:
     diagnostics_every_n_steps: int = 100
     verify_frozen: bool = True
     channels_last: bool = False
+    ablation: AblationConfig = field(default_factory=AblationConfig)
 
 
 @dataclass
@@ -473,7 +485,8 @@ def build_gan_stage(cls: type[GANStage], cfg: Any, resume: bool = False) -> GANS
 
     model_cfg = OmegaConf.to_object(cfg.model)
     assert isinstance(model_cfg, GANStageConfig)
-    gen = Generator(GeneratorConfig.from_dict(OmegaConf.to_container(cfg.generator)))  # type: ignore[arg-type]
+    gcfg = GeneratorConfig.from_dict(OmegaConf.to_container(cfg.generator))  # type: ignore[arg-type]
+    gen = Generator(ablated(gcfg, model_cfg.ablation))
     disc = build_discriminator(cfg) if cfg.discriminator.enabled else None
     if cfg.init_from and not resume:
         obj = init_generator(gen, cfg.init_from, bool(cfg.init.ema), cls.fresh_at_handoff(model_cfg))
@@ -485,6 +498,15 @@ def build_gan_stage(cls: type[GANStage], cfg: Any, resume: bool = False) -> GANS
         perceptual = VGGPyramidLoss(path=p.path, init=p.init, width=p.width)  # type: ignore[arg-type]
     run_config = OmegaConf.to_container(cfg, resolve=True)
     return cls(gen, disc, perceptual, model_cfg, run_config=run_config)  # type: ignore[arg-type]
+
+
+def ablated(gcfg: Any, ablation: AblationConfig) -> Any:
+    """The generator config with the ablation switches applied (a switch only ever turns a part off)."""
+    if ablation.no_orthogonality:
+        gcfg = dataclasses.replace(gcfg, orthogonal_banks=False)
+    if ablation.no_eem:
+        gcfg = dataclasses.replace(gcfg, eem=False)
+    return gcfg
 
 
 def build_discriminator(cfg: Any) -> nn.Module:

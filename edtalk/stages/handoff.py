@@ -76,7 +76,7 @@ def check_compatible(src: GeneratorConfig, dst: GeneratorConfig, path: str | Pat
             f"{path} holds a full (expression) generator but this stage builds a lip_pose one; "
             "set generator.variant=full or init from a lip_pose checkpoint"
         )
-    ignore = {"variant", "exp_dim", "eem_hidden"} if src.variant != dst.variant else set()
+    ignore = {"variant", "exp_dim", "eem_hidden", "eem"} if src.variant != dst.variant else set()
     a, b = dataclasses.asdict(src), dataclasses.asdict(dst)
     diff = {k: (a[k], b[k]) for k in a if k not in ignore and a[k] != b[k]}
     if diff:

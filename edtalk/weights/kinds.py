@@ -200,6 +200,35 @@ def _official_generator(name: str) -> Kind:
     )
 
 
+# -- Wav2Lip's generator checkpoint (audio2mouth's audio encoder init) --------------------------------
+WAV2LIP_BLOCKS = (0, 3, 6, 9, 11)  # the block entering each of the five widths (Audio2Lip's layout)
+
+
+def _infer_wav2lip(sd: StateDict) -> Any:
+    """Audio2LipConfig whose encoder widths are the file's `audio_encoder.*` widths."""
+    from edtalk.nn.audio2lip import Audio2LipConfig
+
+    widths = tuple(int(sd[f"audio_encoder.{i}.conv_block.0.weight"].shape[0]) for i in WAV2LIP_BLOCKS)
+    return Audio2LipConfig(channels=widths)
+
+
+WAV2LIP_KEYS = KeyMap(
+    "state_dict",  # `module.` prefixes are stripped by the registry
+    dead=(r"^(face_encoder_blocks|face_decoder_blocks|output_block)\.",),  # the face half: unused
+    unmapped=(r"^mapping\.",),  # Audio2Lip's head is not in the file
+)
+KEY_MAPS.setdefault("wav2lip", WAV2LIP_KEYS)  # `map_to_ours` looks key maps up by kind name
+WAV2LIP = Kind(
+    "wav2lip",
+    "wav2lip_audio",
+    _audio2lip,
+    _audio2lip_config,
+    official=WAV2LIP_KEYS,
+    infer_config=_infer_wav2lip,
+    where="wav2lip.pth, the generator checkpoint of the Wav2Lip release (github.com/Rudrabha/Wav2Lip)",
+)
+
+
 _OURS = "written by `edtalk fit {}` (<run>/checkpoints/{}.pt or last.ckpt)"
 
 BUILTIN: tuple[Kind, ...] = (
@@ -335,7 +364,7 @@ JUDGES: tuple[Kind, ...] = (
     ),
 )
 
-for _kind in (*BUILTIN, *JUDGES):
+for _kind in (*BUILTIN, *JUDGES, WAV2LIP):
     register(_kind)
 
 __all__ = ["BUILTIN", "JUDGES", "KeyMap", "infer_arcface_config", "infer_discriminator_config", "supervised"]

@@ -129,3 +129,30 @@ def test_datamodules_default_to_the_upstream_pairings(builtin: Path) -> None:
     dm.setup("fit")
     val = list(dm.val_dataloader())  # the test speaker's emotional clips, neutral source from its own clips
     assert sum(b["source"].shape[0] for b in val) == 6  # S04: 3 emotions x 2 clips
+
+
+def test_mouth_swap_puts_the_donor_mouth_centre_on_the_receiver_mouth_centre(builtin: Path) -> None:
+    """Upstream's mouth-centre bias: after the 3-point similarity, b's inner-mouth centre lands exactly on a's."""
+    import numpy as np
+
+    from datamodules.mouth_swap import anchor_points, swap_matrix, swap_mouth
+    from datamodules.preprocess.crop import apply_affine
+    from datamodules.shards import iter_clips
+
+    clips = list(islice(iter_clips(builtin, "train"), 8))
+    a, b = clips[0], next(c for c in clips if c.meta["speaker"] != clips[0].meta["speaker"])
+    la, lb = a.lmk[3].astype(np.float64), b.lmk[5].astype(np.float64)
+    lb = lb * np.array([1.0, 1.08]) + np.array([2.0, -3.0])  # a face shape the similarity cannot fit exactly
+    centre_a = anchor_points(la)[2]
+    aligned = apply_affine(anchor_points(lb)[2:3], swap_matrix(la, lb))[0]
+    plain = apply_affine(anchor_points(lb)[2:3], swap_matrix(la, lb, align_mouth=False))[0]
+    assert np.abs(aligned - centre_a).max() < 1e-3
+    assert np.abs(plain - centre_a).max() > 0.1  # the least-squares fit alone misses it
+    # on images: a bright dot at b's mouth centre is pasted at a's mouth centre
+    fa, fb = a.frame(3), b.frame(5).copy()
+    cx, cy = np.round(anchor_points(lb)[2]).astype(int)
+    fb[cy - 1 : cy + 2, cx - 1 : cx + 2] = (255, 0, 255)
+    out, _ = swap_mouth(fa, la, fb, lb)
+    magenta = (out[..., 0] > 200) & (out[..., 1] < 60) & (out[..., 2] > 200)
+    ys, xs = np.nonzero(magenta)
+    assert len(xs) > 0 and abs(xs.mean() - centre_a[0]) < 1.5 and abs(ys.mean() - centre_a[1]) < 1.5
