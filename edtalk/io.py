@@ -267,6 +267,7 @@ def _decode_timed(path: Path) -> tuple[list[np.ndarray], list[float], list[float
 
 # -- audio -------------------------------------------------------------------------------------
 MIN_ASYNC_S = 0.001  # aresample async=1: a start offset under 1 ms is left alone
+MIN_HARD_COMP_S = 0.1  # ... and a hole between frames' timestamps up to 0.1 s too
 
 
 def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, align_to_video: bool = True) -> np.ndarray:
@@ -333,21 +334,29 @@ def _decode_mono(
     sample_rate: int,
     video_start: float | None,
 ) -> np.ndarray:
-    """All of `stream` as mono float32 at `sample_rate`, its start aligned to `video_start` (s) if given.
+    """All of `stream` as mono float32 at `sample_rate`, its timing made FFmpeg's when `video_start` (s) is given.
 
-    Like `aresample=async=1:first_pts=0`: a late start is padded with silence at the input rate, before
-    resampling (so the resampler's phase is FFmpeg's); an early start is trimmed in output samples.
+    Like `aresample=async=1:first_pts=0`: a late start, and a hole of more than 0.1 s between two frames'
+    timestamps, are filled with silence at the input rate, before resampling (so the resampler's phase is
+    FFmpeg's); an early start is trimmed in output samples. (Overlapping timestamps are not trimmed.)
     """
     chunks: list[np.ndarray] = []
     graph: av.filter.Graph | None = None
-    trim = 0
+    trim, expected = 0, None
     for frame in container.decode(stream):
         if graph is None:
             graph = _mono_graph(stream, frame, sample_rate)
             offset = _start_offset(frame, video_start)
-            if offset > 0:
-                graph.push(_silence(frame, round(offset * frame.sample_rate)))
+            pad = round(offset * frame.sample_rate) if offset > 0 else 0
             trim = round(-offset * sample_rate) if offset < 0 else 0
+            expected = float(frame.time) if frame.time is not None and video_start is not None else None
+        else:
+            pad = _hole(frame, expected)
+            expected = None if expected is None else expected + pad / frame.sample_rate
+        if pad:
+            graph.push(_silence(frame, pad))
+        if expected is not None:
+            expected += frame.samples / frame.sample_rate
         frame.pts = None  # the graph only converts; timing was applied above
         graph.push(frame)
         chunks.extend(_pull_all(graph))
@@ -356,6 +365,15 @@ def _decode_mono(
         chunks.extend(_pull_all(graph))
     samples = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
     return samples[trim:]
+
+
+def _hole(frame: av.AudioFrame, expected: float | None) -> int:
+    """Input samples of silence owed before `frame`: its timestamp past `expected` by more than 0.1 s
+    (`-async 1`'s min_hard_comp), else 0."""
+    if expected is None or frame.time is None:
+        return 0
+    gap = float(frame.time) - expected
+    return round(gap * frame.sample_rate) if gap > MIN_HARD_COMP_S else 0
 
 
 def _start_offset(frame: av.AudioFrame, video_start: float | None) -> float:

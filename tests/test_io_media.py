@@ -4,7 +4,7 @@ What is proven: a sound stream that starts 0.2 s after the picture (or before it
 a click lands on the frame it was recorded with; stereo becomes (L + R) / 2; the samples equal the ffmpeg
 CLI's `-async 1 -ac 1 -ar 16000` output within 1 LSB (stereo AAC, 5.1 AAC, late and early starts); the 25
 fps conversion picks the frames the CLI's `-r 25` picks at 20, 24, 29.97, 30 and 50 fps; our own writer's
-AAC no longer plays 1024 samples late.
+AAC no longer plays 1024 samples late; a 0.3 s hole in the sound's timestamps is filled with silence.
 """
 
 from __future__ import annotations
@@ -135,3 +135,45 @@ def test_written_aac_is_not_delayed_by_priming(tmp_path: Path) -> None:
     back = read_audio(video)
     assert abs(int(np.argmax(np.abs(back))) - 8000) <= 8  # AAC smears a click over a few samples
     assert len(back) >= 16000
+
+
+def _clip_with_hole(path: Path) -> Path:
+    """Matroska (keeps every block's timestamp), PCM: 1.5 s of tone whose second part is stamped 0.3 s late."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=25)
+        video.width = video.height = 64
+        video.pix_fmt = "yuv420p"
+        sound = container.add_stream("pcm_s16le", rate=16000)  # every stream before the first packet
+        sound.layout = "mono"
+        for i, image in enumerate(index_frames(50)):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, 25)
+            for packet in video.encode(frame):
+                container.mux(packet)
+        for packet in video.encode(None):
+            container.mux(packet)
+        tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(24000) / 16000)).astype(np.float32)
+        for i in range(0, 24000, 1000):
+            frame = av.AudioFrame.from_ndarray(tone[None, i : i + 1000].copy(), format="flt", layout="mono")
+            frame.sample_rate = 16000
+            frame.pts, frame.time_base = i + (4800 if i >= 8000 else 0), Fraction(1, 16000)
+            for packet in sound.encode(frame):
+                container.mux(packet)
+        for packet in sound.encode(None):
+            container.mux(packet)
+    return path
+
+
+def test_a_hole_in_the_sound_is_filled_with_silence(tmp_path: Path) -> None:
+    clip = _clip_with_hole(tmp_path / "hole.mkv")
+    wav = read_audio(clip)
+    assert len(wav) == 24000 + 4800
+    assert np.abs(wav[8000:12800]).max() == 0.0  # 0.5-0.8 s: the hole
+    assert np.abs(wav[12800:13000]).max() > 0.2  # the rest of the tone plays from 0.8 s
+    assert len(read_audio(clip, align_to_video=False)) == 24000  # raw: the stream's samples only
+    if FFMPEG is not None:
+        ref = ffmpeg_mono16k(clip, tmp_path / "ref.wav").astype(np.int64)
+        ours = np.clip(np.round(wav * 32768), -32768, 32767).astype(np.int64)
+        assert len(ref) == len(ours) and np.abs(ref - ours).max() <= 1
