@@ -75,6 +75,27 @@ def weight_entries(folder: str | Path | None = None) -> list[WeightEntry]:
             "edtalk checkpoint of kind emotion_classifier",
             WHERE["emotion_classifier"],
         ),
+        WeightEntry(
+            WEIGHT_FILES["emotion_fan"],
+            "Acc_emo (Emotion-FAN; --protocol eat, --emotion-judge)",
+            root / WEIGHT_FILES["emotion_fan"],
+            "kind emotion_fan: {epoch, state_dict (128 module.* keys), accuracy, name}",
+            "EAT's evaluation download (github.com/yuangan/evaluation_eat, code.zip: code/model_training_name/)",
+        ),
+        WeightEntry(
+            WEIGHT_FILES["inception_imagenet"],
+            "FID of --protocol eat",
+            root / WEIGHT_FILES["inception_imagenet"],
+            "kind inception_v3_imagenet: torchvision InceptionV3 state dict, sha256 starts with 0cc3c7bd",
+            "https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth",
+        ),
+        WeightEntry(
+            WEIGHT_FILES["s3fd"],
+            "LSE crop of --protocol eat/syncnet (syncnet_python's S3FD)",
+            root / WEIGHT_FILES["s3fd"],
+            "face-alignment's S3FD state dict",
+            "face-alignment's release: https://www.adrianbulat.com/downloads/python-fan/s3fd-619a316812.pth",
+        ),
         *[
             WeightEntry(
                 f, "CSIM/LMD/LSE crop (dlib)", _package_file(frm, "models", f), "ships", WHERE["dlib"]

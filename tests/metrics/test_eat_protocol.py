@@ -359,3 +359,19 @@ def test_emotion_judge_with_a_missing_key_exits_2_naming_it(
     assert main([*args, "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert any("alpha.0.weight" in line and str(bad) in line for line in err)
+
+
+def test_presets_load_their_judges_and_name_missing_files(tmp_path: Path) -> None:
+    from metrics.runner import load_judges
+
+    eat_judges = load_judges(tmp_path, protocol="eat")
+    skipped = eat_judges.skipped()
+    assert set(skipped) == {"fid", "lse_d", "lse_c", "emotion_fan_acc"}
+    assert WEIGHT_FILES["inception_imagenet"] in skipped["fid"]
+    assert WEIGHT_FILES["emotion_fan"] in skipped["emotion_fan_acc"]
+    assert eat_judges.alexnet is None and eat_judges.emotion is None  # not part of EAT's protocol
+    sync = load_judges(tmp_path, protocol="syncnet").skipped()
+    assert set(sync) == {"lse_d", "lse_c"}
+    assert set(load_judges(tmp_path).skipped()) == {"lpips", "fid", "lse_d", "lse_c", "emotion_acc"}  # ours
+    with pytest.raises(ValueError, match="--protocol must be one of"):
+        load_judges(tmp_path, protocol="paper")
