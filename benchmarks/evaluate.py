@@ -1,11 +1,14 @@
 """Seconds per clip of the whole evaluation suite on CPU, and the projection for MEAD's 2,293 test clips.
 
-Run: .venv/bin/python benchmarks/evaluate.py [--clips 2] [--weights-dir DIR]
+Run: .venv/bin/python benchmarks/evaluate.py [--clips 2] [--weights-dir DIR] [--protocol ours|eat]
 
 Scores the built-in test clips against themselves (a result folder of re-encoded ground truth) with
 every metric. Judges whose real weights are absent get random weights of the right architecture, so
 the cost is the real cost (speed does not depend on the weight values). Prints the time per clip of
 each metric group and the total, and the baseline (decode + PSNR/SSIM only) measured in the same run.
+`--protocol eat`: the same for EAT's protocol (`metrics/eat.py`: re-encode, aligned crops, PSNR/SSIM,
+LMD; + ImageNet-Inception FID, Emotion-FAN, syncnet_python LSE = S3FD detection + SyncNet scoring), with
+the projection for MEAD's test split and EAT's 985-video list.
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ import tempfile
 import time
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
 import torch
 
 MEAD_TEST_CLIPS = 2293
+EAT_LIST_CLIPS = 985
 
 
 def _random_judges(folder: Path) -> None:
@@ -49,7 +54,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clips", type=int, default=2)
     ap.add_argument("--weights-dir", default=None)
+    ap.add_argument("--protocol", choices=("ours", "eat"), default="ours")
     args = ap.parse_args()
+    if args.protocol == "eat":
+        eat_main(args.clips, args.weights_dir)
+        return
     tmp = Path(tempfile.mkdtemp(prefix="edtalk-bench-"))
     if args.weights_dir is None:
         _random_judges(tmp)
@@ -88,6 +97,70 @@ def main() -> None:
         f"MEAD test ({MEAD_TEST_CLIPS} clips, frames scale by their length): "
         f"{total * MEAD_TEST_CLIPS / 3600:.1f} h at this clip length"
     )
+
+
+def _random_eat_judges(folder: Path) -> None:
+    from face_alignment.detection.sfd.net_s3fd import s3fd
+
+    from edtalk.nn.emotion_fan import EmotionFAN
+    from metrics.eat import InceptionImageNet
+    from metrics.runner import WEIGHT_FILES
+
+    _random_judges(folder)
+    state = {f"module.{k}": v for k, v in EmotionFAN().state_dict().items()}
+    torch.save(
+        {"epoch": 0, "state_dict": state, "accuracy": 0.0, "name": "random"},
+        folder / WEIGHT_FILES["emotion_fan"],
+    )
+    torch.save(InceptionImageNet().net.state_dict(), folder / WEIGHT_FILES["inception_imagenet"])
+    torch.save(s3fd().state_dict(), folder / WEIGHT_FILES["s3fd"])
+
+
+def eat_main(n_clips: int, weights_dir: str | None) -> None:
+    """Seconds per clip of `--protocol eat`, per step, and the projections."""
+    from edtalk.io import read_video, write_video
+    from metrics.eat import EatAligner, EatJudges, EatScorer, EmotionFANInputs
+    from metrics.runner import PaperLSE, ground_truth, load_judges
+    from metrics.sync import face_crops_224, score_video
+
+    tmp = Path(tempfile.mkdtemp(prefix="edtalk-bench-eat-"))
+    if weights_dir is None:
+        _random_eat_judges(tmp)
+    judges = load_judges(weights_dir or tmp, protocol="eat")
+    clips = list(islice(ground_truth("builtin"), n_clips))
+    paths = [write_video(tmp / f"{c.clip_id}.mp4", c.frames, audio=c.wav) for c in clips]
+    aligner = EatAligner()
+
+    def timed(make: Any) -> float:
+        start = time.perf_counter()
+        for gt, path in zip(clips, paths):
+            gt.cache.clear()
+            make(gt, path)
+        return (time.perf_counter() - start) / len(clips)
+
+    image = EatScorer(EatJudges(aligner))
+    base = timed(image.add)  # re-encode + crops (result and ground truth) + MP4V + PSNR/SSIM + LMD
+    fid = EatScorer(EatJudges(aligner, judges.inception_imagenet))
+    per = {"fid (ImageNet Inception)": timed(fid.add) - base}
+    fan = EatScorer(EatJudges(aligner, None, judges.emotion_fan, EmotionFANInputs()))
+    per["acc_emo (Emotion-FAN)"] = timed(fan.add) - base
+    assert judges.syncnet is not None and judges.s3fd is not None
+    lse = PaperLSE(judges.syncnet, judges.s3fd)
+    per["lse: S3FD tracks"] = timed(lambda gt, path: lse.add(path, gt))
+    per["lse: SyncNet scoring"] = timed(
+        lambda gt, path: score_video(judges.syncnet, face_crops_224(read_video(path)), gt.wav)
+    )
+    total = base + sum(per.values())
+    frames = sum(len(c.frames) for c in clips) / len(clips)
+    print(
+        f"--protocol eat: {len(clips)} built-in clips, {frames:.0f} frames each, {torch.get_num_threads()} threads"
+    )
+    print(f"image steps (re-encode, align+crop both sides, MP4V, PSNR/SSIM, LMD): {base:.2f} s/clip")
+    for name, sec in per.items():
+        print(f"  + {name:26s} {sec:6.2f} s/clip  ({sec / base:.2f}x image steps)")
+    print(f"whole suite: {total:.2f} s/clip ({total / frames:.3f} s/frame)")
+    for name, n in (("MEAD test split", MEAD_TEST_CLIPS), ("EAT's 985-video list", EAT_LIST_CLIPS)):
+        print(f"{name} ({n} clips): {total * n / 3600:.1f} h at this clip length on this CPU")
 
 
 if __name__ == "__main__":
