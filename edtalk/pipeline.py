@@ -564,46 +564,18 @@ class Pipeline:
 
 
 # -- loading models ------------------------------------------------------------------------------
-_AUDIO_KINDS = {
-    "audio2lip": ("audio2lip", "audio2mouth"),
-    "audio2pose": ("audio2pose",),
-    "audio2exp": ("audio2exp",),
-}
-
-
 def load_audio_model(path: str | Path, kind: str) -> nn.Module:
-    """Audio2Lip / Audio2Pose / Audio2Exp from an official file (Audio2Lip.pt) or one of ours.
+    """Audio2Lip / Audio2Pose / Audio2Exp from an official file (Audio2Lip.pt), one of ours, or the
+    Lightning checkpoint of the stage that trained it (`edtalk.weights.load` decides which).
 
     Raises:
         CheckpointError: missing/unreadable file or a checkpoint of another kind (named in the message).
     """
-    from edtalk.weights import FORMAT, CheckpointError, guess_kind, load_file, load_official
+    from edtalk import weights
 
-    obj = load_file(path)
-    found = guess_kind(obj) if isinstance(obj, dict) else None
-    if kind == "audio2lip" and found == "audio2lip":
-        model: nn.Module = load_official(path, "audio2lip")
-        return model
-    if not isinstance(obj, dict) or obj.get("format") != FORMAT or found not in _AUDIO_KINDS[kind]:
-        raise CheckpointError(
-            f"{path} is {'a ' + repr(found) if found else 'not a'} checkpoint, expected {kind}: pass "
-            f"{'Audio2Lip.pt or ' if kind == 'audio2lip' else ''}a {kind} checkpoint written by `edtalk fit`"
-        )
-    model = _build_audio_model(kind, dict(obj.get("config") or {}))
-    model.load_state_dict(obj["state_dict"], strict=True)
-    return model.eval()
-
-
-def _build_audio_model(kind: str, config: dict[str, Any]) -> nn.Module:
-    if kind == "audio2lip":
-        from edtalk.nn.audio2lip import Audio2Lip
-
-        return Audio2Lip(**config)
-    from edtalk.nn.audio import Audio2Exp, Audio2ExpConfig, Audio2Pose, Audio2PoseConfig
-
-    if kind == "audio2pose":
-        return Audio2Pose(Audio2PoseConfig.from_dict(config))
-    return Audio2Exp(Audio2ExpConfig.from_dict(config))
+    if kind not in ("audio2lip", "audio2pose", "audio2exp"):
+        raise ValueError(f"audio model kind must be audio2lip, audio2pose or audio2exp, got {kind!r}")
+    return weights.load(path, kind)
 
 
 # -- cropping and staging media ------------------------------------------------------------------

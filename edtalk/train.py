@@ -406,8 +406,25 @@ def debug_dependency(cfg: DictConfig) -> None:
 
     _debug_requires(cfg)
     prepare = getattr(stage_class(str(cfg.stage)), "prepare_debug", None)
-    if prepare is not None:
+    if prepare is None:
+        return
+    from edtalk.stages.supervised import DEBUG_EXPORT
+
+    token = DEBUG_EXPORT.set(debug_export)  # how a stage gets another stage's debug export
+    try:
         prepare(cfg)
+    finally:
+        DEBUG_EXPORT.reset(token)
+
+
+def debug_export(experiment: str, cfg: Any) -> Path:
+    """The export of another stage's `--debug` run under the same `run.root` (trained first if missing)."""
+    prev = compose(experiment, [f"run.root={cfg.run.root}"], debug=True)
+    path = runs_of(prev) / "debug" / "checkpoints" / f"{experiment}.pt"
+    if not path.is_file():
+        debug_dependency(prev)
+        fit(prev, overwrite=True)
+    return path
 
 
 def _debug_requires(cfg: DictConfig) -> None:

@@ -11,6 +11,9 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+from omegaconf import OmegaConf
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -81,3 +84,26 @@ def test_stages_do_not_import_the_training_entry_point() -> None:
     ]
     assert not offenders, f"stages importing edtalk.train (issue 13): {offenders}"
     assert _imports_train(ast.parse("def f():\n    from edtalk.train import fit\n"))
+
+
+def test_stages_get_debug_exports_from_the_entry_point(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`debug_network` (used by `prepare_debug`) is served by `edtalk.train.debug_dependency`, only there."""
+    import edtalk.stages
+    import edtalk.train as train
+    from edtalk.stages.supervised import DEBUG_EXPORT, debug_network
+
+    with pytest.raises(RuntimeError, match="prepare_debug"):
+        debug_network("syncnet", None)
+    seen: list[Path] = []
+
+    class Stage:
+        @classmethod
+        def prepare_debug(cls, cfg: object) -> None:
+            seen.append(debug_network("syncnet", cfg))
+
+    monkeypatch.setattr(edtalk.stages, "stage_class", lambda name: Stage)
+    monkeypatch.setattr(train, "_debug_requires", lambda cfg: None)
+    monkeypatch.setattr(train, "debug_export", lambda experiment, cfg: Path(f"runs/{experiment}.pt"))
+    train.debug_dependency(OmegaConf.create({"stage": "audio2mouth"}))
+    assert seen == [Path("runs/syncnet.pt")]
+    assert DEBUG_EXPORT.get() is None  # reset once the stage is prepared

@@ -44,29 +44,18 @@ def stage_of(obj: Any) -> str | None:
     return None
 
 
-def _lightning_generator(
-    obj: Mapping[str, Any], use_ema: bool
-) -> tuple[GeneratorConfig, dict[str, torch.Tensor]]:
-    cfg = GeneratorConfig.from_dict(dict(obj["edtalk"]["generator"]))
-    prefix = (
-        "generator_ema."
-        if use_ema and any(k.startswith("generator_ema.") for k in obj["state_dict"])
-        else "generator."
-    )
-    sd = {k.removeprefix(prefix): v for k, v in obj["state_dict"].items() if k.startswith(prefix)}
-    return cfg, weights.strip_prefixes(sd)
-
-
 def read_generator(
     path: str | Path, use_ema: bool = False
 ) -> tuple[GeneratorConfig, dict[str, torch.Tensor], Any]:
-    """(config, our-key state dict, raw file object) of the generator stored in any supported file."""
+    """(config, our-key state dict, raw file object) of the generator stored in any supported file.
+
+    The file is one of ours, a Lightning stage checkpoint or an official one: `edtalk.weights` decides.
+    """
     obj = weights.load_file(path)
-    if isinstance(obj, Mapping) and "edtalk" in obj and "state_dict" in obj:
-        cfg, sd = _lightning_generator(obj, use_ema)
-        return cfg, sd, obj
-    gen = weights.load_generator(path)  # our edtalk format or an official file (raises with a clear message)
-    return gen.cfg, gen.state_dict(), obj
+    found = weights.resolve_loaded(obj, path, "generator", ema=use_ema)
+    if found.allow_missing:  # LIA's vox.pt: the parts it lacks come from a fresh initialisation
+        return found.config, weights.build_loaded(found, path).state_dict(), obj
+    return found.config, found.state_dict, obj
 
 
 def check_compatible(src: GeneratorConfig, dst: GeneratorConfig, path: str | Path) -> None:
@@ -90,18 +79,9 @@ def load_strict(
     module: nn.Module, sd: Mapping[str, torch.Tensor], path: str | Path, allow_missing: tuple[str, ...] = ()
 ) -> None:
     """Load `sd` into `module`: no unexpected keys, no shape mismatch, missing only where allowed."""
-    own = module.state_dict()
-    unexpected = sorted(set(sd) - set(own))
-    missing = sorted(k for k in set(own) - set(sd) if not any(re.search(p, k) for p in allow_missing))
-    if unexpected or missing:
-        raise weights.CheckpointError(
-            f"{path} does not match the stage's {type(module).__name__}: missing {missing[:4]} "
-            f"({len(missing)}), unexpected {unexpected[:4]} ({len(unexpected)})"
-        )
-    bad = [(k, tuple(v.shape), tuple(own[k].shape)) for k, v in sd.items() if v.shape != own[k].shape]
-    if bad:
-        raise weights.CheckpointError(f"{path}: shape mismatch {bad[:3]} (file, model); wrong model size?")
-    module.load_state_dict({**own, **sd}, strict=True)
+    weights.load_strict(
+        module, sd, what=f"the stage's {type(module).__name__}", source=path, allow_missing=allow_missing
+    )
 
 
 def init_generator(
@@ -136,19 +116,11 @@ def init_discriminator(disc: nn.Module, obj: Any, path: str | Path) -> bool:
     """
     if not isinstance(obj, Mapping):
         return False
-    if "state_dict" in obj and "edtalk" in obj:
-        sd = {
-            k.removeprefix("discriminator."): v
-            for k, v in obj["state_dict"].items()
-            if k.startswith("discriminator.")
-        }
-    elif isinstance(obj.get("dis"), Mapping):
-        sd = weights.map_to_ours(obj["dis"], "discriminator")
-    else:
+    try:
+        found = weights.resolve_loaded(obj, path, "discriminator")
+    except weights.WrongKind:
         return False
-    if not sd:
-        return False
-    load_strict(disc, sd, path)
+    load_strict(disc, found.state_dict, path)
     return True
 
 

@@ -18,6 +18,7 @@ so `--debug` runs train tiny networks).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -130,26 +131,7 @@ def load_network(path: str | Path, kind: str) -> nn.Module:
     trained it (`last.ckpt` / `best.ckpt`), and for syncnet / audio2mouth the official Wav2Lip expert /
     `Audio2Lip.pt`.
     """
-    obj = weights.load_file(path)
-    found = weights.guess_kind(obj) if isinstance(obj, Mapping) else None
-    if kind in OFFICIAL and found == OFFICIAL[kind]:
-        official: nn.Module = weights.load_official(path, OFFICIAL[kind])
-        return official
-    if isinstance(obj, Mapping) and "edtalk" in obj and "state_dict" in obj:
-        meta = obj["edtalk"]
-        if meta.get("kind") != kind:
-            raise weights.CheckpointError(
-                f"{path} is a checkpoint of stage {meta.get('stage')!r} (network {meta.get('kind')!r}), "
-                f"expected one holding a {kind} network (edtalk fit {kind})"
-            )
-        net = build_network(kind, meta["network"])
-        sd = {k.removeprefix("net."): v for k, v in obj["state_dict"].items() if k.startswith("net.")}
-        net.load_state_dict(weights.strip_prefixes(sd), strict=True)
-        return net.eval()
-    ckpt = weights.read_checkpoint(path, kind)
-    net = build_network(kind, ckpt["config"])
-    net.load_state_dict(ckpt["state_dict"], strict=True)
-    return net.eval()
+    return weights.load(path, kind)  # edtalk.weights decides ours / Lightning / official
 
 
 # -- the base ----------------------------------------------------------------------------------------
@@ -353,13 +335,17 @@ def debug_coefficient_data(cfg: Any) -> Path:
     return dst
 
 
+# Set by the training entry point (`edtalk.train.debug_dependency`) while a stage's `prepare_debug` runs:
+# (experiment, cfg) -> that experiment's `--debug` export. Stages never import `edtalk.train`.
+DEBUG_EXPORT: ContextVar[Callable[[str, Any], Path] | None] = ContextVar("edtalk_debug_export", default=None)
+
+
 def debug_network(experiment: str, cfg: Any) -> Path:
     """The export of another stage's `--debug` run under the same `run.root` (trained first if missing)."""
-    from edtalk.train import compose, debug_dependency, fit, runs_of
-
-    prev = compose(experiment, [f"run.root={cfg.run.root}"], debug=True)
-    path = runs_of(prev) / "debug" / "checkpoints" / f"{experiment}.pt"
-    if not path.is_file():
-        debug_dependency(prev)
-        fit(prev, overwrite=True)
-    return path
+    export = DEBUG_EXPORT.get()
+    if export is None:
+        raise RuntimeError(
+            f"--debug {experiment}: debug_network runs inside `prepare_debug`, called by "
+            "edtalk.train.debug_dependency (use `edtalk fit ... --debug`)"
+        )
+    return export(experiment, cfg)

@@ -115,7 +115,9 @@ def guess_kind(obj: Mapping[str, Any]) -> str | None:
         return str(obj.get("kind"))
     if "audio2lip" in obj:
         return "audio2lip"
-    if "state_dict" in obj and any("face_encoder" in k for k in obj["state_dict"]):
+    if "state_dict" in obj and any(
+        k.removeprefix("module.").startswith("face_encoder.") for k in obj["state_dict"]
+    ):
         return "syncnet_expert"
     gen = obj.get("gen")
     if isinstance(gen, Mapping):
