@@ -373,3 +373,27 @@ def test_no_eem_leaves_the_decoder_features_unmodulated() -> None:
         w0, _ = ablated.latent(enc.w_a, {k: v for k, v in alpha.items() if k != "exp"})
         w1, e = ablated.latent(enc.w_a, alpha)
         assert e is not None and not torch.allclose(ablated.render(enc, w0), ablated.render(enc, w1, e))
+
+
+# -- schedules and stated defaults ------------------------------------------------------------------
+def test_experiment_files_carry_the_original_schedules_and_debug_keeps_them_small() -> None:
+    expected = {  # experiment: (max_steps, batch per process, G lr)
+        "reconstruct": (284200, 12, 0.0016),
+        "mouth_pose": (4000, 4, 0.0016),
+        "expression": (24000, 4, 0.0016),
+    }
+    for name, (steps, batch, lr) in expected.items():
+        cfg = compose(name)
+        assert (cfg.trainer.max_steps, cfg.data.batch_size) == (steps, batch), name
+        assert cfg.model.optim.g_lr == pytest.approx(lr) and cfg.model.optim.g_betas[0] == 0.0, name
+        small = compose(name, debug=True)
+        assert small.trainer.max_steps <= 10 and small.data.batch_size <= 2, name
+    a2m = compose("audio2mouth")
+    assert a2m.model.optim.lr == 0.0016 and a2m.model.optim.betas == [0.0, pytest.approx(0.99 ** (4 / 5))]
+    assert a2m.model.loss.gan == 1.0 and a2m.data.batch_size == 4
+    ft = compose("finetune", ["init_from=x.pt"])
+    assert list(ft.model.trainable) == ["*"] and ft.data.batch_size == 32  # all of G, batch 32 (original)
+    assert compose("mouth_pose").model.pair_losses == "sum" and compose("mouth_pose").model.fresh_heads
+    assert (
+        compose("expression").data.pairing == "neutral" and compose("reconstruct").data.pairing == "neutral"
+    )
