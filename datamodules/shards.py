@@ -308,8 +308,12 @@ class ShardWriter:
     def abort(self) -> None:
         """Drop open shards (their clips are not in the index)."""
         for shard in self._open.values():
-            shard.tar.close()
-            shard.tmp.unlink(missing_ok=True)
+            try:
+                shard.tar.close()
+            except OSError:  # a full disk fails again on the end-of-archive blocks: the file goes anyway
+                pass
+            finally:
+                shard.tmp.unlink(missing_ok=True)
         self._open.clear()
 
     def __enter__(self) -> ShardWriter:

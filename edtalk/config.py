@@ -143,6 +143,18 @@ class DiscriminatorConfig(SerializableConfig):
             raise ValueError(f"max_channels must be >= 1, got {self.max_channels}")
 
 
+@dataclass(frozen=True)
+class FaultsConfig:
+    """The `faults:` section: what training does when something goes wrong.
+
+    Attributes:
+        on_nonfinite: a NaN/Inf loss either stops training (an error naming the step, the last good
+            checkpoint kept) or skips that update (recorded as a warning and `train/nonfinite_skipped`).
+    """
+
+    on_nonfinite: Literal["stop", "skip"] = "stop"
+
+
 def check_optim(lrs: dict[str, float], betas: dict[str, list[float]]) -> None:
     """Value checks of Adam settings, for the optimiser configs' `__post_init__`.
 

@@ -111,9 +111,11 @@ def validate(cfg: DictConfig, stage_cls: Any) -> None:
     Raises:
         ConfigError: one line naming the key, the value and what is expected.
     """
-    from edtalk.config import ConfigError, DiscriminatorConfig, GeneratorConfig, check_section
+    from edtalk.config import ConfigError, DiscriminatorConfig, FaultsConfig, GeneratorConfig, check_section
 
     check_section(GeneratorConfig, _section(cfg, "generator"), "generator")
+    if "faults" in cfg:
+        check_section(FaultsConfig, _section(cfg, "faults"), "faults")
     check_section(DiscriminatorConfig, _section(cfg, "discriminator"), "discriminator")
     check_section(stage_cls.Config, _section(cfg, "model"), "model")
     trainer = _section(cfg, "trainer")
@@ -352,7 +354,56 @@ def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[Any]:
         save_top_k=1,
         auto_insert_metric_name=False,
     )
-    return [last, best, FinalCheckpoint(ckpt_dir / "last.ckpt")]
+    policy = str(cfg.faults.on_nonfinite) if "faults" in cfg else "stop"
+    return [NonFiniteGuard(policy, ckpt_dir), last, best, FinalCheckpoint(ckpt_dir / "last.ckpt")]
+
+
+class NonFiniteGuard(Callback):
+    """A NaN or Inf loss (seen as non-finite gradients) before any optimiser step: `stop` ends training
+    with an error naming the step, before the bad update and before any checkpoint is written (the
+    last good `last.ckpt` stays as it was); `skip` drops that update (every gradient cleared, so Adam
+    moves nothing) and records it (a warning naming the step, `train/nonfinite_skipped` logged)."""
+
+    def __init__(self, policy: str, ckpt_dir: Path) -> None:
+        if policy not in ("stop", "skip"):
+            raise ValueError(f"faults.on_nonfinite must be 'stop' or 'skip', got {policy!r}")
+        self.policy = policy
+        self.ckpt_dir = Path(ckpt_dir)
+        self.skipped = 0
+
+    def on_before_optimizer_step(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any
+    ) -> None:
+        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        bad = next((p for p in params if not bool(p.grad.isfinite().all())), None)
+        if bad is None:
+            return
+        name = next((n for n, p in pl_module.named_parameters() if p is bad), "?")
+        what = f"non-finite loss (NaN/Inf gradient of {name}) at step {trainer.global_step}"
+        if self.policy == "stop":
+            last = self.ckpt_dir / "last.ckpt"
+            kept = f"last good checkpoint kept: {last}" if last.is_file() else "no checkpoint written yet"
+            raise NonFiniteLossError(
+                f"{what}; training stopped before this update ({kept}); "
+                "faults.on_nonfinite=skip skips such steps instead"
+            )
+        for p in params:
+            p.grad = None
+        self.skipped += 1
+        warnings.warn(
+            f"{what}: update skipped (faults.on_nonfinite=skip; {self.skipped} so far)", stacklevel=1
+        )
+        pl_module.log("train/nonfinite_skipped", float(self.skipped), rank_zero_only=True)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"skipped": self.skipped}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.skipped = int(state_dict.get("skipped", 0))
+
+
+class NonFiniteLossError(ValueError):
+    """Training met a NaN/Inf loss under `faults.on_nonfinite=stop` (the CLI turns it into exit code 2)."""
 
 
 def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:

@@ -33,7 +33,7 @@ def load_file(path: str | Path) -> Any:
             return torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, ValueError) as err:
         raise CheckpointError(
-            f"cannot read checkpoint {path} ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
+            f"cannot read checkpoint {path} ({type(err).__name__}: {(str(err).splitlines() or ['empty file'])[0][:200]}); "
             "the file is truncated or not a PyTorch checkpoint - download it again"
         ) from err
 

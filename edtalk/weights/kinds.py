@@ -212,6 +212,17 @@ def _infer_wav2lip(sd: StateDict) -> Any:
     return Audio2LipConfig(channels=widths)
 
 
+def _looks_like_wav2lip(obj: Mapping[str, Any]) -> bool:
+    """Wav2Lip's generator file: a `state_dict` with the audio encoder and the face encoder blocks."""
+    sd = obj.get("state_dict")
+    if not isinstance(sd, Mapping):
+        return False
+    keys = [str(k).removeprefix("module.") for k in sd]
+    return any(k.startswith("audio_encoder.") for k in keys) and any(
+        k.startswith("face_encoder_blocks.") for k in keys
+    )
+
+
 WAV2LIP_KEYS = KeyMap(
     "state_dict",  # `module.` prefixes are stripped by the registry
     dead=(r"^(face_encoder_blocks|face_decoder_blocks|output_block)\.",),  # the face half: unused
@@ -225,6 +236,7 @@ WAV2LIP = Kind(
     _audio2lip_config,
     official=WAV2LIP_KEYS,
     infer_config=_infer_wav2lip,
+    looks_like=_looks_like_wav2lip,
     where="wav2lip.pth, the generator checkpoint of the Wav2Lip release (github.com/Rudrabha/Wav2Lip)",
 )
 

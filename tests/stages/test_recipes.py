@@ -192,8 +192,11 @@ def test_wav2lip_loader_refuses_wrong_files(tmp_path: Path) -> None:
 def test_wav2lip_is_a_registered_weight_kind(tmp_path: Path) -> None:
     """`edtalk weights inspect PATH --kind wav2lip` reads the layout strictly: exit 0, widths inferred."""
     from edtalk import weights
+    from edtalk.cli import main as cli
 
     path = _wav2lip_file(tmp_path / "wav2lip.pth", FULL_AUDIO, seed=4)
+    assert cli(["weights", "inspect", str(path), "--kind", "wav2lip"]) == 0
+    assert weights.inspect(path)["kind"] == "wav2lip"  # told apart from the SyncNet expert without --kind
     report = weights.inspect(path, "wav2lip")
     assert report["loads"] and report["kind"] == "wav2lip" and report["source"] == "official"
     assert tuple(report["config"]["channels"]) == FULL_AUDIO
@@ -205,6 +208,7 @@ def test_wav2lip_is_a_registered_weight_kind(tmp_path: Path) -> None:
     broken = torch.load(path, weights_only=True)
     broken["state_dict"]["module.audio_encoder.0.conv_block.0.weight"] = torch.zeros(32, 1, 5, 5)
     torch.save(broken, tmp_path / "broken.pth")
+    assert cli(["weights", "inspect", str(tmp_path / "broken.pth"), "--kind", "wav2lip"]) != 0
     bad = weights.inspect(tmp_path / "broken.pth", "wav2lip")
     assert not bad["loads"] and "audio_encoder.0.conv_block.0.weight" in bad["reason"]
 
