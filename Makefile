@@ -6,7 +6,7 @@ export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
 export WANDB_MODE ?= offline
 export MPLBACKEND ?= Agg
 
-.PHONY: setup system-deps demo test lint typecheck pytest bench clean
+.PHONY: setup system-deps demo test lint typecheck pytest bench seed-sweep clean
 
 ## setup: system packages + a virtualenv with the project, pinned by constraints.txt
 setup: system-deps
@@ -53,6 +53,10 @@ bench:
 	$(PY) benchmarks/loader.py
 	$(PY) benchmarks/train_step.py
 	$(PY) benchmarks/evaluate.py
+
+## seed-sweep: the tests that train (pytest -m learns) over 10 seeds at 1 and 2 torch threads (not in `test`)
+seed-sweep:
+	nice $(PY) tests/seed_sweep.py --plan $${PLAN:-1x10,2x10}
 
 clean:
 	rm -rf outputs runs .cache .mypy_cache .ruff_cache

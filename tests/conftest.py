@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import torch
 
 from edtalk.config import GeneratorConfig
 from edtalk.nn.generator import Generator
+from tests.learn import seed_torch, thread_count
 
 MANIFESTS = Path(__file__).parent / "data" / "manifests"
 
@@ -26,8 +28,14 @@ def manifest(kind: str) -> dict:
 
 
 @pytest.fixture(autouse=True)
-def _seed() -> None:
-    torch.manual_seed(0)
+def _seed() -> Iterator[None]:
+    """Every test starts from torch seed EDTALK_TEST_SEED (default 0), with EDTALK_TEST_THREADS threads if set."""
+    seed_torch()
+    before, threads = torch.get_num_threads(), thread_count(None)
+    if threads:
+        torch.set_num_threads(threads)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(params=["full", "lip_pose"])

@@ -17,6 +17,7 @@ from edtalk.nn.audio import (
     receptive_field,
 )
 from edtalk.nn.audio2lip import Audio2Lip
+from tests.learn import below, seed_torch
 
 
 def speech_like(seconds: float, seed: int = 0) -> torch.Tensor:
@@ -72,8 +73,9 @@ def test_audio2pose_any_length_and_reference_pose(frames: int) -> None:
     assert not torch.allclose(out, same_noise)  # the source pose conditions the result
 
 
+@pytest.mark.learns
 def test_audio2pose_loss_trains_every_part() -> None:
-    torch.manual_seed(0)
+    seed_torch()
     model = Audio2Pose(Audio2PoseConfig.tiny())
     mel = torch.rand(2, 10, 1, 80, 16) * 8 - 4
     t = torch.linspace(0, 2, 10)
@@ -91,13 +93,14 @@ def test_audio2pose_loss_trains_every_part() -> None:
         opt.step()
         losses.append(out["loss"].item())
     assert set(out) == {"loss", "recon", "velocity", "kl", "pred"} and out["pred"].shape == pose.shape
-    assert losses[-1] < 0.5 * losses[0]
+    below("loss last/first", losses[-1] / losses[0], 0.5)
     with pytest.raises(ValueError, match="pose must be B x T x 6"):
         model.loss(mel, pose[:, :5])
 
 
+@pytest.mark.learns
 def test_audio2exp_shapes_masked_targets_and_training() -> None:
-    torch.manual_seed(0)
+    seed_torch()
     model = Audio2Exp(Audio2ExpConfig.tiny())
     mel = torch.rand(3, 6, 1, 80, 16) * 8 - 4
     pred = model.eval()(mel)
@@ -115,7 +118,7 @@ def test_audio2exp_shapes_masked_targets_and_training() -> None:
         out["loss"].backward()
         opt.step()
         first = first if first is not None else out["loss"].item()
-    assert out["loss"].item() < 0.5 * first
+    below("loss last/first", out["loss"].item() / first, 0.5)
     with torch.no_grad():
         out = model.eval().loss(mel, exp, emotion, mask)
     target = torch.stack([exp[0, :3].mean(0), exp[1].mean(0), exp[2].mean(0)])  # masked frames left out

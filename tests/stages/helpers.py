@@ -16,6 +16,7 @@ from edtalk.nn.discriminator import Discriminator
 from edtalk.nn.generator import Generator
 from edtalk.stages import stage_class
 from edtalk.stages.base import GANStage
+from tests.learn import seed_torch
 
 SIZE = 64
 KEYS = {
@@ -54,7 +55,7 @@ def make_stage(stage: str, with_d: bool = True, **cfg_overrides: Any) -> GANStag
         for p in path:
             obj = getattr(obj, p)
         setattr(obj, last, v)
-    torch.manual_seed(0)
+    seed_torch()
     gen = Generator(GeneratorConfig.tiny(VARIANT[stage]))
     disc = Discriminator(SIZE, 0.125, 16) if with_d else None
     perceptual = VGGPyramidLoss(init="random", width=0.125) if cfg.loss.vgg > 0 else None

@@ -33,6 +33,7 @@ from edtalk.stages.emotion_classifier import network_config as emotion_config
 from edtalk.stages.params import fingerprint
 from edtalk.stages.supervised import load_network, scaled
 from edtalk.stages.syncnet import WAV2LIP_CHANNELS, SyncNetStage, SyncNetStageConfig
+from tests.learn import above, below, learn_seed, seed_torch
 from tests.stages.helpers import FixedBatchData, smooth_images, trainer
 
 SIZE = 64
@@ -41,10 +42,18 @@ TINY = 0.125
 
 
 # -- a synthetic talking clip: mouth opening drives both the frames and the mel windows -----------------
-def talking_batch(b: int = 2, t: int = 15, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Frames whose dark mouth opens with a(t) and mel windows whose energy follows a over the same frames."""
+def talking_batch(b: int = 2, t: int = 15, seed: int = 0, ramps: bool = False) -> dict[str, torch.Tensor]:
+    """Frames whose dark mouth opens with a(t) and mel windows whose energy follows a over the same frames.
+
+    a(t) is uniform noise per frame, or with `ramps` a linear opening or closing over the clip (so any two
+    disjoint 5-frame windows differ in mean opening by >= 5/(T-1): in sync vs shifted is learnable fast).
+    """
     g = torch.Generator().manual_seed(seed)
     a = torch.rand(b, t, generator=g)  # -> B x T mouth opening in [0, 1]
+    if ramps:
+        up = torch.rand(b, 1, generator=g) < 0.5
+        line = torch.linspace(0, 1, t)[None]  # -> 1 x T
+        a = torch.where(up, line, 1 - line) + 0.05 * (a - 0.5)  # -> B x T, jitter +-0.025
     frames = smooth_images(b, seed)[:, None].repeat(1, t, 1, 1, 1).clone()  # -> B x T x 3 x S x S
     x1, x2 = int(BOX[0]), int(BOX[2])
     for i in range(b):
@@ -144,30 +153,33 @@ def tiny_syncnet() -> tuple[SyncNet, dict[str, list[int]]]:
     return SyncNet(tuple(channels)), {"channels": channels}
 
 
+@pytest.mark.learns
 def test_syncnet_stage_learns_in_sync_vs_shifted(tmp_path: Path) -> None:
-    torch.manual_seed(0)
+    """Mouths that open (or close) over the clip: an in-sync window matches the mouth's mean opening, a
+    shifted one does not. From scratch at lr 1e-3 (3e-3 stalls near chance for some initialisations)."""
+    seed_torch()
     net, net_cfg = tiny_syncnet()
     cfg = SyncNetStageConfig(width=TINY, min_shift=5, diagnostics_every_n_steps=0)
-    cfg.optim.lr = 3e-3
+    cfg.optim.lr = 1e-3
     stage = SyncNetStage(net, net_cfg, cfg)
-    batch = talking_batch(4, 15)
-    rows = fit_fixed(stage, batch, 60, tmp_path)
+    batch = talking_batch(4, 15, seed=learn_seed(1), ramps=True)
+    rows = fit_fixed(stage, batch, 120, tmp_path)
     loss0, loss1 = first_last(rows, "train/loss", 10)
-    assert loss1 < 0.85 * loss0, (loss0, loss1)
+    below("loss last/first", loss1 / loss0, 0.8)
     stage.eval()
     with torch.no_grad():  # seeded in-sync / shifted pairs, as in validation
         accs = []
         for i in range(8):
             stage.val_index = i
             accs.append(float(stage.compute(batch, train=False)["accuracy"]))
-    assert np.mean(accs) >= 0.7, accs
+    above("val accuracy", float(np.mean(accs)), 0.7)
     # the export is an edtalk checkpoint that load_network (and audio2mouth's model.syncnet) reads
     loaded = load_network(tmp_path / "checkpoints" / "syncnet.pt", "syncnet")
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), net.state_dict().values()))
 
 
 def tiny_audio2mouth(**loss: float) -> Audio2MouthStage:
-    torch.manual_seed(0)
+    seed_torch()
     gen = Generator(GeneratorConfig.tiny("lip_pose"))
     channels = scaled((32, 64, 128, 256, 512), TINY)
     net = Audio2Lip(20, channels)
@@ -181,14 +193,16 @@ def tiny_audio2mouth(**loss: float) -> Audio2MouthStage:
     return Audio2MouthStage(net, {"mouth_dim": 20, "channels": list(channels)}, gen, perceptual, sync, cfg)
 
 
+@pytest.mark.learns
 def test_audio2mouth_overfits_and_keeps_the_generator_frozen(tmp_path: Path) -> None:
     stage = tiny_audio2mouth(coeff=10.0)  # the random tiny generator and expert make image terms noisy
     frozen = fingerprint(stage.generator, [n for n, _ in stage.generator.named_parameters()])
     expert = fingerprint(stage.sync.syncnet, [n for n, _ in stage.sync.syncnet.named_parameters()])  # type: ignore[union-attr]
-    rows = fit_fixed(stage, talking_batch(2, 5), 40, tmp_path)
+    rows = fit_fixed(stage, talking_batch(2, 5, seed=learn_seed(1)), 40, tmp_path)
     c0, c1 = first_last(rows, "train/coeff")
     l0, l1 = first_last(rows, "train/loss")
-    assert c1 < 0.5 * c0 and l1 < l0, (c0, c1, l0, l1)
+    below("coeff last/first", c1 / c0, 0.5)
+    below("loss last/first", l1 / l0, 1.0)
     for term in ("temporal", "l1", "vgg", "mouth_l1", "sync"):
         assert math.isfinite(rows[-1][f"train/{term}"]), term
     assert fingerprint(stage.generator, frozen) == frozen  # the generator did not move
@@ -223,15 +237,16 @@ def test_audio2mouth_needs_the_expert_for_the_sync_loss() -> None:
         Audio2MouthStage(stage.net, stage.net_config, stage.generator, None, None, cfg)
 
 
+@pytest.mark.learns
 def test_audio2pose_overfits_and_samples_differ_across_seeds(tmp_path: Path) -> None:
-    torch.manual_seed(0)
+    seed_torch()
     cfg = Audio2PoseStageConfig(width=TINY, hidden=128, audio_dim=128, context_layers=2, latent_dim=4)
     cfg.latent_stride, cfg.diagnostics_every_n_steps, cfg.optim.lr = 2, 0, 3e-3
     net_cfg = pose_config(cfg)
     stage = Audio2PoseStage(Audio2Pose(net_cfg), net_cfg.to_dict(), cfg)
-    rows = fit_fixed(stage, talking_batch(2, 20), 50, tmp_path)
+    rows = fit_fixed(stage, talking_batch(2, 20, seed=learn_seed(1)), 50, tmp_path)
     r0, r1 = first_last(rows, "train/recon")
-    assert r1 < 0.5 * r0, (r0, r1)
+    below("recon last/first", r1 / r0, 0.5)
 
     from edtalk.pipeline import load_audio_model
 
@@ -252,34 +267,38 @@ def test_audio2pose_overfits_and_samples_differ_across_seeds(tmp_path: Path) -> 
     assert spread > 1.2, "higher temperature must spread draws further from the mean"
 
 
+@pytest.mark.learns
 def test_audio2exp_overfits_with_the_emotion_loss(tmp_path: Path) -> None:
-    torch.manual_seed(0)
+    seed_torch()
     cfg = Audio2ExpStageConfig(width=TINY, hidden=128, audio_dim=128, context_layers=1, emotion_weight=0.5)
     cfg.diagnostics_every_n_steps, cfg.optim.lr = 0, 3e-3
     from edtalk.nn.audio import Audio2Exp
 
     net_cfg = exp_config(cfg)
     stage = Audio2ExpStage(Audio2Exp(net_cfg), net_cfg.to_dict(), cfg)
-    batch = talking_batch(4, 12)
+    batch = talking_batch(4, 12, seed=learn_seed(1))
     batch["emotion"] = torch.tensor([0, 4, -1, 6])  # one clip without a label
     rows = fit_fixed(stage, batch, 40, tmp_path)
     e0, e1 = first_last(rows, "train/exp")
     c0, c1 = first_last(rows, "train/emotion")
-    assert e1 < 0.3 * e0 and c1 < 0.5 * c0, (e0, e1, c0, c1)
-    assert rows[-1]["train/accuracy"] == 1.0
+    below("exp last/first", e1 / e0, 0.3)
+    below("emotion last/first", c1 / c0, 0.5)
+    above("last train accuracy", rows[-1]["train/accuracy"], 0.99)
 
 
+@pytest.mark.learns
 def test_emotion_classifier_overfits_and_metrics_load_its_export(tmp_path: Path) -> None:
-    torch.manual_seed(0)
+    seed_torch()
     cfg = EmotionClassifierStageConfig(width=TINY, input_size=32, dropout=0.0)
     cfg.diagnostics_every_n_steps, cfg.optim.lr = 0, 1e-2
     net_cfg = emotion_config(cfg)
     stage = EmotionClassifierStage(EmotionClassifier(net_cfg), net_cfg.to_dict(), cfg)
-    frames = smooth_images(4 * 4, seed=5).view(4, 4, 3, SIZE, SIZE)
+    frames = smooth_images(4 * 4, seed=learn_seed(5)).view(4, 4, 3, SIZE, SIZE)
     batch = {"frames": frames, "emotion": torch.tensor([0, 4, 5, 6])}
     rows = fit_fixed(stage, batch, 40, tmp_path)
     l0, l1 = first_last(rows, "train/loss")
-    assert l1 < 0.3 * l0 and rows[-1]["train/accuracy"] == 1.0, (l0, l1)
+    below("loss last/first", l1 / l0, 0.3)
+    above("last train accuracy", rows[-1]["train/accuracy"], 0.99)
 
     from metrics.runner import load_emotion_classifier
 
