@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -49,6 +49,8 @@ class ShardDataModule(L.LightningDataModule):
         shuffle_buffer: clips held in the shuffle buffer (training).
         seed: seed of shard resampling, shuffling and the validation choices.
         val_batch_size: validation batch size.
+        bad_shards: a truncated or corrupt shard stops training with an error naming it ("stop"), or is
+            skipped from the damage on with a warning naming it ("skip").
     """
 
     sampler_class: type[Any] = PairSampler
@@ -64,9 +66,11 @@ class ShardDataModule(L.LightningDataModule):
         shuffle_buffer: int = 32,
         seed: int = 0,
         val_batch_size: int | None = None,
+        bad_shards: Literal["stop", "skip"] = "stop",
         **sampler_kwargs: Any,
     ) -> None:
         super().__init__()
+        self.bad_shards = bad_shards
         self.root = root
         self.image_size, self.batch_size, self.num_workers = image_size, batch_size, num_workers
         self.samples_per_epoch, self.samples_per_clip = samples_per_epoch, samples_per_clip
@@ -119,6 +123,7 @@ class ShardDataModule(L.LightningDataModule):
             seed=self.seed,
             rank=rank,
             world_size=world,
+            bad_shards=self.bad_shards,
         )
         return self._loader(pipeline, self.batch_size)
 
@@ -131,6 +136,7 @@ class ShardDataModule(L.LightningDataModule):
             rank=rank,
             world_size=world,
             split_nodes=len(urls) >= world,
+            bad_shards=self.bad_shards,
         )
         return self._loader(pipeline, self.val_batch_size, workers=min(self.num_workers, len(urls)))
 

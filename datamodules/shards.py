@@ -36,6 +36,7 @@ the shuffle buffer is reseeded the same way, so every epoch sees a new clip orde
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -43,6 +44,7 @@ import os
 import random
 import re
 import tarfile
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
@@ -509,32 +511,57 @@ def tar_members(stream: Any, url: str = "") -> Iterator[tuple[str, bytes]]:
         long_name = None
 
 
-def tar_samples(src: Iterable[dict[str, str]]) -> Iterator[dict[str, Any]]:
+BAD_SHARDS = ("stop", "skip")
+MAX_BAD_IN_A_ROW = 100  # with `skip`: this many broken shards in a row and no sample means none is readable
+
+
+def tar_samples(src: Iterable[dict[str, str]], bad_shards: str = "stop") -> Iterator[dict[str, Any]]:
     """Stream stage: shard URLs -> raw samples ``{"__key__", "__url__", <suffix>: bytes}``, as
-    `wds.tarfile_to_samples()` yields them (members grouped by key, suffixes lower-cased)."""
+    `wds.tarfile_to_samples()` yields them (members grouped by key, suffixes lower-cased).
+
+    A truncated or corrupt shard raises a ValueError naming it (`bad_shards="stop"`), or, with "skip",
+    warns naming it and goes on with the next shard (the samples read before the damage are kept).
+    """
+    if bad_shards not in BAD_SHARDS:
+        raise ValueError(f"bad_shards must be one of {BAD_SHARDS}, got {bad_shards!r}")
+    in_a_row = 0
+    for item in src:
+        try:
+            for sample in _shard_samples(item["url"]):
+                in_a_row = 0
+                yield sample
+        except ValueError as err:
+            if bad_shards == "stop":
+                raise
+            in_a_row += 1
+            if in_a_row >= MAX_BAD_IN_A_ROW:
+                raise ValueError(f"{in_a_row} broken shards in a row, none readable; last: {err}") from err
+            warnings.warn(f"skipped the rest of a broken shard (data.bad_shards=skip): {err}", stacklevel=1)
+
+
+def _shard_samples(url: str) -> Iterator[dict[str, Any]]:
+    """The raw samples of one shard (see `tar_samples`)."""
     from webdataset.gopen import gopen
 
-    for item in src:
-        url = item["url"]
-        stream = gopen(url, bufsize=1 << 20)
-        try:
-            sample: dict[str, Any] | None = None
-            for name, data in tar_members(stream, url):
-                match = _KEY.match(name)
-                if match is None:
-                    continue
-                key, suffix = match.group(1), match.group(2).lower()
-                if sample is None or sample["__key__"] != key:
-                    if sample is not None:
-                        yield sample
-                    sample = {"__key__": key, "__url__": url}
-                if suffix in sample:
-                    raise ValueError(f"shard {url}: {name} appears twice")
-                sample[suffix] = data
-            if sample is not None:
-                yield sample
-        finally:
-            stream.close()
+    stream = gopen(url, bufsize=1 << 20)
+    try:
+        sample: dict[str, Any] | None = None
+        for name, data in tar_members(stream, url):
+            match = _KEY.match(name)
+            if match is None:
+                continue
+            key, suffix = match.group(1), match.group(2).lower()
+            if sample is None or sample["__key__"] != key:
+                if sample is not None:
+                    yield sample
+                sample = {"__key__": key, "__url__": url}
+            if suffix in sample:
+                raise ValueError(f"shard {url}: {name} appears twice")
+            sample[suffix] = data
+        if sample is not None:
+            yield sample
+    finally:
+        stream.close()
 
 
 def clip_pipeline(
@@ -548,6 +575,7 @@ def clip_pipeline(
     rank: int | None = None,
     world_size: int | None = None,
     split_nodes: bool = True,
+    bad_shards: str = "stop",
 ) -> Any:
     """A `wds.DataPipeline` of raw clip samples (``__key__`` + member bytes), optionally transformed.
 
@@ -561,6 +589,7 @@ def clip_pipeline(
         seed: seed of the shard resampling and of the shuffle buffer.
         rank, world_size: process group position (default: `dist_info()` now).
         split_nodes: give each rank a disjoint slice of the shards (ignored when resampled).
+        bad_shards: "stop" (a truncated/corrupt shard is an error naming it) or "skip" (warn, go on).
 
     Returns:
         An IterableDataset yielding dicts.
@@ -577,7 +606,7 @@ def clip_pipeline(
         if split_nodes and world_size > 1:
             stages.append(NodeSplit(rank, world_size))
         stages.append(wds.split_by_worker)
-    stages.append(tar_samples)
+    stages.append(functools.partial(tar_samples, bad_shards=bad_shards))
     if shuffle > 0:
         stages.append(Shuffle(shuffle, seed, rank))
     if transform is not None:

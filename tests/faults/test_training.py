@@ -192,3 +192,22 @@ def test_disk_full_while_writing_a_shard_leaves_no_half_shard(
     assert [s["name"] for s in index["shards"]] == ["train-000000.tar"], "the finished shard is kept"
     assert verify_shards(root) == [] and index["shards"][0]["num_clips"] == 2
     assert sorted(p.name for p in root.iterdir()) == ["index.json", "train-000000.tar"], "no half shard left"
+
+
+def test_shard_truncated_mid_member_is_skipped_when_configured(tmp_path: Path) -> None:
+    """`data.bad_shards=skip`: training goes on over the other shards, with a warning naming the broken one."""
+    from datamodules.synthetic import ensure_builtin
+
+    shards = tmp_path / "shards"
+    shutil.copytree(ensure_builtin(), shards)
+    names = [s["name"] for s in read_index(shards)["shards"] if s["split"] == "train"]
+    assert len(names) >= 2
+    for name in names[:-1]:  # every shard but one is broken: the draws meet a broken one
+        _truncate_mid_member(shards / name)
+    argv = ["fit", "reconstruct", "--debug", f"run.root={tmp_path / 'runs'}", f"data.root={shards}", *STEPS]
+    with pytest.warns(UserWarning, match=r"broken shard .* is truncated") as record:
+        assert main([*argv, "data.bad_shards=skip"]) == 0
+    named = [str(w.message) for w in record if "broken shard" in str(w.message)]
+    assert all(any(n in m for n in names[:-1]) for m in named) and not any(names[-1] in m for m in named)
+    step, finite = _finite(tmp_path / "runs" / "reconstruct" / "debug" / "checkpoints" / "last.ckpt")
+    assert step == 6 and finite
