@@ -8,8 +8,15 @@ renders every generation mode and writes `report.md` with the numbers, plots and
 With `--weights DIR` holding official checkpoints (`EDTalk.pt`, `Audio2Lip.pt`, optionally
 `EDTalk_lip_pose.pt`), training is skipped and the demo renders with them.
 
-Each stage is an ordinary `edtalk fit STAGE --debug` run (tiny 64^2 networks, CPU) under
-`OUT/runs/<stage>/debug/`, with more steps; a rerun reuses the stages that finished.
+Each stage is an ordinary `edtalk fit STAGE --debug` run (64^2 networks, CPU) under
+`OUT/runs/<stage>/debug/`, with more steps; a rerun reuses the stages that finished. The default
+`profile="demo"` layers `experiments/demo/<stage>.yaml` (the CPU learning configuration: capacity,
+losses without pretrained files, learning rates) over `--debug`; `profile="debug"` keeps the smoke-test
+networks. Each stage starts from the checkpoint of the stage before it in this run.
+
+The report opens with the learning table (`edtalk.learning`): ours vs a random-init floor on the
+held-out speaker, targets beside, a learning curve and a frame strip per generation mode. Emotion
+modes render with emotion vectors computed from our own trained generator (`edtalk emotion-vectors`).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import torch.nn.functional as F
 from edtalk import io
 
 VISUAL = ("reconstruct", "mouth_pose", "expression")
+PROFILES = ("demo", "debug")
 AUDIO = ("syncnet", "audio2mouth", "audio2pose", "audio2exp", "emotion_classifier")
 EXPORTS = {"audio2mouth": "audio2mouth.pt", "audio2pose": "audio2pose.pt", "audio2exp": "audio2exp.pt"}
 
@@ -57,6 +65,11 @@ class Quickstart:
     videos: dict[str, Path] = field(default_factory=dict)
     evaluation: dict[str, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
+    profile: str = "demo"
+    learning: dict[str, Any] = field(default_factory=dict)
+    curve: list[dict[str, Any]] = field(default_factory=list)
+    strips: dict[str, Path] = field(default_factory=dict)
+    emotion_vectors: Path | None = None
 
     # -- the job ---------------------------------------------------------------------------------
     def run(self) -> Path:
@@ -70,6 +83,8 @@ class Quickstart:
             self.train_all()
             ckpts = self.checkpoints()
             self.evaluate(ckpts["generator"], shards, ckpts["audio2mouth"])
+            self.measure_learning(ckpts, shards)
+            self.emotion_vectors = self.our_emotion_vectors()
         else:
             ckpts = official
         self.render_all(ckpts, shards.parent / "raw")
@@ -91,15 +106,19 @@ class Quickstart:
             self.stages.append(self.train(stage, steps))
             self._step(stage, "done " + _fmt_metrics(self.stages[-1].metrics))
 
-    def train(self, stage: str, steps: int) -> StageRun:
+    def train(self, stage: str, steps: int, extra: list[str] | None = None) -> StageRun:
+        """One stage run (`extra`: dotlist overrides applied last, e.g. a seed)."""
         from edtalk.train import compose, debug_dependency, fit, runs_of
 
         every = max(1, steps // 2)
         overrides = [
+            *profile_overrides(stage, self.profile),
+            *self._init_from(stage),
             f"run.root={self.out / 'runs'}",
             f"trainer.max_steps={steps}",
-            f"trainer.val_check_interval={steps}",
+            f"trainer.val_check_interval={max(1, steps // 4)}",  # 4 points of the PSNR curve per stage
             f"checkpoint.every_n_steps={every}",
+            *(extra or []),
         ]
         cfg = compose(stage, overrides, debug=True)
         if "samples_every_n_steps" in cfg.model:
@@ -107,10 +126,23 @@ class Quickstart:
         run_dir = runs_of(cfg) / "debug"
         done = run_dir / "checkpoints" / "last.ckpt"
         start = time.perf_counter()
-        if not _finished(done, steps):
+        if not _finished(done, steps, cfg):
             debug_dependency(cfg)
             run_dir = fit(cfg, overwrite=True)
         return StageRun(stage, run_dir, steps, time.perf_counter() - start, _last_metrics(run_dir))
+
+    def _init_from(self, stage: str) -> list[str]:
+        """`init_from=` the finished checkpoint of the stage this one requires, when this run trained it."""
+        from omegaconf import DictConfig, OmegaConf
+
+        from edtalk.train import experiment_file
+
+        exp = OmegaConf.load(experiment_file(stage))
+        requires = exp.get("requires") if isinstance(exp, DictConfig) else None
+        done = {s.name: s.run_dir for s in self.stages}
+        if not requires or requires not in done:
+            return []
+        return [f"init_from={done[requires] / 'checkpoints' / 'last.ckpt'}"]
 
     def checkpoints(self) -> dict[str, Path | None]:
         runs = {s.name: s.run_dir / "checkpoints" for s in self.stages}
@@ -145,7 +177,7 @@ class Quickstart:
         )
         out = self.out / "evaluation"
         folders, extras = render_split(
-            generator, "builtin", shards, out, self.eval_clips, audio2lip=audio2lip
+            generator, "builtin", shards, out, self.eval_clips, audio2lip=audio2lip, probes=False
         )
         methods = {"edtalk_video": folders["video"]} | (
             {"edtalk_audio": folders["audio"]} if "audio" in folders else {}
@@ -169,6 +201,65 @@ class Quickstart:
         }
         self._step("evaluate", "done " + _fmt_metrics(report.summary["edtalk_video"]))
 
+    # -- learning --------------------------------------------------------------------------------
+    def measure_learning(self, ckpts: dict[str, Path | None], shards: Path) -> None:
+        """The learning table (ours vs random-init floor) and the disentanglement curve over stages."""
+        from edtalk.learning import floor_audio2lip, floor_generator, learning_table
+        from edtalk.weights import load_generator
+        from metrics.disentanglement import probe_heatmap
+
+        self._step("learning", "probes on the training speakers, scored on the held-out speaker")
+        ours = load_generator(ckpts["generator"]).eval()  # type: ignore[arg-type]
+        a2l_path = ckpts.get("audio2mouth")
+        a2l: dict[str, torch.nn.Module | None] = {"ours": None, "floor": None}
+        if a2l_path is not None:
+            from edtalk.pipeline import load_audio_model
+
+            a2l = {"ours": load_audio_model(a2l_path, "audio2lip"), "floor": floor_audio2lip(a2l_path)}
+        runs = {s.name: s.run_dir for s in self.stages}
+        table = learning_table(
+            {"ours": ours, "floor": floor_generator(ours)}, a2l, runs, shards, self.eval_clips
+        )
+        self.learning = {**table["ours"], "floor": table["floor"]}
+        probe_heatmap(
+            {k: table[k] for k in ("ours", "floor")}, self.out / "plots" / "disentanglement_probes.png"
+        )
+        self.curve = self.stage_curve(ours, shards)
+        self._step("learning", "done " + _fmt_learning(self.learning))
+
+    def stage_curve(self, ours: Any, shards: Path) -> list[dict[str, Any]]:
+        """Disentanglement score and val PSNR after each visual stage (step 0: the random-init floor)."""
+        from edtalk.learning import floor_generator
+        from edtalk.weights import load_generator
+        from metrics.disentanglement import collect, scores
+
+        gens: dict[str, Any] = {"init": floor_generator(ours)}
+        steps, total = {"init": 0}, 0
+        for st in self.stages:
+            if st.name in VISUAL:
+                total += st.steps
+                gens[st.name] = load_generator(st.run_dir / "checkpoints" / "last.ckpt").eval()
+                steps[st.name] = total
+        train, test = collect(gens, shards, "train"), collect(gens, shards, "test")
+        return [
+            {"stage": k, "step": steps[k], "score": scores(train[k], test[k])["disentanglement_score"]}
+            for k in gens
+        ]
+
+    def our_emotion_vectors(self) -> Path | None:
+        """<emotion>.npy from our expression generator's coefficients (audio2exp's extracted shards)."""
+        from edtalk.stages.coefficients import emotion_vectors
+
+        run = next((s.run_dir for s in self.stages if s.name == "audio2exp"), None)
+        data = run.parent / "debug-data" if run is not None else None
+        if data is None or not data.is_dir():
+            return None
+        folder = self.out / "emotion_vectors"
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, entry in emotion_vectors(data, ("train",)).items():
+            np.save(folder / f"{name}.npy", entry["weights"])
+        return folder
+
     # -- rendering -------------------------------------------------------------------------------
     def render_all(self, ckpts: dict[str, Path | None], raw: Path) -> None:
         from edtalk.pipeline import Pipeline
@@ -182,10 +273,11 @@ class Quickstart:
             progress=False,
         )
         inputs = self.demo_inputs(raw)
-        for name, kwargs in demo_modes(inputs, ckpts).items():
+        for name, kwargs in demo_modes(inputs, ckpts, self.emotion_vectors).items():
             self._step("render", name)
             result = pipe(out=self.out / "videos" / f"{name}.mp4", **kwargs)
             self.videos[name] = result.path
+            self.strips[name] = frame_strip(result.path, self.out / "strips" / f"{name}.png")
 
     def demo_inputs(self, raw: Path) -> dict[str, Path]:
         """A source photo, speech and driver videos from the built-in test speaker's raw clips."""
@@ -202,15 +294,27 @@ class Quickstart:
         return {"photo": photo, "speech": speech, "video_a": clips[1], "video_b": clips[2]}
 
 
-def demo_modes(inp: dict[str, Path], ckpts: dict[str, Path | None]) -> dict[str, dict[str, Any]]:
-    """Every generation mode of the original demos, plus our extras where their models exist."""
+def demo_modes(
+    inp: dict[str, Path], ckpts: dict[str, Path | None], vectors: Path | None = None
+) -> dict[str, dict[str, Any]]:
+    """Every generation mode of the original demos, plus our extras where their models exist.
+
+    `vectors`: a folder of <emotion>.npy computed from the generator that renders (`edtalk
+    emotion-vectors`); without it the emotion modes use the release's vectors (right only for the
+    official generator).
+    """
     photo, speech, a, b = inp["photo"], inp["speech"], inp["video_a"], inp["video_b"]
+    happy: str | torch.Tensor = "happy"
+    mix: str | torch.Tensor = "happy:0.7,sad:0.3"
+    if vectors is not None and (vectors / "happy.npy").is_file() and (vectors / "sad.npy").is_file():
+        h, s = (torch.from_numpy(np.load(vectors / f"{e}.npy")) for e in ("happy", "sad"))
+        happy, mix = h, 0.7 * h + 0.3 * s
     modes: dict[str, dict[str, Any]] = {
-        "audio_emotion_happy": {"source": photo, "audio": speech, "emotion": "happy", "pose": b},
+        "audio_emotion_happy": {"source": photo, "audio": speech, "emotion": happy, "pose": b},
         "audio_emotion_mix": {
             "source": photo,
             "audio": speech,
-            "emotion": "happy:0.7,sad:0.3",
+            "emotion": mix,
             "fix_pose": True,
         },
         "audio_exp_video": {"source": photo, "audio": speech, "exp": b, "pose": b},
@@ -236,12 +340,50 @@ def demo_modes(inp: dict[str, Path], ckpts: dict[str, Path | None]) -> dict[str,
     return modes
 
 
-def _finished(ckpt: Path, steps: int) -> bool:
+def profile_overrides(stage: str, profile: str) -> list[str]:
+    """Dotlist of `experiments/demo/<stage>.yaml` for the demo profile ([] for `debug` or no file)."""
+    from omegaconf import OmegaConf
+
+    from edtalk.train import experiments_dir
+
+    if profile not in PROFILES:
+        raise ValueError(f"--profile must be one of {PROFILES}, got {profile!r}")
+    path = experiments_dir() / "demo" / f"{stage}.yaml"
+    if profile == "debug" or not path.is_file():
+        return []
+    return _dotlist(OmegaConf.to_container(OmegaConf.load(path), resolve=False), "")
+
+
+def _dotlist(node: Any, prefix: str) -> list[str]:
+    if isinstance(node, dict):
+        return [item for k, v in node.items() for item in _dotlist(v, f"{prefix}{k}.")]
+    value = json.dumps(node) if isinstance(node, list | str) else ("null" if node is None else str(node))
+    return [f"{prefix[:-1]}={value}"]
+
+
+def frame_strip(video: Path, path: Path, frames: int = 8) -> Path:
+    """`frames` evenly spaced frames of `video` side by side in one PNG."""
+    from PIL import Image
+
+    clip = io.read_video(video)
+    idx = np.linspace(0, len(clip) - 1, min(frames, len(clip))).round().astype(int)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.concatenate(list(clip[idx]), axis=1)).save(path)  # -> H x (n*W) x 3
+    return path
+
+
+def _finished(ckpt: Path, steps: int, cfg: Any) -> bool:
+    """A checkpoint of a run that reached `steps`, with the generator `cfg` builds (same profile)."""
     if not ckpt.is_file():
         return False
+    from omegaconf import OmegaConf
+
     from edtalk.weights import load_file
 
-    return int(load_file(ckpt).get("global_step", -1)) >= steps
+    obj = load_file(ckpt)
+    stored = obj.get("edtalk", {}).get("generator")
+    same = stored is None or stored == OmegaConf.to_container(cfg.generator, resolve=True)
+    return same and int(obj.get("global_step", -1)) >= steps
 
 
 def _last_metrics(run_dir: Path) -> dict[str, float]:
@@ -294,10 +436,93 @@ def _loss_plot(stages: list[StageRun], path: Path) -> Path | None:
     return path if drawn else None
 
 
+def _fmt_learning(row: dict[str, Any]) -> str:
+    keys = ("psnr_video", "psnr_audio", "disentanglement_score", "sync_acc", "emotion_judge_acc")
+    return ", ".join(f"{k}={row[k]:.3g}" for k in keys if isinstance(row.get(k), float))
+
+
+def _cell(value: Any) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
+
+
+def learning_lines(learning: dict[str, Any]) -> list[str]:
+    """The learning table: each target, ours vs the random-init floor, and the full probe tables."""
+    from edtalk.learning import target_checks
+
+    ours, floor = target_checks(learning), target_checks(learning.get("floor", {}))
+    lines = [
+        "## Did it learn? (held-out speaker S04)",
+        "",
+        "| measure | ours | random-init floor | target | met |",
+        "|---|---|---|---|---|",
+    ]
+    for key, (value, op, threshold, ok) in ours.items():
+        met = "n/a" if ok is None else ("yes" if ok else "**no**")
+        lines.append(f"| {key} | {_cell(value)} | {_cell(floor[key][0])} | {op} {threshold:g} | {met} |")
+    lines += ["", "Out-of-sample R² of each coefficient group (rows) for each factor (columns); emotion: "
+              "linear-probe accuracy (chance 0.25). Probes are fitted on the training speakers "
+              "(metrics/DISENTANGLEMENT.md).", ""]  # fmt: skip
+    for name, row in (("ours", learning), ("floor", learning.get("floor", {}))):
+        r2, acc = row.get("r2") or {}, row.get("emotion_probe_acc") or {}
+        factors = list(next(iter(r2.values()), {}))
+        lines += [f"| {name} | {' | '.join(factors)} | emotion acc |", "|---" * (len(factors) + 2) + "|"]
+        lines += [
+            f"| {g} | {' | '.join(_cell(v) for v in per.values())} | {_cell(acc.get(g))} |"
+            for g, per in r2.items()
+        ]
+        lines.append("")
+    return lines
+
+
+def _curve_plot(self: Quickstart, path: Path) -> Path | None:
+    """Disentanglement score after each visual stage and the stages' val PSNR, against cumulative steps."""
+    import matplotlib.pyplot as plt
+
+    if not self.curve:
+        return None
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.2))
+    a1.plot([c["step"] for c in self.curve], [c["score"] for c in self.curve], "o-")
+    for c in self.curve:
+        a1.annotate(c["stage"], (c["step"], c["score"]), fontsize=7)
+    a1.set(xlabel="step (cumulative over stages)", ylabel="disentanglement score", title="score")
+    offset = 0
+    for st in self.stages:
+        if st.name not in VISUAL:
+            continue
+        pts = _series(st.run_dir, "val/psnr")
+        if pts:
+            a2.plot([offset + p[0] for p in pts], [p[1] for p in pts], "o-", label=st.name, ms=3)
+        offset += st.steps
+    a2.set(xlabel="step (cumulative over stages)", ylabel="val PSNR (dB)", title="PSNR (test speaker)")
+    a2.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def _series(run_dir: Path, key: str) -> list[tuple[int, float]]:
+    import csv
+
+    pts = []
+    for file in run_dir.glob("**/metrics.csv"):
+        with file.open() as f:
+            pts += [(int(float(r["step"])), float(r[key])) for r in csv.DictReader(f) if r.get(key)]
+    return sorted(pts)
+
+
 def _write(self: Quickstart) -> Path:
     lines = ["# edtalk quickstart report", ""]
     total = time.perf_counter() - self.started
-    lines.append(f"Built-in data, tiny 64² networks, CPU. Total time {total / 60:.1f} min.")
+    lines.append(
+        f"Built-in data, 64² networks (profile `{self.profile}`), CPU. Total time {total / 60:.1f} min."
+    )
+    if self.learning:
+        lines += ["", *learning_lines(self.learning)]
+        lines.append("![probe tables](plots/disentanglement_probes.png)")
+        curve = _curve_plot(self, self.out / "learning_curve.png")
+        if curve:
+            lines += ["", f"![learning curve]({curve.name})"]
     if self.stages:
         lines += [
             "",
@@ -322,26 +547,36 @@ def _write(self: Quickstart) -> Path:
         ]
         for plot in self.evaluation["plots"]:
             lines.append(f"\n![{plot.stem}]({plot.relative_to(self.out)})")
-    lines += ["", "## Videos", "", "| mode | file | frames |", "|---|---|---|"]
+    lines += _video_lines(self)
+    path = self.out / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    (self.out / "summary.json").write_text(json.dumps(_summary(self, total), indent=1))
+    return path
+
+
+def _video_lines(self: Quickstart) -> list[str]:
+    source = "our generator (emotion_vectors/)" if self.emotion_vectors else "the official release"
+    lines = ["", "## Videos", "", f"Emotion vectors: from {source}.", ""]
+    lines += ["| mode | file | frames |", "|---|---|---|"]
     for name, path in self.videos.items():
         info = io.probe_video(path)
         lines.append(f"| {name} | [{path.name}]({path.relative_to(self.out)}) | {info.num_frames} |")
-    path = self.out / "report.md"
-    path.write_text("\n".join(lines) + "\n")
-    (self.out / "summary.json").write_text(
-        json.dumps(
-            {
-                "seconds": total,
-                "stages": {
-                    s.name: {"steps": s.steps, "seconds": s.seconds, **s.metrics} for s in self.stages
-                },
-                "evaluation": self.evaluation.get("summary", {}),
-                "videos": {k: str(v) for k, v in self.videos.items()},
-            },
-            indent=1,
-        )
-    )
-    return path
+    for name, strip in self.strips.items():
+        lines += ["", f"**{name}**", "", f"![{name}]({strip.relative_to(self.out)})"]
+    return lines
+
+
+def _summary(self: Quickstart, total: float) -> dict[str, Any]:
+    return {
+        "seconds": total,
+        "profile": self.profile,
+        "stages": {s.name: {"steps": s.steps, "seconds": s.seconds, **s.metrics} for s in self.stages},
+        "evaluation": self.evaluation.get("summary", {}),
+        "learning": self.learning,
+        "learning_curve": self.curve,
+        "videos": {k: str(v) for k, v in self.videos.items()},
+        "strips": {k: str(v) for k, v in self.strips.items()},
+    }
 
 
 # -- the random-weights clip (kept for a fast smoke test) --------------------------------------------

@@ -74,6 +74,7 @@ def render_split(
     device: str = "cpu",
     audio2lip: str | Path | None = None,
     clips: list[str] | None = None,
+    probes: bool = True,
 ) -> tuple[dict[str, Path], dict[str, Any]]:
     """Render the split (video-driven, and audio-driven when `audio2lip` is given).
 
@@ -103,7 +104,7 @@ def render_split(
             dis.update(coeffs, {**factors, "emotion_id": factors["emotion_id"]})
         corr_only.update(coeffs)
     report = _diagnostics(gen, dis if has_factors else corr_only, out / "plots")
-    if has_factors:
+    if has_factors and probes:  # `probes=False`: the caller measures them itself (the quickstart)
         report["disentanglement"] = _probes(gen, gt_root, out / "plots")
     return folders, report
 

@@ -35,6 +35,29 @@ def test_quickstart_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str
         with av.open(summary["videos"][name]) as c:
             assert c.streams.video[0].average_rate == 25 and c.streams.video[0].frames > 0
     assert "report:" in capsys.readouterr().out
+    _check_learning(summary["learning"], report)
+    assert all((out / "strips" / f"{name}.png").is_file() for name in modes)
+    assert (out / "emotion_vectors" / "happy.npy").is_file()  # our vectors, not the release's
+
+
+LEARNING_KEYS = {
+    "psnr_video", "psnr_audio", "r2", "emotion_probe_acc", "disentanglement_score", "sync_acc",
+    "emotion_judge_acc", "mouth_open_corr_audio",
+}  # fmt: skip
+
+
+def _check_learning(learning: dict, report: str) -> None:
+    """The interface of summary.json -> learning: our row and the random-init floor, same keys."""
+    assert set(learning) == LEARNING_KEYS | {"floor"}
+    assert set(learning["floor"]) == LEARNING_KEYS
+    for row in (learning, learning["floor"]):
+        assert set(row["r2"]) == {"mouth", "pose", "exp"}
+        assert all(set(per) == {"mouth_open", "yaw", "pitch", "roll"} for per in row["r2"].values())
+        assert all(0.0 <= a <= 1.0 for a in row["emotion_probe_acc"].values())
+        assert -1.0 <= row["disentanglement_score"] <= 1.0
+        assert row["psnr_video"] > 5 and row["psnr_audio"] > 5
+        assert 0.0 <= row["sync_acc"] <= 1.0 and 0.0 <= row["emotion_judge_acc"] <= 1.0
+    assert report.index("## Did it learn?") < report.index("## Training")
 
 
 def test_quickstart_random_clip(tmp_path: Path) -> None:

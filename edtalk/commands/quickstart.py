@@ -20,6 +20,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--audio-steps", type=int, default=150, help="optimisation steps of each audio stage")
     p.add_argument("--eval-clips", type=int, default=4, help="built-in test clips to evaluate")
     p.add_argument(
+        "--profile",
+        choices=("demo", "debug"),
+        default="demo",
+        help="demo: the CPU learning configuration (experiments/demo/); debug: the smoke-test networks",
+    )
+    p.add_argument(
         "--weights",
         type=Path,
         default=None,
@@ -42,7 +48,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {render_random_clip(args.out)}")
         return 0
     torch.set_num_threads(1)  # tiny networks: a second thread costs more than it gains
-    job = Quickstart(args.out, args.steps, args.audio_steps, args.weights, args.eval_clips)
+    job = Quickstart(
+        args.out, args.steps, args.audio_steps, args.weights, args.eval_clips, profile=args.profile
+    )
     report = job.run()
     print(f"report: {report}")
     print(f"videos: {args.out / 'videos'}")
