@@ -26,7 +26,9 @@ def test_layers_and_precedence() -> None:
     cfg = compose("expression", ["model.loss.decorrelation=0.5", "trainer.max_steps=7"], debug=True)
     assert cfg.stage == "expression" and cfg.experiment == "expression"
     assert cfg.generator.variant == "full" and cfg.generator.size == 64 and cfg.data.image_size == 64
-    assert cfg.model.loss.decorrelation == 0.5 and cfg.model.loss.complementary == 0.0  # paper objective by default
+    assert (
+        cfg.model.loss.decorrelation == 0.5 and cfg.model.loss.complementary == 0.0
+    )  # paper objective by default
     assert cfg.trainer.max_steps == 7 and cfg.model.perceptual.init == "random"
     assert list(cfg.model.trainable) == [
         "navigator.exp_fc.*",

@@ -43,10 +43,10 @@ class AdamConfig:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     weight_decay: float = 0.0
     clip_grad_norm: float | None = None
+    scale_lr_with_world_size: bool = False  # DDP policy (edtalk.stages.params.world_lr_scale)
 
     def __post_init__(self) -> None:
         check_optim({"lr": self.lr}, {"betas": self.betas})
-    scale_lr_with_world_size: bool = False  # DDP policy (edtalk.stages.params.world_lr_scale)
 
 
 @dataclass
