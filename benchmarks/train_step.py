@@ -6,9 +6,12 @@ per step), VGG/L1/GAN per reconstruction, two plain Adam optimisers. Ours: `Mout
 Lightning Trainer (manual optimisation), sources encoded once, the four drivers in one encoder batch and
 the four renders in one synthesis call. Same networks, same sizes, same losses, random weights.
 
-    python benchmarks/train_step.py                      # 256^2, batch 4, fp32 CPU
-    python benchmarks/train_step.py --size 128 --steps 3 # quicker
+    python benchmarks/train_step.py                      # CPU default: 64^2, batch 2, widths / 4, 2 steps
+    python benchmarks/train_step.py --size 256 --batch 4 --width 1   # the paper-size networks (GPU default)
     python benchmarks/train_step.py --json               # last line: one JSON object
+
+On 2 CPU cores a paper-size 256^2 step takes minutes per side, so the CPU default is a smaller problem of
+the same structure (the ratio compares structures; `--size/--batch/--width` give the full problem).
 
 On a GPU: --device cuda [--bf16 --channels-last] (Lightning precision bf16-mixed / channels_last option).
 """
@@ -45,10 +48,13 @@ def make_batch(size: int, batch: int, device: str) -> dict[str, torch.Tensor]:
     return dict(zip(KEYS, imgs.chunk(len(KEYS))))
 
 
-def networks(size: int, device: str) -> tuple[Generator, Discriminator, VGGPyramidLoss]:
+def networks(size: int, device: str, width: float = 1.0) -> tuple[Generator, Discriminator, VGGPyramidLoss]:
+    """Random generator, discriminator and VGG; `width` scales every channel cap (1 = the paper's)."""
     torch.manual_seed(0)
-    gen = Generator(GeneratorConfig(size=size, variant="lip_pose")).to(device)
-    return gen, Discriminator(size).to(device), VGGPyramidLoss(init="random").to(device)
+    cap = max(8, round(512 * width))
+    gen = Generator(GeneratorConfig(size=size, variant="lip_pose", max_channels=cap)).to(device)
+    disc = Discriminator(size, width, cap).to(device)
+    return gen, disc, VGGPyramidLoss(init="random", width=width).to(device)
 
 
 # -- baseline: the upstream trainer's structure -------------------------------------------------
@@ -95,7 +101,7 @@ def eager_step(nets: tuple[Any, ...], opts: tuple[Any, ...], b: dict[str, torch.
 
 
 def time_eager(args: argparse.Namespace, batch: dict[str, torch.Tensor]) -> float:
-    gen, disc, vgg = networks(args.size, args.device)
+    gen, disc, vgg = networks(args.size, args.device, args.width)
     o = OptimConfig()
     opts = (
         torch.optim.Adam(gen.parameters(), lr=o.g_lr, betas=tuple(o.g_betas)),  # type: ignore[arg-type]
@@ -134,7 +140,7 @@ class _Repeat(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
 
 
 def time_stage(args: argparse.Namespace, batch: dict[str, torch.Tensor]) -> float:
-    gen, disc, vgg = networks(args.size, "cpu")
+    gen, disc, vgg = networks(args.size, "cpu", args.width)
     cfg = MouthPoseConfig(
         samples_every_n_steps=0, diagnostics_every_n_steps=0, channels_last=args.channels_last
     )
@@ -169,9 +175,14 @@ def _median(xs: list[float]) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--size", type=int, default=256)
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--steps", type=int, default=3, help="timed steps (median reported)")
+    p.add_argument("--size", type=int, default=None, help="image side (default: 256 on GPU, 64 on CPU)")
+    p.add_argument("--batch", type=int, default=None, help="default: 4 on GPU, 2 on CPU")
+    p.add_argument(
+        "--width", type=float, default=None, help="channel-cap scale (default: 1 on GPU, 0.25 on CPU)"
+    )
+    p.add_argument(
+        "--steps", type=int, default=None, help="timed steps, median reported (default: 3 GPU, 2 CPU)"
+    )
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (CPU)")
@@ -179,6 +190,11 @@ def main() -> None:
     p.add_argument("--channels-last", action="store_true", help="ours with channels_last (GPU)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
+    gpu = args.device.startswith("cuda")
+    args.size = args.size or (256 if gpu else 64)
+    args.batch = args.batch or (4 if gpu else 2)
+    args.width = args.width or (1.0 if gpu else 0.25)
+    args.steps = args.steps or (3 if gpu else 2)
     if args.threads:
         torch.set_num_threads(args.threads)
     batch = make_batch(args.size, args.batch, args.device)
@@ -187,6 +203,7 @@ def main() -> None:
     result = {
         "size": args.size,
         "batch": args.batch,
+        "width": args.width,
         "device": args.device,
         "threads": torch.get_num_threads(),
         "eager_s_per_step": round(eager, 3),
@@ -195,7 +212,7 @@ def main() -> None:
         "ours_it_per_s": round(1 / ours, 3),
     }
     print(
-        f"mouth_pose {args.size}^2 batch {args.batch} on {args.device}: eager {eager:.3f} s/step, "
+        f"mouth_pose {args.size}^2 batch {args.batch} width {args.width:g} on {args.device}: eager {eager:.3f} s/step, "
         f"ours {ours:.3f} s/step -> {eager / ours:.2f}x (rerun: python benchmarks/train_step.py)"
     )
     if args.json:
