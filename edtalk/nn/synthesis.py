@@ -103,6 +103,19 @@ class Synthesis(nn.Module):
             in_ch = out_ch
         self.fineadainresblock = nn.ModuleList(eems) if cfg.has_expression else None
 
+    @torch.no_grad()
+    def scale_flow_init(self, gain: float) -> None:
+        """Multiply every level's flow/mask predictor weights by `gain` (a construction-time option).
+
+        LIA's random init predicts flow offsets of ~0.7 (a third of the image) at every level, so a fresh
+        model samples scrambled source features; gain 0 starts each level at the identity warp with
+        mask 0.5, and the weights still receive gradients from the first step.
+        """
+        if gain < 0:
+            raise ValueError(f"flow init gain must be >= 0, got {gain}")
+        for to_flow in self.to_flows:
+            cast(ToFlow, to_flow).conv.weight.mul_(gain)
+
     @property
     def eem_blocks(self) -> list[EEM]:
         """The EEM of each level (empty for the lip-pose variant)."""

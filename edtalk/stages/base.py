@@ -102,6 +102,9 @@ class GANStageConfig:
     verify_frozen: bool = True
     channels_last: bool = False
     ablation: AblationConfig = field(default_factory=AblationConfig)
+    # Gain on the fresh generator's flow/mask predictor weights (Synthesis.scale_flow_init), applied before
+    # init_from is read: 1 = LIA's init (upstream); 0 = identity warp at init (the CPU demo profile).
+    flow_init_gain: float = 1.0
 
 
 @dataclass
@@ -487,6 +490,8 @@ def build_gan_stage(cls: type[GANStage], cfg: Any, resume: bool = False) -> GANS
     assert isinstance(model_cfg, GANStageConfig)
     gcfg = GeneratorConfig.from_dict(OmegaConf.to_container(cfg.generator))  # type: ignore[arg-type]
     gen = Generator(ablated(gcfg, model_cfg.ablation))
+    if model_cfg.flow_init_gain != 1.0:
+        gen.synthesis.scale_flow_init(model_cfg.flow_init_gain)  # init_from / resume overwrite it
     disc = build_discriminator(cfg) if cfg.discriminator.enabled else None
     if cfg.init_from and not resume:
         obj = init_generator(gen, cfg.init_from, bool(cfg.init.ema), cls.fresh_at_handoff(model_cfg))
