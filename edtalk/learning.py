@@ -103,6 +103,20 @@ def clip_psnrs(
     return float(np.mean(video)), (float(np.mean(audio)) if audio else None), mouths
 
 
+def copy_source_psnr(root: Path, size: int, clips: int) -> float:
+    """Mean PSNR over the first `clips` test clips of copying each clip's first frame (the source) to
+    every frame, through the same path as `clip_psnrs`: the no-model baseline a reconstruction must beat."""
+    from edtalk.io import from_uint8
+    from edtalk.nn.judges import resize_frames
+    from metrics.runner import ground_truth
+
+    values = []
+    for gt in islice(ground_truth("builtin", root), clips):
+        frames = resize_frames(from_uint8(gt.frames).float(), size)  # -> T x 3 x S x S in [-1, 1]
+        values.append(psnr(frames[:1].expand_as(frames), frames))
+    return float(np.mean(values))
+
+
 def mouth_open_corr(probe: Any, mouths: list[tuple[np.ndarray, np.ndarray]]) -> float | None:
     """Pearson r of probe(audio mouth coefficients) with the true opening over all test frames."""
     from metrics.disentanglement import pearson

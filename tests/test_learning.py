@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
-STEPS = 400  # ~2.5 min on 2 free cores; measured: +1.0 and +1.5 dB over random init (two learning rates)
+STEPS = 400  # 2.6-4 min on 2 cores shared with other jobs
+# Measured (identity-warp start, pure L1; seeds 0/1/2/3): 17.26 / 16.98 / 17.01 / 17.59 dB vs random init
+# 11.18 / 10.89 / 9.91 / 9.46 dB, copying the source 15.77 dB: >= 5.8 dB over the floor, >= 1.2 dB over the copy.
+# Before (LIA's flow init, GAN 0.1): +1.0 to +1.5 dB over random init, under the copy baseline.
 
 
 @pytest.mark.slow
@@ -23,7 +26,7 @@ def test_demo_profile_reconstruction_learns(tmp_path: Path) -> None:
     import torch
 
     from datamodules.synthetic import ensure_builtin
-    from edtalk.learning import clip_psnrs, floor_generator
+    from edtalk.learning import clip_psnrs, copy_source_psnr, floor_generator
     from edtalk.quickstart import Quickstart
     from edtalk.weights import load_generator
 
@@ -36,4 +39,10 @@ def test_demo_profile_reconstruction_learns(tmp_path: Path) -> None:
     floor = floor_generator(ours, seed)
     psnr_ours, _, _ = clip_psnrs(ours, None, root, 2)
     psnr_floor, _, _ = clip_psnrs(floor, None, root, 2)
-    assert psnr_ours > psnr_floor + 0.5, f"PSNR {psnr_ours:.2f} dB vs random-init {psnr_floor:.2f} dB"
+    psnr_copy = copy_source_psnr(root, ours.cfg.size, 2)
+    said = (
+        f"PSNR {psnr_ours:.2f} dB vs random-init {psnr_floor:.2f} dB, copying the source {psnr_copy:.2f} dB"
+    )
+    print(f"demo reconstruct seed {seed}: {said}")
+    assert psnr_ours > psnr_floor + 3.0, said
+    assert psnr_ours > psnr_copy, said  # the motion path learned to move the source
