@@ -89,7 +89,7 @@ def run_baseline(files: dict[str, Path], out: Path, max_frames: int | None) -> t
     exp = emotion_weights("happy")
     base = UpstreamStyle(gen)
     total = len(mouth)
-    n = total if max_frames is None else min(max_frames, total)
+    n = total if not max_frames else min(max_frames, total)
     fixed = time.perf_counter() - start
     start = time.perf_counter()
     frames = [base.frame(source, mouth[i : i + 1], source, exp) for i in range(n)]  # pose driver = the photo
@@ -120,9 +120,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--seconds", type=float, default=10.0, help="audio length")
+    parser.add_argument("--seconds", type=float, default=4.0, help="audio length (4 s = 100 frames)")
     parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--baseline-frames", type=int, help="time the baseline on this many frames only")
+    parser.add_argument(
+        "--baseline-frames",
+        type=int,
+        default=12,
+        help="time the baseline on this many frames, scaled (0: all)",
+    )
     parser.add_argument("--chunk-size", type=int, help="ours: frames per batch (default: the pipeline's)")
     parser.add_argument("--bf16", action="store_true", help="ours: bfloat16 autocast")
     parser.add_argument("--threads", type=int)
