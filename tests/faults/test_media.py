@@ -154,7 +154,7 @@ def test_lse(
 @pytest.mark.xfail(
     strict=True,
     reason="lse's dlib crop reuses the previous box (or a default) when no face is found, so a video "
-    "without a face is scored instead of refused (H3 owns lse)",
+    "without a face is scored instead of refused (open: lse should refuse it)",
 )
 def test_lse_refuses_a_video_without_a_face(
     media: dict[str, Path], weights: dict[str, Path], capsys: pytest.CaptureFixture[str]
