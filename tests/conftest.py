@@ -38,6 +38,15 @@ def _seed() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One intra-op thread (fastest for tiny models on shared cores); EDTALK_TEST_THREADS overrides it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(thread_count(1) or 1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(params=["full", "lip_pose"])
 def tiny_generator(request: pytest.FixtureRequest) -> Generator:
     return Generator(GeneratorConfig.tiny(request.param)).eval()

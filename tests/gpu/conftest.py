@@ -22,9 +22,5 @@ def _exact_float32() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny models on shared CPU cores: one intra-op thread is fastest."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_thread: None) -> None:
+    """Tiny models: one intra-op thread (`one_thread` in tests/conftest.py)."""
