@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 import torch
 import torch.nn.functional as F
 
-from edtalk.facesr import FaceRestorer
+from edtalk.apps.facesr import FaceRestorer
 from edtalk.nn.gfpgan import GFPGAN, GFPGANConfig, ModulatedConv2d
 
 

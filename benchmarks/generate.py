@@ -37,10 +37,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from render import UpstreamStyle, tame  # the faithful per-frame baseline, shared with the render benchmark
 
-from edtalk.audio import mel_windows, smooth_coefficients
 from edtalk.config import GeneratorConfig
 from edtalk.emotions import emotion_weights
 from edtalk.io import from_uint8, legacy_to_uint8, read_audio, write_video, write_wav
+from edtalk.mel import mel_windows, smooth_coefficients
 from edtalk.nn.audio2lip import Audio2Lip
 from edtalk.nn.generator import Generator
 from edtalk.perf import tune_cpu_allocator

@@ -280,7 +280,7 @@ class EmotionSampler(_SpeakerPairs):
 
 def mel_windows_of(clip: Clip) -> np.ndarray:
     """T x 1 x 80 x 16 windows of a clip, window t centred on frame t (SPEC 4.1), from the stored mel."""
-    from edtalk.audio import mel_windows, window_rows
+    from edtalk.mel import mel_windows, window_rows
 
     mel = clip.mel()
     if mel is None:

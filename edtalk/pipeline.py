@@ -395,7 +395,7 @@ class Pipeline:
         """(waveform cut to whole frames, mel windows T x 1 x 80 x 16) or (None, None)."""
         if inputs.audio is None:
             return None, None
-        from edtalk.audio import mel_windows
+        from edtalk.mel import mel_windows
 
         path = Path(inputs.audio)
         wav = read_audio(path)
@@ -439,7 +439,7 @@ class Pipeline:
             sources["mouth"] = f"lip video {inputs.lip}"
             return self._driver(Path(inputs.lip), length, inputs.extend, media)["mouth"]
         if mel is not None:
-            from edtalk.audio import smooth_coefficients
+            from edtalk.mel import smooth_coefficients
 
             assert self.audio2lip is not None
             sources["mouth"] = f"audio {inputs.audio}"

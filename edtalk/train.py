@@ -278,7 +278,7 @@ def prepare_generator_config(cfg: DictConfig) -> None:
     if cfg.init.generator_config == "checkpoint":
         if not cfg.init_from:
             raise ValueError("init.generator_config=checkpoint needs init_from=<generator checkpoint>")
-        from edtalk.stages.handoff import generator_config_of
+        from edtalk.weights.handoff import generator_config_of
 
         cfg.generator = generator_config_of(cfg.init_from).to_dict()
     elif cfg.init.generator_config != "stage":

@@ -49,7 +49,7 @@ def reconstruct_from_audio(
     gen: Generator, audio2lip: torch.nn.Module, frames: torch.Tensor, wav: np.ndarray, batch: int = 16
 ) -> torch.Tensor:
     """Mouth from `wav` through Audio2Lip, pose/expression from `frames` (T x 3 x S x S) -> T' x 3 x S x S."""
-    from edtalk.audio import mel_windows, smooth_coefficients
+    from edtalk.mel import mel_windows, smooth_coefficients
 
     windows = torch.from_numpy(mel_windows(wav)).to(frames.device)  # -> T' x 1 x 80 x 16
     t = min(len(windows), len(frames))

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from edtalk import io
+from edtalk.apps.facesr import FaceRestorer, render_restored
 from edtalk.config import GeneratorConfig
-from edtalk.facesr import FaceRestorer, render_restored
 from edtalk.nn.audio2lip import Audio2Lip
 from edtalk.nn.generator import Generator
 from edtalk.nn.gfpgan import GFPGAN, GFPGANConfig

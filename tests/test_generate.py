@@ -14,8 +14,9 @@ from PIL import Image
 from edtalk.cli import main
 from edtalk.config import GeneratorConfig
 from edtalk.io import write_video, write_wav
-from edtalk.nn.audio import Audio2Exp, Audio2ExpConfig, Audio2Pose, Audio2PoseConfig
+from edtalk.nn.audio2exp import Audio2Exp, Audio2ExpConfig
 from edtalk.nn.audio2lip import Audio2Lip
+from edtalk.nn.audio2pose import Audio2Pose, Audio2PoseConfig
 from edtalk.nn.generator import Generator
 from edtalk.weights import save_checkpoint, save_official
 

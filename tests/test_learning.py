@@ -26,8 +26,8 @@ def test_demo_profile_reconstruction_learns(tmp_path: Path) -> None:
     import torch
 
     from datamodules.synthetic import ensure_builtin
-    from edtalk.learning import clip_psnrs, copy_source_psnr, floor_generator
-    from edtalk.quickstart import Quickstart
+    from edtalk.apps.learning import clip_psnrs, copy_source_psnr, floor_generator
+    from edtalk.apps.quickstart import Quickstart
     from edtalk.weights import load_generator
 
     torch.set_num_threads(1)

@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
+from edtalk.apps.parity import build_state_dict, state_dict_sha256
 from edtalk.cli import main
-from edtalk.parity import build_state_dict, state_dict_sha256
 from tests.conftest import shared_dir
 
 PARITY = shared_dir() / "upstream" / "parity"
@@ -52,7 +52,7 @@ def test_check_parity_fails_on_a_perturbed_reference(tmp_path, capsys: pytest.Ca
 
 def _reference_set(tmp_path, seed: int, outputs_seed: int | None = None, sha: str | None = None):
     """An Audio2Lip reference set built with weight `seed` (outputs from `outputs_seed`' weights)."""
-    from edtalk.parity import _audio2lip_outputs
+    from edtalk.apps.parity import _audio2lip_outputs
 
     recipe = json.loads((PARITY / "recipe_audio2lip.json").read_text())
     ref = torch.load(PARITY / "ref_audio2lip.pt", weights_only=True)

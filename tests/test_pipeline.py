@@ -9,10 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from edtalk.audio import mel_windows, smooth_coefficients
 from edtalk.config import GeneratorConfig
 from edtalk.emotions import EMOTIONS, emotion_weights, predefined
 from edtalk.io import MediaError, from_uint8, legacy_to_uint8, read_video, write_video, write_wav
+from edtalk.mel import mel_windows, smooth_coefficients
 from edtalk.nn.audio2lip import Audio2Lip
 from edtalk.nn.generator import Generator
 from edtalk.pipeline import Inputs, ModeError, Pipeline, _legacy_frames, extend_indices, load_audio_model

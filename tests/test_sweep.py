@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from edtalk.sweep import (
+from edtalk.apps.sweep import (
     Trial,
     draw,
     grid,
@@ -180,7 +180,7 @@ def test_local_sweep_runs_a_2x2_grid_and_writes_the_table(tmp_path: Path) -> Non
 def test_without_a_wandb_server_the_error_points_to_local(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from edtalk.sweep import run_wandb, server_configured
+    from edtalk.apps.sweep import run_wandb, server_configured
 
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc

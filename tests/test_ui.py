@@ -25,7 +25,7 @@ pytest.importorskip(
     "gradio", reason="the ui extra is not installed: pip install -c constraints.txt -e '.[ui]'"
 )
 
-from edtalk.ui import DEMO_MODEL, NO_EMOTION, NO_EXPRESSION, Request, Studio, UIConfig, emotion_spec
+from edtalk.apps.ui import DEMO_MODEL, NO_EMOTION, NO_EXPRESSION, Request, Studio, UIConfig, emotion_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 AUDIO_SECONDS = 1.2  # -> 30 frames at 25 fps
@@ -48,7 +48,7 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def test_import_does_no_work() -> None:
     code = (
-        "import os, sys, edtalk.ui, edtalk.commands.ui\n"
+        "import os, sys, edtalk.apps.ui, edtalk.commands.ui\n"
         "heavy = [m for m in ('gradio', 'torch', 'playwright') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
         "assert 'GRADIO_ANALYTICS_ENABLED' not in os.environ\n"

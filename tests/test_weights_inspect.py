@@ -20,8 +20,9 @@ from torch import nn
 from edtalk import weights
 from edtalk.cli import main
 from edtalk.config import GeneratorConfig
-from edtalk.nn.audio import Audio2Exp, Audio2ExpConfig, Audio2Pose, Audio2PoseConfig
+from edtalk.nn.audio2exp import Audio2Exp, Audio2ExpConfig
 from edtalk.nn.audio2lip import Audio2Lip
+from edtalk.nn.audio2pose import Audio2Pose, Audio2PoseConfig
 from edtalk.nn.discriminator import Discriminator
 from edtalk.nn.emotion import EmotionClassifier, EmotionClassifierConfig
 from edtalk.nn.generator import Generator

@@ -397,9 +397,9 @@ def per_frame_fps(gen: Generator, files: dict[str, Path], plan: InferPlan, bf16:
     from PIL import Image
     from render import UpstreamStyle
 
-    from edtalk.audio import mel_windows, smooth_coefficients
     from edtalk.emotions import emotion_weights
     from edtalk.io import from_uint8, read_audio
+    from edtalk.mel import mel_windows, smooth_coefficients
     from edtalk.nn.audio2lip import Audio2Lip
 
     device = next(gen.parameters()).device

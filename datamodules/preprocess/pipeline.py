@@ -118,7 +118,7 @@ def process_clip(
     Raises:
         SkipClip: with one of the report reasons.
     """
-    from edtalk.audio import mel_spectrogram
+    from edtalk.mel import mel_spectrogram
 
     t = _check_lengths(key, len(frames), wav, cfg)
     frames, wav = frames[:t], wav[: t * SAMPLES_PER_FRAME]

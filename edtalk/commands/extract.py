@@ -49,9 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from edtalk.coefficients import extract_coefficients
     from edtalk.nn.generator import Generator
-    from edtalk.stages.coefficients import extract_coefficients
-    from edtalk.stages.handoff import read_generator
+    from edtalk.weights.handoff import read_generator
 
     cfg, sd, _ = read_generator(args.checkpoint, use_ema=args.ema)
     gen = Generator(cfg)
@@ -72,7 +72,7 @@ def run_emotion_vectors(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from edtalk.stages.coefficients import emotion_vectors
+    from edtalk.coefficients import emotion_vectors
 
     root = args.shards
     if root is None:

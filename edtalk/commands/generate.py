@@ -152,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write_samples(folder: Path) -> int:
-    from edtalk.samples import write_samples
+    from edtalk.apps.samples import write_samples
 
     paths = write_samples(folder)
     for name, path in paths.items():
@@ -170,7 +170,7 @@ def _write_samples(folder: Path) -> int:
 
 def _render_face_sr(args: argparse.Namespace, pipe: Pipeline, inputs: Inputs) -> Result:
     """--face-sr: frames stream through GFPGAN v1.4 (batched like the render) into a 512^2 video."""
-    from edtalk.facesr import FaceRestorer, render_restored
+    from edtalk.apps.facesr import FaceRestorer, render_restored
 
     if args.legacy_normalize:
         raise ValueError("--face-sr restores [-1, 1] frames; it cannot be combined with --legacy-normalize")

@@ -21,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from edtalk.parity import check_directory
+    from edtalk.apps.parity import check_directory
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     ok, rows = check_directory(args.directory, args.tolerance)

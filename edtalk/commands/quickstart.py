@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from edtalk.quickstart import Quickstart, render_random_clip
+    from edtalk.apps.quickstart import Quickstart, render_random_clip
 
     if args.random_clip:
         print(f"wrote {render_random_clip(args.out)}")

@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edtalk.sweep import load_spec, markdown, run_local, run_wandb, validate
+    from edtalk.apps.sweep import load_spec, markdown, run_local, run_wandb, validate
 
     spec = load_spec(args.file)
     if args.check:

@@ -45,8 +45,8 @@ def run(args: argparse.Namespace) -> int:
     for path in [*args.checkpoint, args.audio2lip, args.audio2pose, args.audio2exp, args.gfpgan]:
         if path is not None and not path.is_file():
             raise FileNotFoundError(f"{path} not found (given to edtalk ui)")
+    from edtalk.apps.ui import Studio, UIConfig, launch
     from edtalk.perf import tune_cpu_allocator
-    from edtalk.ui import Studio, UIConfig, launch
 
     tune_cpu_allocator()
     cfg = UIConfig(

@@ -18,9 +18,33 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edtalk.nn.syncnet import SYNC_FRAMES, SyncNet, gather_sync_windows, stack_mouth_frames, sync_loss
+from edtalk.nn.syncnet import SYNC_FRAMES, SyncNet, gather_sync_windows, stack_mouth_frames
 
 CROP = 96
+
+
+def sync_probability(audio_emb: torch.Tensor, video_emb: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity read as the in-sync probability: B x C, B x C -> B.
+
+    Embeddings are non-negative (ReLU before normalisation), so the cosine lies in [0, 1]; the clamp only
+    removes float rounding beyond 1.
+    """
+    return F.cosine_similarity(audio_emb, video_emb, dim=1).clamp(0.0, 1.0)
+
+
+def sync_loss(
+    audio_emb: torch.Tensor, video_emb: torch.Tensor, target: torch.Tensor | float = 1.0
+) -> torch.Tensor:
+    """Wav2Lip's expert loss: BCE(cos(a, v), y), mean over the batch (y = 1 in sync, 0 off sync).
+
+    Args:
+        audio_emb: B x C audio embeddings.
+        video_emb: B x C face embeddings.
+        target: scalar or B labels (1: in sync).
+    """
+    prob = sync_probability(audio_emb, video_emb)
+    y = torch.as_tensor(target, dtype=prob.dtype, device=prob.device).expand_as(prob)
+    return F.binary_cross_entropy(prob, y)
 
 
 def sync_boxes(bbox: torch.Tensor, crop_scale: float = 2.0) -> torch.Tensor:

@@ -7,7 +7,7 @@ features at every resolution (channel-split SFT, `sft_half`). The "clean" varian
 resampling and plain convolutions (no custom CUDA ops).
 
 Layout: the module and parameter names follow the official `GFPGANv1.4.pth` (`params_ema`) exactly, so
-that file loads with `strict=True` (see `edtalk.facesr.load_gfpgan`); `tests/data/manifests/gfpgan_v1_4.json`
+that file loads with `strict=True` (see `edtalk.apps.facesr.load_gfpgan`); `tests/data/manifests/gfpgan_v1_4.json`
 lists every key and shape.
 
 Differences from the reference forward, both numerically neutral for the official weights' use:
@@ -273,7 +273,7 @@ class GFPGAN(nn.Module):
     """GFPGANv1Clean: degraded face B x 3 x S x S in [-1, 1] -> restored face B x 3 x S x S (not clamped).
 
     Example:
-        net = GFPGAN()  # the v1.4 architecture; load weights with edtalk.facesr.load_gfpgan
+        net = GFPGAN()  # the v1.4 architecture; load weights with edtalk.apps.facesr.load_gfpgan
         restored = net(faces_512)  # faces aligned roughly like FFHQ crops
     """
 
@@ -324,7 +324,7 @@ class GFPGAN(nn.Module):
         if x.shape[-2:] != (self.cfg.out_size, self.cfg.out_size):
             raise ValueError(
                 f"GFPGAN expects {self.cfg.out_size}x{self.cfg.out_size} faces, got {tuple(x.shape[-2:])}; "
-                "resize first (edtalk.facesr.FaceRestorer does)"
+                "resize first (edtalk.apps.facesr.FaceRestorer does)"
             )
         feat, skips = self._encode(x)
         latents = self._latents(feat)

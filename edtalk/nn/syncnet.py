@@ -16,18 +16,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from edtalk.config import SerializableConfig
-from edtalk.nn.audio2lip import ConvSpec, build_encoder, wav2lip_audio_specs
+from edtalk.nn.wav2lip import ConvSpec, build_encoder, wav2lip_audio_specs
 
 SYNC_FRAMES = 5
 FACE_SHAPE = (3 * SYNC_FRAMES, 48, 96)
-# Per-frame mel window t (edtalk.audio.mel_windows) covers video frames t-2 .. t+2.
+# Per-frame mel window t (edtalk.mel.mel_windows) covers video frames t-2 .. t+2.
 WINDOW_CENTRE_OFFSET = SYNC_FRAMES // 2
 
 
 def sync_window_index(first_frame: torch.Tensor | int) -> torch.Tensor | int:
     """Index of the per-frame mel window that covers video frames `first_frame` .. `first_frame + 4`.
 
-    Window t of `edtalk.audio.mel_windows` starts at mel frame int(80 (t - 2) / 25), so window
+    Window t of `edtalk.mel.mel_windows` starts at mel frame int(80 (t - 2) / 25), so window
     `first_frame + 2` starts at int(80 first_frame / 25): exactly Wav2Lip's `crop_audio_window` for the
     5 frames starting at `first_frame` (upstream EDTalk paired frames r..r+4 with window r, two frames early).
     """
@@ -106,27 +106,3 @@ def stack_mouth_frames(crops: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"expected B x 5 x 3 x 96 x 96 face crops, got {tuple(crops.shape)}")
     lower = crops[:, :, :, 48:, :]  # -> B x 5 x 3 x 48 x 96
     return lower.reshape(crops.shape[0], FACE_SHAPE[0], 48, 96)
-
-
-def sync_probability(audio_emb: torch.Tensor, video_emb: torch.Tensor) -> torch.Tensor:
-    """Cosine similarity read as the in-sync probability: B x C, B x C -> B.
-
-    Embeddings are non-negative (ReLU before normalisation), so the cosine lies in [0, 1]; the clamp only
-    removes float rounding beyond 1.
-    """
-    return F.cosine_similarity(audio_emb, video_emb, dim=1).clamp(0.0, 1.0)
-
-
-def sync_loss(
-    audio_emb: torch.Tensor, video_emb: torch.Tensor, target: torch.Tensor | float = 1.0
-) -> torch.Tensor:
-    """Wav2Lip's expert loss: BCE(cos(a, v), y), mean over the batch (y = 1 in sync, 0 off sync).
-
-    Args:
-        audio_emb: B x C audio embeddings.
-        video_emb: B x C face embeddings.
-        target: scalar or B labels (1: in sync).
-    """
-    prob = sync_probability(audio_emb, video_emb)
-    y = torch.as_tensor(target, dtype=prob.dtype, device=prob.device).expand_as(prob)
-    return F.binary_cross_entropy(prob, y)

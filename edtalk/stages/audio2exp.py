@@ -2,7 +2,7 @@
 
 Our own design, not the paper's: the paper uses HuBERT speech-emotion features and EmoBERTa text
 features with modality masking (never released); ours reads mel windows only.
-The network (`edtalk.nn.audio.Audio2Exp`) pools per-frame features of our own audio encoder into an
+The network (`edtalk.nn.audio2exp.Audio2Exp`) pools per-frame features of our own audio encoder into an
 utterance-level feature (Emotion-FAN attention pooling) and regresses the clip's expression weights
 (the mean over its frames of the coefficients extracted by the expression generator), with a
 cross-entropy over the 8 MEAD emotions as auxiliary loss (clips with unknown emotion, label -1, are
@@ -20,7 +20,8 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from edtalk.nn.audio import Audio2Exp, Audio2ExpConfig, AudioEncoderConfig
+from edtalk.nn.audio2exp import Audio2Exp, Audio2ExpConfig
+from edtalk.nn.audio_encoder import AudioEncoderConfig
 from edtalk.stages.supervised import StageConfig, SupervisedStage, debug_coefficient_data, resolved, scaled
 
 

@@ -133,8 +133,8 @@ def wav2lip_audio_encoder(path: str | Path) -> dict[str, torch.Tensor]:
 def load_wav2lip_audio_encoder(net: Audio2Lip, path: str | Path) -> None:
     """Load the Wav2Lip generator's audio encoder into `net.audio_encoder`: every key and shape checked
     (BatchNorm running statistics included); `mapping` keeps its initialisation."""
-    from edtalk.stages.handoff import load_strict
     from edtalk.weights import CheckpointError
+    from edtalk.weights.handoff import load_strict
 
     encoder = wav2lip_audio_encoder(path)
     try:
@@ -148,7 +148,7 @@ def frozen_discriminator(cfg: Any, obj: Any) -> nn.Module | None:
     file holds none or `discriminator.enabled` is false). `obj` None (resume): built, weights from the
     Lightning checkpoint."""
     from edtalk.stages.base import build_discriminator
-    from edtalk.stages.handoff import init_discriminator
+    from edtalk.weights.handoff import init_discriminator
 
     if not cfg.discriminator.enabled:
         return None
@@ -229,7 +229,7 @@ class Audio2MouthStage(SupervisedStage):
         from omegaconf import OmegaConf
 
         from edtalk.config import GeneratorConfig
-        from edtalk.stages.handoff import init_generator
+        from edtalk.weights.handoff import init_generator
 
         model_cfg, run_config = resolved(cfg)
         gen = Generator(GeneratorConfig.from_dict(OmegaConf.to_container(cfg.generator)))  # type: ignore[arg-type]

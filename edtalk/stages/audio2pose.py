@@ -1,7 +1,7 @@
 """Stage `audio2pose`: speech -> a probabilistic sequence of the 6 pose weights (role of paper Sec. 3.4).
 
 Our own design, not the paper's: the paper's pose generator is a normalizing flow (MoGlow-based,
-never released). The network (`edtalk.nn.audio.Audio2Pose`) is a conditional VAE over pose-weight sequences with
+never released). The network (`edtalk.nn.audio2pose.Audio2Pose`) is a conditional VAE over pose-weight sequences with
 temporal context: the posterior sees the extracted pose sequence, the prior only the audio and the
 source's pose, and training minimises the negative ELBO (pose MSE + velocity MSE + KL). Several
 plausible head motions can then be drawn for one audio; the spread is the generate-time option
@@ -21,7 +21,8 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from edtalk.nn.audio import Audio2Pose, Audio2PoseConfig, AudioEncoderConfig
+from edtalk.nn.audio2pose import Audio2Pose, Audio2PoseConfig
+from edtalk.nn.audio_encoder import AudioEncoderConfig
 from edtalk.stages.supervised import (
     StageConfig,
     SupervisedStage,

@@ -207,7 +207,7 @@ class GANStage(L.LightningModule):
     @classmethod
     def fresh_at_handoff(cls, cfg: GANStageConfig) -> tuple[str, ...]:
         """Generator tensors that stay freshly initialised when `init_from` is a stage-1 checkpoint
-        (`edtalk.stages.handoff.init_generator`); none by default."""
+        (`edtalk.weights.handoff.init_generator`); none by default."""
         return ()
 
     def generator_step(self, batch: dict[str, torch.Tensor]) -> StepOutput:
@@ -484,7 +484,7 @@ def build_gan_stage(cls: type[GANStage], cfg: Any, resume: bool = False) -> GANS
     from omegaconf import OmegaConf
 
     from edtalk.config import GeneratorConfig
-    from edtalk.stages.handoff import init_discriminator, init_generator
+    from edtalk.weights.handoff import init_discriminator, init_generator
 
     model_cfg = OmegaConf.to_object(cfg.model)
     assert isinstance(model_cfg, GANStageConfig)

@@ -32,7 +32,7 @@ import torch
 from edtalk.losses import latent_consistency
 from edtalk.nn.generator import Generator, SourceEncoding
 from edtalk.stages.base import GANStage, GANStageConfig, LossWeights, StepOutput
-from edtalk.stages.handoff import MOUTH_POSE_HEADS
+from edtalk.weights.handoff import MOUTH_POSE_HEADS
 
 
 @dataclass

@@ -90,13 +90,13 @@ def _audio2mouth(config: Mapping[str, Any]) -> nn.Module:
 
 
 def _audio2pose(config: Mapping[str, Any]) -> nn.Module:
-    from edtalk.nn.audio import Audio2Pose, Audio2PoseConfig
+    from edtalk.nn.audio2pose import Audio2Pose, Audio2PoseConfig
 
     return Audio2Pose(Audio2PoseConfig.from_dict(dict(config)))
 
 
 def _audio2exp(config: Mapping[str, Any]) -> nn.Module:
-    from edtalk.nn.audio import Audio2Exp, Audio2ExpConfig
+    from edtalk.nn.audio2exp import Audio2Exp, Audio2ExpConfig
 
     return Audio2Exp(Audio2ExpConfig.from_dict(dict(config)))
 
@@ -314,9 +314,9 @@ def debug_coefficient_data(cfg: Any) -> Path:
     write beside a shared dataset. Sets `cfg.data.root`; returns the directory.
     """
     from datamodules.synthetic import ensure_builtin
+    from edtalk.coefficients import extract_coefficients
     from edtalk.nn.generator import Generator
-    from edtalk.stages.coefficients import extract_coefficients
-    from edtalk.stages.handoff import read_generator
+    from edtalk.weights.handoff import read_generator
 
     if not cfg.init_from:
         raise ValueError(f"--debug {cfg.experiment}: init_from (the generator to extract with) is not set")

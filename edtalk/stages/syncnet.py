@@ -22,8 +22,8 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from edtalk.losses.sync import random_starts, shifted_starts, sync_pair
-from edtalk.nn.syncnet import SyncNet, gather_sync_windows, sync_probability
+from edtalk.losses.sync import random_starts, shifted_starts, sync_pair, sync_probability
+from edtalk.nn.syncnet import SyncNet, gather_sync_windows
 from edtalk.stages.supervised import (
     StageConfig,
     SupervisedStage,

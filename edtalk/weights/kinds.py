@@ -94,25 +94,25 @@ def _infer_gfpgan(sd: StateDict) -> Any:
 
 
 def _audio2pose(cfg: Any) -> nn.Module:
-    from edtalk.nn.audio import Audio2Pose
+    from edtalk.nn.audio2pose import Audio2Pose
 
     return Audio2Pose(cfg)
 
 
 def _audio2pose_config(d: dict[str, Any]) -> Any:
-    from edtalk.nn.audio import Audio2PoseConfig
+    from edtalk.nn.audio2pose import Audio2PoseConfig
 
     return Audio2PoseConfig.from_dict(d)
 
 
 def _audio2exp(cfg: Any) -> nn.Module:
-    from edtalk.nn.audio import Audio2Exp
+    from edtalk.nn.audio2exp import Audio2Exp
 
     return Audio2Exp(cfg)
 
 
 def _audio2exp_config(d: dict[str, Any]) -> Any:
-    from edtalk.nn.audio import Audio2ExpConfig
+    from edtalk.nn.audio2exp import Audio2ExpConfig
 
     return Audio2ExpConfig.from_dict(d)
 

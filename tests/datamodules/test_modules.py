@@ -10,8 +10,8 @@ import torch
 
 from datamodules import AudioDataModule, CrossPairDataModule, EmotionDataModule, PairDataModule
 from datamodules.shards import ClipRecord, ShardWriter, read_index
-from edtalk.audio import mel_spectrogram
 from edtalk.io import from_uint8, images_to_float
+from edtalk.mel import mel_spectrogram
 
 S, B = 64, 4
 CASES = [

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from edtalk import weights
+from edtalk.apps.parity import run_kind
 from edtalk.nn.audio2lip import Audio2Lip
-from edtalk.parity import run_kind
 from tests.conftest import manifest, shared_dir
 
 PARITY = shared_dir() / "upstream" / "parity"

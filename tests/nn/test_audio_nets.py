@@ -6,17 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from edtalk.audio import mel_windows
-from edtalk.nn.audio import (
-    Audio2Exp,
-    Audio2ExpConfig,
-    Audio2Pose,
-    Audio2PoseConfig,
-    AudioEncoder,
-    AudioEncoderConfig,
-    receptive_field,
-)
+from edtalk.mel import mel_windows
+from edtalk.nn.audio2exp import Audio2Exp, Audio2ExpConfig
 from edtalk.nn.audio2lip import Audio2Lip
+from edtalk.nn.audio2pose import Audio2Pose, Audio2PoseConfig
+from edtalk.nn.audio_encoder import AudioEncoder, AudioEncoderConfig, receptive_field
 from tests.learn import below, seed_torch
 
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from edtalk import io, weights
-from edtalk.facesr import FaceRestorer, load_gfpgan
+from edtalk.apps.facesr import FaceRestorer, load_gfpgan
 from edtalk.nn.gfpgan import GFPGAN, GFPGANConfig, ModulatedConv2d, infer_gfpgan_config
 from tests.conftest import manifest
 
@@ -163,7 +163,7 @@ def test_official_weights_restore_a_face() -> None:
     path = os.environ.get("EDTALK_GFPGAN")
     if not path or not Path(path).is_file():
         pytest.skip(f"set EDTALK_GFPGAN to {weights.WHERE_TO_GET['gfpgan']}")
-    from edtalk.quickstart import builtin_source
+    from edtalk.apps.quickstart import builtin_source
 
     face = builtin_source(256)
     out = FaceRestorer(path, batch_size=1).restore(face)

@@ -10,15 +10,9 @@ import pytest
 import torch
 
 from edtalk import weights
-from edtalk.audio import mel_windows, window_rows
-from edtalk.nn.syncnet import (
-    SyncNet,
-    gather_sync_windows,
-    stack_mouth_frames,
-    sync_loss,
-    sync_probability,
-    sync_window_index,
-)
+from edtalk.losses.sync import sync_loss, sync_probability
+from edtalk.mel import mel_windows, window_rows
+from edtalk.nn.syncnet import SyncNet, gather_sync_windows, stack_mouth_frames, sync_window_index
 from tests.conftest import manifest
 
 TINY = (4, 8, 8, 16, 16)

@@ -14,12 +14,12 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from edtalk.audio import mel_windows
 from edtalk.config import GeneratorConfig
 from edtalk.losses import VGGPyramidLoss
 from edtalk.losses.sync import SyncLoss, crop_resize, shifted_starts, sync_boxes, sync_pair
-from edtalk.nn.audio import Audio2Pose
+from edtalk.mel import mel_windows
 from edtalk.nn.audio2lip import Audio2Lip
+from edtalk.nn.audio2pose import Audio2Pose
 from edtalk.nn.emotion import EmotionClassifier
 from edtalk.nn.generator import Generator
 from edtalk.nn.syncnet import SyncNet
@@ -100,7 +100,7 @@ def first_last(rows: list[dict[str, float]], key: str, n: int = 3) -> tuple[floa
 def test_sync_audio_and_visual_windows_cover_the_same_frames() -> None:
     """Frames s..s+4 are paired with the mel window of frames s..s+4 (not s-2..s+2 as upstream).
 
-    Real mel features (edtalk.audio.mel_windows) of a wav that is loud exactly during video frames
+    Real mel features (edtalk.mel.mel_windows) of a wav that is loud exactly during video frames
     s..s+4 and silent elsewhere; frame k of the clip is a flat image of grey level k/20.
     """
     t, s = 24, 10
@@ -272,7 +272,7 @@ def test_audio2exp_overfits_with_the_emotion_loss(tmp_path: Path) -> None:
     seed_torch()
     cfg = Audio2ExpStageConfig(width=TINY, hidden=128, audio_dim=128, context_layers=1, emotion_weight=0.5)
     cfg.diagnostics_every_n_steps, cfg.optim.lr = 0, 3e-3
-    from edtalk.nn.audio import Audio2Exp
+    from edtalk.nn.audio2exp import Audio2Exp
 
     net_cfg = exp_config(cfg)
     stage = Audio2ExpStage(Audio2Exp(net_cfg), net_cfg.to_dict(), cfg)

@@ -13,8 +13,8 @@ import torch
 from edtalk.cli import main as cli
 from edtalk.config import GeneratorConfig
 from edtalk.nn.generator import Generator
-from edtalk.stages.handoff import EXPRESSION_KEYS, init_generator
 from edtalk.weights import CheckpointError, save_checkpoint
+from edtalk.weights.handoff import EXPRESSION_KEYS, init_generator
 from tests.stages.helpers import smooth_images
 
 

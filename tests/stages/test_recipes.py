@@ -14,9 +14,9 @@ import torch
 
 from edtalk.config import GeneratorConfig
 from edtalk.nn.generator import Generator
-from edtalk.stages.handoff import MOUTH_POSE_HEADS
 from edtalk.stages.mouth_pose import MouthPoseStage, cross_reconstruct
 from edtalk.train import compose
+from edtalk.weights.handoff import MOUTH_POSE_HEADS
 from tests.stages.helpers import make_batch, make_stage
 
 

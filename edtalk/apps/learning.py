@@ -80,8 +80,8 @@ def clip_psnrs(
 ) -> tuple[float, float | None, list[tuple[np.ndarray, np.ndarray]]]:
     """Mean video- and audio-driven PSNR over the first `clips` test clips, and per clip
     (predicted audio mouth coefficients T' x 20, true opening T') for the mouth-opening correlation."""
-    from edtalk.audio import mel_windows, smooth_coefficients
     from edtalk.io import from_uint8
+    from edtalk.mel import mel_windows, smooth_coefficients
     from edtalk.nn.judges import resize_frames
     from metrics.render import reconstruct, reconstruct_from_audio
     from metrics.runner import ground_truth

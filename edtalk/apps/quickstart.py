@@ -14,7 +14,7 @@ Each stage is an ordinary `edtalk fit STAGE --debug` run (64^2 networks, CPU) un
 losses without pretrained files, learning rates) over `--debug`; `profile="debug"` keeps the smoke-test
 networks. Each stage starts from the checkpoint of the stage before it in this run.
 
-The report opens with the learning table (`edtalk.learning`): ours vs a random-init floor on the
+The report opens with the learning table (`edtalk.apps.learning`): ours vs a random-init floor on the
 held-out speaker, targets beside, a learning curve and a frame strip per generation mode. Emotion
 modes render with emotion vectors computed from our own trained generator (`edtalk emotion-vectors`).
 """
@@ -204,7 +204,7 @@ class Quickstart:
     # -- learning --------------------------------------------------------------------------------
     def measure_learning(self, ckpts: dict[str, Path | None], shards: Path) -> None:
         """The learning table (ours vs random-init floor) and the disentanglement curve over stages."""
-        from edtalk.learning import floor_audio2lip, floor_generator, learning_table
+        from edtalk.apps.learning import floor_audio2lip, floor_generator, learning_table
         from edtalk.weights import load_generator
         from metrics.disentanglement import probe_heatmap
 
@@ -229,7 +229,7 @@ class Quickstart:
 
     def stage_curve(self, ours: Any, shards: Path) -> list[dict[str, Any]]:
         """Disentanglement score and val PSNR after each visual stage (step 0: the random-init floor)."""
-        from edtalk.learning import floor_generator
+        from edtalk.apps.learning import floor_generator
         from edtalk.weights import load_generator
         from metrics.disentanglement import collect, scores
 
@@ -248,7 +248,7 @@ class Quickstart:
 
     def our_emotion_vectors(self) -> Path | None:
         """<emotion>.npy from our expression generator's coefficients (audio2exp's extracted shards)."""
-        from edtalk.stages.coefficients import emotion_vectors
+        from edtalk.coefficients import emotion_vectors
 
         run = next((s.run_dir for s in self.stages if s.name == "audio2exp"), None)
         data = run.parent / "debug-data" if run is not None else None
@@ -447,7 +447,7 @@ def _cell(value: Any) -> str:
 
 def learning_lines(learning: dict[str, Any]) -> list[str]:
     """The learning table: each target, ours vs the random-init floor, and the full probe tables."""
-    from edtalk.learning import target_checks
+    from edtalk.apps.learning import target_checks
 
     ours, floor = target_checks(learning), target_checks(learning.get("floor", {}))
     lines = [

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     import gradio as gr
     from torch import nn
 
-    from edtalk.facesr import FaceRestorer
+    from edtalk.apps.facesr import FaceRestorer
     from edtalk.nn.generator import Generator
     from edtalk.pipeline import Result
 
@@ -155,7 +155,7 @@ class Studio:
 
     def restorer(self, demo: bool) -> FaceRestorer:
         """GFPGAN v1.4 from `cfg.gfpgan`; for the demo model without weights, a random tiny one."""
-        from edtalk.facesr import FaceRestorer
+        from edtalk.apps.facesr import FaceRestorer
         from edtalk.pipeline import pick_device
 
         random_ok = demo and self.cfg.gfpgan is None
@@ -216,7 +216,7 @@ class Studio:
         )
         out = self.out_dir / f"edtalk-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}.mp4"
         if req.face_sr:
-            from edtalk.facesr import render_restored
+            from edtalk.apps.facesr import render_restored
 
             result = render_restored(pipe, inputs, out, self.restorer(models.demo))
         else:

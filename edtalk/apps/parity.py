@@ -112,7 +112,7 @@ def _generator_outputs(
 
 
 def _audio2lip_outputs(sd: dict[str, torch.Tensor], inputs: dict[str, torch.Tensor]) -> dict[str, Any]:
-    from edtalk.audio import mel_windows, smooth_coefficients
+    from edtalk.mel import mel_windows, smooth_coefficients
 
     model = weights.audio2lip_from_official(sd).double().eval()
     windows, rows, mel = mel_windows(inputs["wav"].numpy(), return_details=True)
