@@ -6,7 +6,8 @@
     w = w_a + alpha @ Q^T,  e = alpha_exp @ Q_exp^T
     image = G(w, pyramid, EEM(e))                              flow-warping synthesis (Sec. 3.3)
 
-The lip-pose variant (`GeneratorConfig.variant = "lip_pose"`) has no ELN, no expression bank and no EEM.
+`animate(src, alpha, q)` is latent + render in one call: the renderer of `edtalk.pipeline`, evaluation
+and the apps go through it. The lip-pose variant (`GeneratorConfig.variant = "lip_pose"`) has no ELN, no expression bank and no EEM.
 """
 
 from __future__ import annotations
@@ -110,6 +111,22 @@ class Generator(nn.Module):
             feats = [blk.modulate(f, n, e) for blk, f, n in zip(blocks, feats, src.eem, strict=True)]
         return self.synthesis(w, feats)
 
+    def animate(
+        self, src: SourceEncoding, alpha: dict[str, torch.Tensor], q: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Latent + render in one call: B frames of an encoded source moved by bank weights `alpha`.
+
+        Args:
+            src: `encode(source)` of batch 1 (broadcast) or B.
+            alpha: {"mouth": Bx20, "pose": Bx6[, "exp": Bx10]}; without "exp" no expression is applied.
+            q: precomputed `basis()` (compute it once per clip).
+
+        Returns:
+            B x 3 x H x W frames in [-1, 1] (not clamped).
+        """
+        w, e = self.latent(src.w_a, alpha, q)
+        return self.render(src, w, e)
+
     def forward(
         self,
         source: torch.Tensor,
@@ -126,5 +143,4 @@ class Generator(nn.Module):
         alpha = {"mouth": self.coefficients(mouth)["mouth"], "pose": self.coefficients(pose)["pose"]}
         if exp is not None and self.cfg.has_expression:
             alpha["exp"] = self.coefficients(exp)["exp"]
-        w, e = self.latent(src.w_a, alpha)
-        return self.render(src, w, e)
+        return self.animate(src, alpha)
