@@ -142,6 +142,11 @@ class DiscriminatorConfig(SerializableConfig):
         if self.max_channels < 1:
             raise ValueError(f"max_channels must be >= 1, got {self.max_channels}")
 
+    @classmethod
+    def tiny(cls) -> DiscriminatorConfig:
+        """The few-channel discriminator beside `GeneratorConfig.tiny()` (tests and `--debug` runs)."""
+        return cls(channel_multiplier=0.125, max_channels=16)
+
 
 @dataclass(frozen=True)
 class FaultsConfig:
@@ -153,6 +158,64 @@ class FaultsConfig:
     """
 
     on_nonfinite: Literal["stop", "skip"] = "stop"
+
+
+# -- the base of every run config -------------------------------------------------------------------
+# Run-config sections whose keys and defaults are a dataclass's: experiments list only what they change.
+SECTIONS: dict[str, Any] = {
+    "generator": GeneratorConfig,
+    "discriminator": DiscriminatorConfig,
+    "faults": FaultsConfig,
+}
+
+# `model:` keys that follow another section unless a config sets them: the one place each link is written.
+MODEL_LINKS: dict[str, str] = {
+    "width": "${generator.channel_multiplier}",  # supervised stages' networks scale with the generator
+}
+
+
+_ABSENT = object()
+
+
+def section_defaults(cls: Any) -> dict[str, Any]:
+    """The defaults of a config dataclass as a plain dict (the start of its run-config section)."""
+    out: dict[str, Any] = dataclasses.asdict(cls())
+    return out
+
+
+def compose_base(defaults: Any, model: Any, origin: str = "") -> Any:
+    """The base of a run config: `defaults` (experiments/defaults.yaml) with typed sections filled in.
+
+    Each `SECTIONS` section becomes its dataclass's defaults updated by what `defaults` lists under it
+    (plain values: `check_section` types them after composition, with one-line errors); `model:`
+    becomes the stage's Config dataclass as an omegaconf structured node, with `MODEL_LINKS` as the
+    defaults of the keys it has.
+
+    Args:
+        defaults: the loaded defaults file (an omegaconf DictConfig; changed in place and returned).
+        model: the stage's `Config` dataclass.
+        origin: where `defaults` came from, for error messages.
+
+    Raises:
+        ConfigError: a key `defaults` lists under a section that its dataclass has no field for.
+    """
+    from omegaconf import OmegaConf
+
+    for name, cls in SECTIONS.items():
+        section = section_defaults(cls)
+        given = defaults.get(name) or {}
+        unknown = sorted(set(given) - set(section))
+        if unknown:
+            raise ConfigError(
+                f"unknown config key '{name}.{unknown[0]}'{_hint(unknown[0], section)}{_where(origin)}"
+            )
+        defaults[name] = OmegaConf.merge(section, given)
+    typed = OmegaConf.structured(model)
+    for key, link in MODEL_LINKS.items():
+        if OmegaConf.select(typed, key, default=_ABSENT, throw_on_missing=False) is not _ABSENT:
+            OmegaConf.update(typed, key, link, merge=False)
+    defaults.model = OmegaConf.merge(typed, defaults.get("model") or {})
+    return defaults
 
 
 def check_optim(lrs: dict[str, float], betas: dict[str, list[float]]) -> None:

@@ -3,8 +3,9 @@
     cfg = compose("mouth_pose", ["trainer.max_steps=100", "data.root=/data/shards"])
     run_dir = fit(cfg)
 
-Composition: `experiments/defaults.yaml` (infrastructure: run, trainer, logger, checkpoint, data,
-generator, discriminator, init) + the stage's typed `Config` dataclass as the `model:` section +
+Composition: `experiments/defaults.yaml` (infrastructure: run, trainer, logger, checkpoint, data, init)
+with `generator`, `discriminator` and `faults` from their dataclasses' defaults and the stage's typed
+`Config` dataclass as the `model:` section (`edtalk.config.compose_base`) +
 `experiments/<experiment>.yaml` + (with `debug=True`) `experiments/debug.yaml` + CLI dotlist overrides.
 Every level is in omegaconf struct mode, so an unknown key fails with its full name. The resolved
 config is written to `<run_dir>/config.yaml` and into every checkpoint.
@@ -67,6 +68,7 @@ def _merge(base: DictConfig, other: Any, origin: str) -> DictConfig:
 
 def compose(experiment: str, overrides: list[str] | None = None, debug: bool = False) -> DictConfig:
     """The resolved run config of an experiment (see the module docstring for the layers)."""
+    from edtalk.config import compose_base
     from edtalk.stages import stage_class
 
     exp_path = experiment_file(experiment)
@@ -74,9 +76,9 @@ def compose(experiment: str, overrides: list[str] | None = None, debug: bool = F
     if not isinstance(exp, DictConfig) or "stage" not in exp:
         raise ValueError(f"{exp_path} must name its stage (`stage: reconstruct`)")
     cls = stage_class(str(exp.stage))
-    base = OmegaConf.load(experiments_dir() / "defaults.yaml")
-    assert isinstance(base, DictConfig)
-    base.model = OmegaConf.structured(cls.Config)
+    defaults = OmegaConf.load(experiments_dir() / "defaults.yaml")
+    assert isinstance(defaults, DictConfig)
+    base = compose_base(defaults, cls.Config, "experiments/defaults.yaml")  # typed sections + model links
     base.experiment = Path(experiment).stem
     OmegaConf.set_struct(base, True)
     with open_dict(base.data):  # DataModule kwargs are checked against its signature later
