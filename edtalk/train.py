@@ -106,19 +106,17 @@ def _omegaconf_line(err: OmegaConfBaseException) -> str:
 def validate(cfg: DictConfig, stage_cls: Any) -> None:
     """Check every typed section of a composed config before anything is built.
 
-    `generator` (GeneratorConfig), `discriminator` (DiscriminatorConfig), `model` (the stage's Config),
-    `data` (the DataModule's signature) and `trainer` (lightning.Trainer's signature): unknown keys,
-    values of the wrong type and values the dataclass refuses (its `__post_init__`).
+    `edtalk.config.SECTIONS` (generator, discriminator, faults: their dataclasses), `model` (the stage's
+    Config), `data` (the DataModule's signature) and `trainer` (lightning.Trainer's signature): unknown
+    keys, values of the wrong type and values the dataclass refuses (its `__post_init__`).
 
     Raises:
         ConfigError: one line naming the key, the value and what is expected.
     """
-    from edtalk.config import ConfigError, DiscriminatorConfig, FaultsConfig, GeneratorConfig, check_section
+    from edtalk.config import SECTIONS, ConfigError, check_section
 
-    check_section(GeneratorConfig, _section(cfg, "generator"), "generator")
-    if "faults" in cfg:
-        check_section(FaultsConfig, _section(cfg, "faults"), "faults")
-    check_section(DiscriminatorConfig, _section(cfg, "discriminator"), "discriminator")
+    for name, schema in SECTIONS.items():
+        check_section(schema, _section(cfg, name), name)
     check_section(stage_cls.Config, _section(cfg, "model"), "model")
     trainer = _section(cfg, "trainer")
     for key in TRAINER_SET_BY_FIT:
@@ -454,20 +452,16 @@ def fit(cfg: DictConfig, overwrite: bool = False) -> Path:
 
 def debug_dependency(cfg: DictConfig) -> None:
     """For `--debug`: make the earlier stage's debug checkpoint (if `requires`) and use it as init_from,
-    then let the stage prepare anything else it needs (its optional `prepare_debug(cfg)` classmethod)."""
+    then run what the stage declares it needs (`EDTalkStage.prepare_debug(cfg, debug_export)`: e.g.
+    coefficient shards, another stage's export). Stages get `debug_export` passed in: they never
+    import this module."""
     from edtalk.stages import stage_class
 
     _debug_requires(cfg)
+    # a `module:Class` stage that is not an EDTalkStage may have no `prepare_debug`
     prepare = getattr(stage_class(str(cfg.stage)), "prepare_debug", None)
-    if prepare is None:
-        return
-    from edtalk.stages.supervised import DEBUG_EXPORT
-
-    token = DEBUG_EXPORT.set(debug_export)  # how a stage gets another stage's debug export
-    try:
-        prepare(cfg)
-    finally:
-        DEBUG_EXPORT.reset(token)
+    if prepare is not None:
+        prepare(cfg, debug_export)
 
 
 def debug_export(experiment: str, cfg: Any) -> Path:

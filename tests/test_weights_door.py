@@ -3,7 +3,8 @@
 * no module under `edtalk/`, `datamodules/` or `metrics/` calls `torch.load` except `edtalk/weights/`
   (read files with `edtalk.weights.load_file`, networks with `edtalk.weights.load`);
 * no module under `edtalk/stages/` imports `edtalk.train` (the training entry point runs the stages,
-  not the other way round: `--debug` preparation reaches back through `supervised.DEBUG_EXPORT`).
+  not the other way round: a stage declares its `--debug` preparation, `EDTalkStage.prepare_debug(cfg,
+  debug_export)`, and the entry point runs it, passing `edtalk.train.debug_export` in).
 """
 
 from __future__ import annotations
@@ -87,23 +88,26 @@ def test_stages_do_not_import_the_training_entry_point() -> None:
 
 
 def test_stages_get_debug_exports_from_the_entry_point(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`debug_network` (used by `prepare_debug`) is served by `edtalk.train.debug_dependency`, only there."""
+    """`prepare_debug` is declared by the stage and run by `edtalk.train.debug_dependency`, which passes
+    the export function in; the base declares "nothing to prepare"."""
     import edtalk.stages
     import edtalk.train as train
-    from edtalk.stages.supervised import DEBUG_EXPORT, debug_network
+    from edtalk.stages.audio2mouth import Audio2MouthStage
+    from edtalk.stages.reconstruct import ReconstructStage
+    from edtalk.stages.stage import EDTalkStage
 
-    with pytest.raises(RuntimeError, match="prepare_debug"):
-        debug_network("syncnet", None)
-    seen: list[Path] = []
+    assert ReconstructStage.prepare_debug.__func__ is EDTalkStage.prepare_debug.__func__  # type: ignore[attr-defined]
+    assert Audio2MouthStage.prepare_debug.__func__ is not EDTalkStage.prepare_debug.__func__  # type: ignore[attr-defined]
+    seen: list[tuple[str, Path]] = []
 
-    class Stage:
+    class Stage(EDTalkStage):
         @classmethod
-        def prepare_debug(cls, cfg: object) -> None:
-            seen.append(debug_network("syncnet", cfg))
+        def prepare_debug(cls, cfg: object, debug_export: object) -> None:
+            assert callable(debug_export)
+            seen.append(("prepared", debug_export("syncnet", cfg)))
 
     monkeypatch.setattr(edtalk.stages, "stage_class", lambda name: Stage)
     monkeypatch.setattr(train, "_debug_requires", lambda cfg: None)
     monkeypatch.setattr(train, "debug_export", lambda experiment, cfg: Path(f"runs/{experiment}.pt"))
     train.debug_dependency(OmegaConf.create({"stage": "audio2mouth"}))
-    assert seen == [Path("runs/syncnet.pt")]
-    assert DEBUG_EXPORT.get() is None  # reset once the stage is prepared
+    assert seen == [("prepared", Path("runs/syncnet.pt"))]

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from edtalk.nn.audio2exp import Audio2Exp, Audio2ExpConfig
 from edtalk.nn.audio_encoder import AudioEncoderConfig
+from edtalk.stages.stage import DebugExport
 from edtalk.stages.supervised import StageConfig, SupervisedStage, debug_coefficient_data, resolved, scaled
 
 
@@ -87,7 +88,7 @@ class Audio2ExpStage(SupervisedStage):
         return cls(Audio2Exp(net_cfg), net_cfg.to_dict(), model_cfg, run_config)
 
     @classmethod
-    def prepare_debug(cls, cfg: Any) -> None:
+    def prepare_debug(cls, cfg: Any, debug_export: DebugExport) -> None:
         """`--debug`: shards with the coefficients of the debug generator (`requires`)."""
         debug_coefficient_data(cfg)
 

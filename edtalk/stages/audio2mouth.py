@@ -43,13 +43,13 @@ from edtalk.losses.sync import SyncLoss, random_starts, sync_faces
 from edtalk.nn.audio2lip import Audio2Lip
 from edtalk.nn.generator import Generator, SourceEncoding
 from edtalk.nn.syncnet import SYNC_FRAMES, SyncNet
-from edtalk.stages.params import apply_trainable, fingerprint
+from edtalk.stages.builders import build_discriminator, build_generator, build_perceptual
+from edtalk.stages.params import apply_trainable
+from edtalk.stages.stage import DebugExport, keep_out_of_checkpoints, psnr
 from edtalk.stages.supervised import (
     StageConfig,
     SupervisedStage,
     debug_coefficient_data,
-    debug_network,
-    keep_out_of_checkpoints,
     load_network,
     resolved,
     scaled,
@@ -147,7 +147,6 @@ def frozen_discriminator(cfg: Any, obj: Any) -> nn.Module | None:
     """The discriminator of the `init_from` file for the frozen GAN term (None, with a warning, when the
     file holds none or `discriminator.enabled` is false). `obj` None (resume): built, weights from the
     Lightning checkpoint."""
-    from edtalk.stages.base import build_discriminator
     from edtalk.weights.handoff import init_discriminator
 
     if not cfg.discriminator.enabled:
@@ -220,19 +219,15 @@ class Audio2MouthStage(SupervisedStage):
         self.discriminator = discriminator
         if discriminator is not None:
             discriminator.requires_grad_(False)
-        _, self.frozen_names = apply_trainable(generator, cfg.trainable)
-        self._frozen_prints: dict[str, str] = {}
+        self.freeze_except(generator, cfg.trainable, cfg.verify_frozen, what="generator parameters")
 
     @classmethod
     def build(cls, cfg: Any, resume: bool = False) -> Audio2MouthStage:
         """Generator (+ `init_from`), Audio2Lip (+ `model.init`), VGG and SyncNet from a run config."""
-        from omegaconf import OmegaConf
-
-        from edtalk.config import GeneratorConfig
         from edtalk.weights.handoff import init_generator
 
         model_cfg, run_config = resolved(cfg)
-        gen = Generator(GeneratorConfig.from_dict(OmegaConf.to_container(cfg.generator)))  # type: ignore[arg-type]
+        gen = build_generator(cfg)
         if not cfg.init_from and not resume:
             raise ValueError(
                 "audio2mouth renders through a trained generator: set init_from=<mouth_pose checkpoint> "
@@ -249,10 +244,7 @@ class Audio2MouthStage(SupervisedStage):
             load_wav2lip_audio_encoder(net, model_cfg.audio_encoder_init)
         if not (model_cfg.init or model_cfg.audio_encoder_init or resume):
             warnings.warn(SCRATCH_WARNING, UserWarning, stacklevel=2)
-        perceptual = None
-        if model_cfg.loss.vgg > 0:
-            p = model_cfg.perceptual
-            perceptual = VGGPyramidLoss(path=p.path, init=p.init, width=p.width)
+        perceptual = build_perceptual(model_cfg.perceptual, model_cfg.loss.vgg)
         sync = None
         if model_cfg.loss.sync > 0 and model_cfg.syncnet:
             expert = load_network(model_cfg.syncnet, "syncnet")
@@ -261,11 +253,11 @@ class Audio2MouthStage(SupervisedStage):
         return cls(net, net_config, gen, perceptual, sync, model_cfg, run_config, disc)
 
     @classmethod
-    def prepare_debug(cls, cfg: Any) -> None:
+    def prepare_debug(cls, cfg: Any, debug_export: DebugExport) -> None:
         """`--debug`: coefficients of the debug mouth_pose generator and the debug syncnet expert."""
         debug_coefficient_data(cfg)
         if cfg.model.loss.sync > 0 and not cfg.model.syncnet:
-            cfg.model.syncnet = str(debug_network("syncnet", cfg))
+            cfg.model.syncnet = str(debug_export("syncnet", cfg))
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         own = [p for p in self.net.parameters() if p.requires_grad]
@@ -317,21 +309,6 @@ class Audio2MouthStage(SupervisedStage):
                 out["sync"] = self.sync(fake, batch["bbox"], batch["mel"], start)
         if self.discriminator is not None and w.gan > 0:
             out["gan"] = g_nonsaturating(self.discriminator(fake.flatten(0, 1)))  # frozen D, B*T frames
-        mse = (fake.detach().clamp(-1, 1) - frames).pow(2).flatten(2).mean(2)
-        psnr = (10 * torch.log10(4.0 / mse.clamp_min(1e-10))).mean()  # peak-to-peak 2 -> peak^2 = 4
         if train and self.sample_due():
             self.log_samples([batch["identity"], frames[:, 0], fake[:, 0].detach()], "train")
-        return out, {"psnr": psnr}
-
-    # -- frozen generator ---------------------------------------------------------------------------
-    def on_train_start(self) -> None:
-        if self.cfg.verify_frozen:
-            self._frozen_prints = fingerprint(self.generator, self.frozen_names)
-
-    def on_train_end(self) -> None:
-        if self._frozen_prints:
-            now = fingerprint(self.generator, self._frozen_prints)
-            changed = [k for k, v in now.items() if v != self._frozen_prints[k]]
-            if changed:
-                raise RuntimeError(f"frozen generator parameters changed: {changed[:5]} ({len(changed)})")
-        super().on_train_end()
+        return out, {"psnr": psnr(fake.detach(), frames)}

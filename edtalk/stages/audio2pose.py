@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from edtalk.nn.audio2pose import Audio2Pose, Audio2PoseConfig
 from edtalk.nn.audio_encoder import AudioEncoderConfig
+from edtalk.stages.stage import DebugExport
 from edtalk.stages.supervised import (
     StageConfig,
     SupervisedStage,
@@ -97,7 +98,7 @@ class Audio2PoseStage(SupervisedStage):
         return pose[:, 0] if self.cfg.reference == "first_frame" else None
 
     @classmethod
-    def prepare_debug(cls, cfg: Any) -> None:
+    def prepare_debug(cls, cfg: Any, debug_export: DebugExport) -> None:
         """`--debug`: shards with the coefficients of the debug generator (`requires`)."""
         debug_coefficient_data(cfg)
 

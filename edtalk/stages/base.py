@@ -1,4 +1,4 @@
-"""The shared GAN stage: Lightning manual optimisation with one generator step and one discriminator step.
+"""The GAN stage base: Lightning manual optimisation with one generator step and one discriminator step.
 
 Every visual stage (reconstruct, mouth_pose, expression, finetune) is a `GANStage` subclass that only
 says how a batch becomes reconstructions and losses (`generator_step`); the base does the rest:
@@ -15,40 +15,57 @@ says how a batch becomes reconstructions and losses (`generator_step`); the base
 * the checkpoint carries `checkpoint["edtalk"]` = {generator config, stage, resolved run config,
   RNG states} so `edtalk.weights.load_generator` and the next stage read it with no flags.
 
-The modules are injected: `build(cfg)` makes them from a composed run config; tests pass their own.
+What is not GAN-specific (uint8 -> float transfer, sample grids, checkpoint payload and RNG, the
+frozen-parameter guard, PSNR) is `edtalk.stages.stage.EDTalkStage`, shared with `SupervisedStage`.
+The modules are injected: `build(cfg)` makes them (`edtalk.stages.builders`) from a composed run
+config; tests pass their own.
+
+One global step per G + D update (a documented shim, `step_without_counting`): Lightning counts every
+manual optimiser step, so the D step is taken without its step hooks and `trainer.global_step`
+(`max_steps`, checkpoint / logging / sample cadences) counts batches, as the original trainers do.
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
-import random
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any, ClassVar
 
-import lightning as L
-import numpy as np
 import torch
 from torch import nn
 
 from edtalk.config import check_optim
-from edtalk.io import images_to_float
 from edtalk.losses import VGGPyramidLoss, bank_diagnostics, d_nonsaturating, g_nonsaturating, r1_penalty
 from edtalk.nn.generator import Generator
-from edtalk.stages.params import apply_trainable, fingerprint, world_lr_scale
+from edtalk.stages.builders import (
+    AblationConfig,
+    PerceptualConfig,
+    ablated,
+    build_discriminator,
+    build_generator,
+    build_perceptual,
+)
+from edtalk.stages.params import world_lr_scale
+from edtalk.stages.stage import (
+    EDTalkStage,
+    adam_betas,
+    keep_out_of_checkpoints,
+    psnr,
+    rng_state,
+    set_rng_state,
+)
+
+__all__ = [  # re-exported: the GAN stages' config parts and the builders have been importable from here
+    "AblationConfig",
+    "PerceptualConfig",
+    "ablated",
+    "build_discriminator",
+    "rng_state",
+    "set_rng_state",
+]
 
 
 # -- hyper-parameters ------------------------------------------------------------------------------
-@dataclass
-class PerceptualConfig:
-    """VGG19 pyramid loss settings (see `edtalk.losses.perceptual`)."""
-
-    path: str | None = None
-    init: str = "pretrained"
-    width: float = 1.0
-
-
 @dataclass
 class OptimConfig:
     """Adam settings; defaults are the upstream trainers' (spec §5.0)."""
@@ -73,16 +90,6 @@ class LossWeights:
     vgg: float = 1.0
     l1: float = 1.0
     gan: float = 1.0
-
-
-@dataclass
-class AblationConfig:
-    """The paper's ablation rows as switches (written into the generator config, so checkpoints and
-    inference keep them): `no_orthogonality` uses the plain banks W instead of QR(W), `no_eem` feeds the
-    expression latent to the decoder without the EEM modulation."""
-
-    no_orthogonality: bool = False
-    no_eem: bool = False
 
 
 @dataclass
@@ -126,37 +133,8 @@ class StepOutput:
     samples: list[torch.Tensor] = field(default_factory=list)
 
 
-def rng_state() -> dict[str, Any]:
-    """Global RNG states (torch, CUDA, numpy, python), in types `torch.load(weights_only=True)` accepts."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state(legacy=True)
-    numpy_state = (
-        kind,
-        torch.from_numpy(np.array(keys, dtype=np.uint32)),
-        int(pos),
-        int(has_gauss),
-        float(gauss),
-    )
-    state: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "numpy": numpy_state,
-        "python": random.getstate(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    kind, keys, pos, has_gauss, gauss = state["numpy"]
-    np.random.set_state((kind, keys.numpy(), pos, has_gauss, gauss))
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 # -- the base ----------------------------------------------------------------------------------------
-class GANStage(L.LightningModule):
+class GANStage(EDTalkStage):
     """Manual-optimisation GAN training of the injected `Generator` (and optional discriminator).
 
     Args:
@@ -183,25 +161,22 @@ class GANStage(L.LightningModule):
         cfg: GANStageConfig,
         run_config: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(run_config)
         self.automatic_optimization = False
         self.generator = generator
         self.discriminator = discriminator
         self.cfg = cfg
-        self.run_config = run_config or {}
         if perceptual is None and cfg.loss.vgg > 0:
             raise ValueError(
                 "loss.vgg > 0 needs a perceptual loss module (pass VGGPyramidLoss or set loss.vgg=0)"
             )
         self.perceptual = perceptual
         if perceptual is not None:
-            _make_nonpersistent(perceptual)  # the fixed VGG stays out of our checkpoints
-        self.trainable_names, self.frozen_names = apply_trainable(self.generator, cfg.trainable)
+            keep_out_of_checkpoints(perceptual)  # the fixed VGG stays out of our checkpoints
+        self.trainable_names = self.freeze_except(self.generator, cfg.trainable, cfg.verify_frozen)
         self.generator_ema: Generator | None = None
         if cfg.ema_decay > 0:
             self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False).eval()
-        self._frozen_prints: dict[str, str] = {}
-        self.sample_dir: Path | None = None
 
     # -- stage interface ---------------------------------------------------------------------------
     @classmethod
@@ -244,10 +219,12 @@ class GANStage(L.LightningModule):
             raise ValueError(f"trainable globs {self.cfg.trainable} select no generator parameter")
         o = self.cfg.optim
         k = world_lr_scale(self, o.scale_lr_with_world_size)
-        opts: list[torch.optim.Optimizer] = [torch.optim.Adam(params, lr=k * o.g_lr, betas=_betas(o.g_betas))]
+        g_betas = adam_betas(o.g_betas, "model.optim.g_betas")
+        opts: list[torch.optim.Optimizer] = [torch.optim.Adam(params, lr=k * o.g_lr, betas=g_betas)]
         if self.discriminator is not None:
             d_params = self.discriminator.parameters()
-            opts.append(torch.optim.Adam(d_params, lr=k * o.d_lr, betas=_betas(o.d_betas)))
+            d_betas = adam_betas(o.d_betas, "model.optim.d_betas")
+            opts.append(torch.optim.Adam(d_params, lr=k * o.d_lr, betas=d_betas))
         return opts
 
     def _opts(self) -> list[Any]:
@@ -299,7 +276,7 @@ class GANStage(L.LightningModule):
         opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         self._clip_and_log_norm(opt, self.discriminator, "discriminator")
-        _step_uncounted(opt)
+        step_without_counting(opt)  # one global step per G + D update
         self.untoggle_optimizer(opt)
         self.log_dict(logs, batch_size=real.shape[0])
 
@@ -334,37 +311,13 @@ class GANStage(L.LightningModule):
         if every > 0 and step % every == 0 and out.samples and self.trainer.is_global_zero:
             self.log_samples(out.samples, "train")
 
-    @torch.no_grad()
-    def log_samples(self, columns: list[torch.Tensor], tag: str) -> Path | None:
-        """Grid with one row per sample and one column per image kind; PNG in the run dir + image loggers."""
-        from torchvision.utils import make_grid
-
-        from edtalk.io import to_uint8
-
-        n = min(self.cfg.samples_num, columns[0].shape[0])
-        rows = torch.stack([c[:n].detach().float() for c in columns], 1).flatten(0, 1)  # -> (N*K) x 3 x H x W
-        grid = to_uint8(make_grid(rows, nrow=len(columns), padding=2, pad_value=-1))  # -> H' x W' x 3 uint8
-        path = None
-        if self.sample_dir is not None:
-            from PIL import Image
-
-            path = self.sample_dir / f"{tag}_step{self.global_step:07d}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(grid.numpy()).save(path)
-        for logger in self.loggers:
-            if hasattr(logger, "log_image"):
-                logger.log_image(key=f"samples/{tag}", images=[grid.numpy()], step=self.global_step)
-        return path
-
     # -- validation --------------------------------------------------------------------------------
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         gen = self.generator_ema if self.generator_ema is not None else self.generator
         pred, target = self.validation_pairs(gen, batch)
         terms = self.reconstruction_losses(pred, target)
-        mse = (pred.clamp(-1, 1) - target).pow(2).flatten(1).mean(1)
-        psnr = (10 * torch.log10(4.0 / mse.clamp_min(1e-10))).mean()  # peak-to-peak range 2 -> peak^2 = 4
         loss = sum((self.weight(k) * v for k, v in terms.items()), pred.new_zeros(()))
-        logs = {f"val/{k}": v for k, v in terms.items()} | {"val/loss": loss, "val/psnr": psnr}
+        logs = {f"val/{k}": v for k, v in terms.items()} | {"val/loss": loss, "val/psnr": psnr(pred, target)}
         self.log_dict(logs, sync_dist=True, batch_size=pred.shape[0])
         if batch_idx == 0 and self.trainer.is_global_zero and not self.trainer.sanity_checking:
             self.log_samples([batch_source(batch), target, pred], "val")
@@ -375,8 +328,7 @@ class GANStage(L.LightningModule):
             to_channels_last(self)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        if isinstance(batch, dict):
-            batch = images_to_float(batch)  # uint8 from the DataModules -> float [-1, 1], on the device
+        batch = super().on_after_batch_transfer(batch, dataloader_idx)  # uint8 -> float [-1, 1]
         if self.cfg.channels_last and isinstance(batch, dict):
             return {
                 k: v.contiguous(memory_format=torch.channels_last) if _is_image(v) else v
@@ -384,36 +336,9 @@ class GANStage(L.LightningModule):
             }
         return batch
 
-    def on_train_start(self) -> None:
-        if self.cfg.verify_frozen:
-            self._frozen_prints = fingerprint(self.generator, self.frozen_names)
-
-    def on_train_end(self) -> None:
-        self.verify_frozen()
-
-    def verify_frozen(self) -> None:
-        """Raise if any frozen parameter changed (bit-exact) since training started."""
-        if not self._frozen_prints:
-            return
-        now = fingerprint(self.generator, self._frozen_prints)
-        changed = [k for k, v in now.items() if v != self._frozen_prints[k]]
-        if changed:
-            raise RuntimeError(f"frozen parameters changed during training: {changed[:5]} ({len(changed)})")
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["edtalk"] = {
-            "version": 1,
-            "stage": self.stage_name,
-            "generator": self.generator.cfg.to_dict(),
-            "ema": self.generator_ema is not None,
-            "config": self.run_config,
-            "rng": rng_state(),
-        }
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        rng = checkpoint.get("edtalk", {}).get("rng")
-        if rng is not None:
-            set_rng_state(rng)
+    def checkpoint_payload(self) -> dict[str, Any]:
+        """The generator config (the next stage and `edtalk.weights` rebuild it) and whether EMA is on."""
+        return {"generator": self.generator.cfg.to_dict(), "ema": self.generator_ema is not None}
 
 
 def to_channels_last(module: nn.Module) -> nn.Module:
@@ -429,12 +354,22 @@ def to_channels_last(module: nn.Module) -> nn.Module:
     return module
 
 
-def _step_uncounted(opt: Any) -> None:
-    """Step a LightningOptimizer without advancing `global_step`: one training step = one G + one D update.
+def step_without_counting(opt: Any) -> None:
+    """Step a LightningOptimizer without advancing `global_step`: the one-global-step-per-G+D-update shim.
 
-    Lightning counts every manual optimiser step; without this, `max_steps`, checkpoint and logging
-    cadences would count each batch twice.
+    Contract: one training step = one G update + one D update, so `trainer.max_steps`, checkpoint,
+    logging and sample cadences count batches (as the original trainers' iteration counters do).
+    Lightning's manual optimisation counts every `LightningOptimizer.step` through the private hooks
+    `_on_before_step` / `_on_after_step`; this steps the D optimiser with both hooks disabled. It relies
+    on those private names, hence the upper bound on `lightning` in constraints.txt; a release without
+    them fails here, naming the fix, and tests/stages/test_stages.py checks the step count.
     """
+    if not (hasattr(opt, "_on_before_step") and hasattr(opt, "_on_after_step")):
+        raise RuntimeError(
+            f"{type(opt).__name__} has no _on_before_step/_on_after_step hooks: this lightning release "
+            "changed manual optimisation; update edtalk.stages.base.step_without_counting and the "
+            "lightning bound in constraints.txt"
+        )
     before, after = opt._on_before_step, opt._on_after_step
     opt._on_before_step = opt._on_after_step = _nothing
     try:
@@ -447,12 +382,6 @@ def _nothing() -> None:
     return None
 
 
-def _betas(b: list[float]) -> tuple[float, float]:
-    if len(b) != 2:
-        raise ValueError(f"Adam betas need two values, got {b}")
-    return float(b[0]), float(b[1])
-
-
 def _is_image(v: Any) -> bool:
     return isinstance(v, torch.Tensor) and v.dim() == 4 and v.shape[1] == 3
 
@@ -460,16 +389,6 @@ def _is_image(v: Any) -> bool:
 def batch_source(batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """The identity image of a batch ("source" or "source_a")."""
     return batch["source"] if "source" in batch else batch["source_a"]
-
-
-def _make_nonpersistent(module: nn.Module) -> None:
-    """Turn a frozen module's parameters into non-persistent buffers (not saved, not optimised, not synced)."""
-    for m in module.modules():
-        for name, p in list(m._parameters.items()):
-            if p is None:
-                continue
-            del m._parameters[name]
-            m.register_buffer(name, p.detach().requires_grad_(False), persistent=False)
 
 
 # -- construction from a run config -------------------------------------------------------------------
@@ -483,40 +402,16 @@ def build_gan_stage(cls: type[GANStage], cfg: Any, resume: bool = False) -> GANS
     """
     from omegaconf import OmegaConf
 
-    from edtalk.config import GeneratorConfig
     from edtalk.weights.handoff import init_discriminator, init_generator
 
     model_cfg = OmegaConf.to_object(cfg.model)
     assert isinstance(model_cfg, GANStageConfig)
-    gcfg = GeneratorConfig.from_dict(OmegaConf.to_container(cfg.generator))  # type: ignore[arg-type]
-    gen = Generator(ablated(gcfg, model_cfg.ablation))
-    if model_cfg.flow_init_gain != 1.0:
-        gen.synthesis.scale_flow_init(model_cfg.flow_init_gain)  # init_from / resume overwrite it
+    gen = build_generator(cfg, model_cfg.ablation, model_cfg.flow_init_gain)
     disc = build_discriminator(cfg) if cfg.discriminator.enabled else None
     if cfg.init_from and not resume:
         obj = init_generator(gen, cfg.init_from, bool(cfg.init.ema), cls.fresh_at_handoff(model_cfg))
         if disc is not None and cfg.init.discriminator:
             init_discriminator(disc, obj, cfg.init_from)
-    perceptual = None
-    if model_cfg.loss.vgg > 0:
-        p = model_cfg.perceptual
-        perceptual = VGGPyramidLoss(path=p.path, init=p.init, width=p.width)  # type: ignore[arg-type]
+    perceptual = build_perceptual(model_cfg.perceptual, model_cfg.loss.vgg)
     run_config = OmegaConf.to_container(cfg, resolve=True)
     return cls(gen, disc, perceptual, model_cfg, run_config=run_config)  # type: ignore[arg-type]
-
-
-def ablated(gcfg: Any, ablation: AblationConfig) -> Any:
-    """The generator config with the ablation switches applied (a switch only ever turns a part off)."""
-    if ablation.no_orthogonality:
-        gcfg = dataclasses.replace(gcfg, orthogonal_banks=False)
-    if ablation.no_eem:
-        gcfg = dataclasses.replace(gcfg, eem=False)
-    return gcfg
-
-
-def build_discriminator(cfg: Any) -> nn.Module:
-    """The StyleGAN2 discriminator at the generator's image size."""
-    from edtalk.nn.discriminator import Discriminator
-
-    d = cfg.discriminator
-    return Discriminator(int(cfg.generator.size), float(d.channel_multiplier), int(d.max_channels))

@@ -1,8 +1,10 @@
 """The shared base of the non-GAN stages (syncnet, audio2mouth, audio2pose, audio2exp, emotion_classifier).
 
 One trained network (`self.net`) under Lightning automatic optimisation (Adam); each stage only says
-how a batch becomes weighted loss terms (`compute`). The base does the rest, in the same shapes as
-`edtalk.stages.base.GANStage` so `edtalk fit` treats every stage alike:
+how a batch becomes weighted loss terms (`compute`). What every stage shares (uint8 -> float transfer,
+sample grids, checkpoint payload and RNG, the frozen-parameter guard) is
+`edtalk.stages.stage.EDTalkStage`, also the base of `edtalk.stages.base.GANStage`, so `edtalk fit`
+treats every stage alike. This base adds:
 
 * `Config` (the `model:` section) and `build(cfg, resume)` (instantiate from a composed run config);
 * logging `train/<term>` and `val/<term>` (`val/loss` is the weighted total, the default monitor);
@@ -18,20 +20,20 @@ so `--debug` runs train tiny networks).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-import lightning as L
 import torch
 from torch import nn
 
 from edtalk import weights
 from edtalk.config import check_optim
-from edtalk.io import images_to_float
-from edtalk.stages.base import PerceptualConfig, rng_state, set_rng_state
+from edtalk.stages.builders import PerceptualConfig
 from edtalk.stages.params import world_lr_scale
+from edtalk.stages.stage import EDTalkStage, adam_betas, keep_out_of_checkpoints
+
+__all__ = ["keep_out_of_checkpoints"]  # re-exported: stages have imported it from here
 
 
 # -- hyper-parameters -------------------------------------------------------------------------------
@@ -135,7 +137,7 @@ def load_network(path: str | Path, kind: str) -> nn.Module:
 
 
 # -- the base ----------------------------------------------------------------------------------------
-class SupervisedStage(L.LightningModule):
+class SupervisedStage(EDTalkStage):
     """Automatic-optimisation training of one injected network.
 
     Args:
@@ -156,12 +158,10 @@ class SupervisedStage(L.LightningModule):
         cfg: StageConfig,
         run_config: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(run_config)
         self.net = net
         self.net_config = dict(net_config)
         self.cfg = cfg
-        self.run_config = run_config or {}
-        self.sample_dir: Path | None = None
         self.val_index = 0  # index of the validation batch being computed (seeds its random choices)
 
     # -- stage interface ---------------------------------------------------------------------------
@@ -174,10 +174,6 @@ class SupervisedStage(L.LightningModule):
         return [p for p in self.net.parameters() if p.requires_grad]
 
     # -- loops -------------------------------------------------------------------------------------
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        # uint8 images from the DataModules -> float [-1, 1], on the device
-        return images_to_float(batch) if isinstance(batch, dict) else batch
-
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         out = self.compute(batch, train=True)
         n = _batch_size(batch)
@@ -195,9 +191,7 @@ class SupervisedStage(L.LightningModule):
         if not params:
             raise ValueError(f"stage {self.stage_name}: no trainable parameter (check the trainable globs)")
         o = self.cfg.optim
-        if len(o.betas) != 2:
-            raise ValueError(f"model.optim.betas needs two values, got {o.betas}")
-        betas = (float(o.betas[0]), float(o.betas[1]))
+        betas = adam_betas(o.betas, "model.optim.betas")
         lr = o.lr * world_lr_scale(self, o.scale_lr_with_world_size)
         return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=o.weight_decay)
 
@@ -218,47 +212,10 @@ class SupervisedStage(L.LightningModule):
             if grads:
                 self.log(f"grad_norm/{self.kind}", torch.stack(grads).norm())
 
-    # -- samples -----------------------------------------------------------------------------------
-    def sample_due(self) -> bool:
-        every = self.cfg.samples_every_n_steps
-        return every > 0 and self.global_step % every == 0 and self.trainer.is_global_zero
-
-    @torch.no_grad()
-    def log_samples(self, columns: list[torch.Tensor], tag: str) -> Path | None:
-        """Grid, one row per sample and one column per image kind: PNG in the run dir + image loggers."""
-        from PIL import Image
-        from torchvision.utils import make_grid
-
-        from edtalk.io import to_uint8
-
-        n = min(self.cfg.samples_num, columns[0].shape[0])
-        rows = torch.stack([c[:n].detach().float().cpu() for c in columns], 1).flatten(0, 1)  # -> (N*K)x3xHxW
-        grid = to_uint8(make_grid(rows, nrow=len(columns), padding=2, pad_value=-1)).numpy()  # -> H'xW'x3
-        path = None
-        if self.sample_dir is not None:
-            path = self.sample_dir / f"{tag}_step{self.global_step:07d}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(grid).save(path)
-        for logger in self.loggers:
-            if hasattr(logger, "log_image"):
-                logger.log_image(key=f"samples/{tag}", images=[grid], step=self.global_step)
-        return path
-
     # -- checkpoints -------------------------------------------------------------------------------
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["edtalk"] = {
-            "version": 1,
-            "stage": self.stage_name,
-            "kind": self.kind,
-            "network": self.net_config,
-            "config": self.run_config,
-            "rng": rng_state(),
-        }
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        rng = checkpoint.get("edtalk", {}).get("rng")
-        if rng is not None:
-            set_rng_state(rng)
+    def checkpoint_payload(self) -> dict[str, Any]:
+        """The network's kind and config (`edtalk.weights` rebuilds it from a Lightning checkpoint)."""
+        return {"kind": self.kind, "network": self.net_config}
 
     def export_path(self) -> Path:
         """`<run>/checkpoints/<kind>.pt` (the trainer's root directory is the run directory)."""
@@ -270,21 +227,9 @@ class SupervisedStage(L.LightningModule):
         return weights.save_checkpoint(self.net, self.kind, path, config=self.net_config, **meta)
 
     def on_train_end(self) -> None:
+        super().on_train_end()  # the frozen-parameter guard first: no export of a corrupted network
         if self.trainer.is_global_zero:
             self.export(self.export_path())
-
-
-def keep_out_of_checkpoints(module: nn.Module) -> None:
-    """Turn a fixed module's parameters and buffers into non-persistent buffers (not saved, not optimised).
-
-    For judges rebuilt from their own files on every start (VGG, the SyncNet expert).
-    """
-    for m in module.modules():
-        for name, p in list(m._parameters.items()):
-            if p is not None:
-                del m._parameters[name]
-                m.register_buffer(name, p.detach().requires_grad_(False), persistent=False)
-        m._non_persistent_buffers_set.update(m._buffers)
 
 
 def _batch_size(batch: dict[str, torch.Tensor]) -> int:
@@ -308,6 +253,9 @@ def resolved(cfg: Any) -> tuple[Any, dict[str, Any]]:
 # -- `edtalk fit STAGE --debug`: the earlier artefacts an audio stage needs ---------------------------
 def debug_coefficient_data(cfg: Any) -> Path:
     """Shards with coefficients extracted by `cfg.init_from` (the debug generator) for a `--debug` run.
+
+    For the audio stages' `prepare_debug` (run by the training entry point once `init_from` is the
+    `requires` stage's debug checkpoint).
 
     The source shards (`data.root`, default the built-in dataset) are linked into
     `<run.root>/<experiment>/debug-data/` and the sidecars written there, so debug generators never
@@ -333,19 +281,3 @@ def debug_coefficient_data(cfg: Any) -> Path:
     extract_coefficients(gen, dst, overwrite=True)
     cfg.data.root = str(dst)
     return dst
-
-
-# Set by the training entry point (`edtalk.train.debug_dependency`) while a stage's `prepare_debug` runs:
-# (experiment, cfg) -> that experiment's `--debug` export. Stages never import `edtalk.train`.
-DEBUG_EXPORT: ContextVar[Callable[[str, Any], Path] | None] = ContextVar("edtalk_debug_export", default=None)
-
-
-def debug_network(experiment: str, cfg: Any) -> Path:
-    """The export of another stage's `--debug` run under the same `run.root` (trained first if missing)."""
-    export = DEBUG_EXPORT.get()
-    if export is None:
-        raise RuntimeError(
-            f"--debug {experiment}: debug_network runs inside `prepare_debug`, called by "
-            "edtalk.train.debug_dependency (use `edtalk fit ... --debug`)"
-        )
-    return export(experiment, cfg)
