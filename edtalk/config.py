@@ -8,7 +8,10 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 Variant = Literal["full", "lip_pose"]
 
@@ -183,7 +186,7 @@ def section_defaults(cls: Any) -> dict[str, Any]:
     return out
 
 
-def compose_base(defaults: Any, model: Any, origin: str = "") -> Any:
+def compose_base(defaults: DictConfig, model: type, origin: str = "") -> DictConfig:
     """The base of a run config: `defaults` (experiments/defaults.yaml) with typed sections filled in.
 
     Each `SECTIONS` section becomes its dataclass's defaults updated by what `defaults` lists under it
@@ -192,7 +195,7 @@ def compose_base(defaults: Any, model: Any, origin: str = "") -> Any:
     defaults of the keys it has.
 
     Args:
-        defaults: the loaded defaults file (an omegaconf DictConfig; changed in place and returned).
+        defaults: the loaded defaults file (changed in place and returned).
         model: the stage's `Config` dataclass.
         origin: where `defaults` came from, for error messages.
 
