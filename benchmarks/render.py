@@ -43,6 +43,7 @@ from edtalk.nn.layers import (
 )
 from edtalk.nn.synthesis import ToFlow, ToRGB
 from edtalk.perf import tune_cpu_allocator
+from edtalk.pipeline.render import Renderer
 
 
 def grouped_modconv(mod: ModulatedConv2d, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
@@ -184,18 +185,10 @@ def render_ours(
     exp: torch.Tensor,
     chunk: int,
 ) -> torch.Tensor:
-    cl = torch.channels_last  # oneDNN's fast layout; the decoder follows the source's layout
-    src = gen.encode(source.contiguous(memory_format=cl))
-    q = gen.basis()
-    out = []
-    for i in range(0, mouth.shape[0], chunk):
-        sl = slice(i, i + chunk)
-        pose = gen.coefficients(pose_frames[sl].contiguous(memory_format=cl))["pose"]
-        w, e = gen.latent(
-            src.w_a, {"mouth": mouth[sl], "pose": pose, "exp": exp.expand(pose.shape[0], -1)}, q
-        )
-        out.append(gen.render(src, w, e))
-    return torch.cat(out)
+    """The shipped renderer (`edtalk.pipeline.Renderer`, channels-last): pose from the driver frames."""
+    renderer = Renderer(gen, chunk_size=chunk)
+    motion = {"mouth": mouth, "pose": None, "exp": exp.expand(len(mouth), -1)}
+    return renderer(source, motion, drivers=pose_frames)[0]
 
 
 def gemm_gflops(n: int = 1024, reps: int = 10) -> float:

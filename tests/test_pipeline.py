@@ -15,7 +15,15 @@ from edtalk.io import MediaError, from_uint8, legacy_to_uint8, read_video, write
 from edtalk.mel import mel_windows, smooth_coefficients
 from edtalk.nn.audio2lip import Audio2Lip
 from edtalk.nn.generator import Generator
-from edtalk.pipeline import Inputs, ModeError, Pipeline, _legacy_frames, extend_indices, load_audio_model
+from edtalk.pipeline import (
+    Inputs,
+    ModeError,
+    Pipeline,
+    Renderer,
+    _legacy_frames,
+    extend_indices,
+    load_audio_model,
+)
 from edtalk.weights import CheckpointError, save_checkpoint, save_official
 
 SIZE = 64
@@ -117,6 +125,48 @@ def test_source_encoded_once(full: Generator, media: dict[str, Path]) -> None:
         hook.remove()
     assert sum(len(f) for f in frames) == 6
     assert calls == [1, 4, 2]  # the source exactly once, then driver frames in chunks
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_renderer_tensors_in_out(full: Generator, channels_last: bool) -> None:
+    """Video-driven and mixed (mouth given, the rest from driver frames) renders equal the per-frame path."""
+    g = torch.Generator().manual_seed(3)
+    source, frames = (
+        torch.rand(1, 3, SIZE, SIZE, generator=g) * 2 - 1,
+        torch.rand(5, 3, SIZE, SIZE, generator=g) * 2 - 1,
+    )
+    renderer = Renderer(full, chunk_size=2, channels_last=channels_last)
+    rendered, coeffs = renderer(source, drivers=frames)
+    expected = full.coefficients(frames)
+    assert coeffs.keys() == expected.keys() == {"mouth", "pose", "exp"}
+    for k in coeffs:
+        assert (coeffs[k] - expected[k]).abs().max() < 1e-5
+    assert (rendered - per_frame(full, source, expected)).abs().max() < 1e-5
+    mouth = torch.randn(5, 20, generator=g) * 0.5
+    mixed, used = renderer(source, dict.fromkeys(renderer.components) | {"mouth": mouth}, drivers=frames)
+    assert torch.equal(used["mouth"], mouth) and torch.equal(used["pose"], coeffs["pose"])
+    assert (mixed - per_frame(full, source, expected | {"mouth": mouth})).abs().max() < 1e-5
+    assert (mixed - rendered).abs().max() > 1e-3  # the given mouth changed the frames
+
+
+@torch.no_grad()
+def test_renderer_still_source_and_no_expression(full: Generator) -> None:
+    """Without drivers: `None` components come from the photo; a motion without "exp" renders no expression."""
+    g = torch.Generator().manual_seed(4)
+    source = torch.rand(1, 3, SIZE, SIZE, generator=g) * 2 - 1
+    mouth = torch.randn(3, 20, generator=g) * 0.5
+    renderer = Renderer(full, chunk_size=2)
+    rendered, used = renderer(source, {"mouth": mouth, "pose": None})
+    own = full.coefficients(source)
+    assert used.keys() == {"mouth", "pose"} and torch.equal(used["mouth"], mouth)
+    assert (used["pose"] - own["pose"].expand(3, -1)).abs().max() < 1e-5
+    expected = per_frame(full, source, {"mouth": mouth, "pose": own["pose"].expand(3, -1)})
+    assert (rendered - expected).abs().max() < 1e-5
+    with pytest.raises(ValueError, match="needs motion of one length T"):
+        renderer(source, {"mouth": None, "pose": None})
+    with pytest.raises(ValueError, match="chunk_size must be >= 1, got 0"):
+        Renderer(full, chunk_size=0)
 
 
 def test_legacy_normalize_streams_like_whole_clip(tmp_path: Path) -> None:

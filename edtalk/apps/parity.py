@@ -106,8 +106,7 @@ def _generator_outputs(
         "img_test_EDTalk_V_use_exp_weight": (mouth_v, exp_w),
     }
     for name, (mouth, exp) in full_calls.items():
-        w, e = gen.latent(src.w_a, {"mouth": mouth, "pose": pose, "exp": exp}, q)
-        out[name] = gen.render(src, w, e)
+        out[name] = gen.animate(src, {"mouth": mouth, "pose": pose, "exp": exp}, q)
     return out
 
 

@@ -594,6 +594,7 @@ def render_random_clip(out_dir: Path, seconds: float = 2.0, size: int = 64, seed
     """Render a clip whose mouth and pose weights follow smooth curves, with a random-init tiny generator."""
     from edtalk.config import GeneratorConfig
     from edtalk.nn.generator import Generator
+    from edtalk.pipeline.render import Renderer
 
     torch.manual_seed(seed)
     gen = Generator(GeneratorConfig.tiny("full", size=size)).eval()
@@ -604,15 +605,13 @@ def render_random_clip(out_dir: Path, seconds: float = 2.0, size: int = 64, seed
         "pose": torch.sin(2 * math.pi * 0.5 * t + torch.arange(6)) * 0.3,
         "exp": torch.zeros(frames, 10),
     }
-    src = gen.encode(builtin_source(size))
-    q = gen.basis()
+    renderer = Renderer(gen, chunk_size=16, channels_last=False)
+    source = renderer.still(builtin_source(size))
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "random_tiny_generator.mp4"
     sr = io.SAMPLE_RATE
     tone = 0.2 * np.sin(2 * np.pi * 220 * np.arange(int(seconds * sr)) / sr).astype(np.float32)
     with io.VideoWriter(path, audio=tone) as writer:
-        for i in range(0, frames, 16):
-            chunk = {k: v[i : i + 16] for k, v in alpha.items()}
-            w, e = gen.latent(src.w_a, chunk, q)
-            writer.write(io.to_uint8(gen.render(src, w, e)))
+        for chunk, _ in renderer.stream(source, alpha, frames):
+            writer.write(io.to_uint8(chunk))
     return path

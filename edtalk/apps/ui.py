@@ -139,19 +139,10 @@ class Studio:
         return self._models[choice]
 
     def _load_files(self, checkpoint: Path) -> _Models:
-        from edtalk.pipeline import load_audio_model
-        from edtalk.weights import load_generator
+        from edtalk.pipeline import load_models
 
-        def audio(path: Path | None, kind: str) -> nn.Module | None:
-            return load_audio_model(path, kind) if path is not None else None
-
-        return _Models(
-            load_generator(checkpoint),
-            audio(self.cfg.audio2lip, "audio2lip"),
-            audio(self.cfg.audio2pose, "audio2pose"),
-            audio(self.cfg.audio2exp, "audio2exp"),
-            demo=False,
-        )
+        cfg = self.cfg
+        return _Models(*load_models(checkpoint, cfg.audio2lip, cfg.audio2pose, cfg.audio2exp), demo=False)
 
     def restorer(self, demo: bool) -> FaceRestorer:
         """GFPGAN v1.4 from `cfg.gfpgan`; for the demo model without weights, a random tiny one."""
