@@ -11,13 +11,13 @@ Shapes: mel windows B x T x 1 x 80 x 16, expression B x 10.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edtalk.config import SerializableConfig
+from edtalk.config import SerializableConfig, config_from_dict
 from edtalk.nn.audio_encoder import (
     AudioEncoder,
     AudioEncoderConfig,
@@ -26,6 +26,10 @@ from edtalk.nn.audio_encoder import (
     temporal_stack,
 )
 from edtalk.nn.emotion import FrameAttentionPool
+
+# The loss weight that checkpoints written before it moved to the stage's `model.loss` carry in their
+# network config (`Audio2ExpConfig.from_dict` drops it).
+LOSS_KEYS = ("emotion_weight",)
 
 
 @dataclass(frozen=True)
@@ -38,7 +42,10 @@ class Audio2ExpConfig(SerializableConfig):
         audio: the per-frame audio encoder.
         hidden: width of the temporal context and heads.
         context_layers: dilated temporal blocks before pooling.
-        emotion_weight: weight of the emotion cross-entropy against the expression MSE.
+
+    The loss weight is not architecture: it is an argument of `Audio2Exp.loss` (the training stage's
+    `model.loss.emotion`). Files written before it moved hold `emotion_weight` here; `from_dict` reads
+    them and drops that key (`LOSS_KEYS`).
     """
 
     exp_dim: int = 10
@@ -46,7 +53,12 @@ class Audio2ExpConfig(SerializableConfig):
     audio: AudioEncoderConfig = field(default_factory=AudioEncoderConfig)
     hidden: int = 256
     context_layers: int = 3
-    emotion_weight: float = 0.1
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Audio2ExpConfig:
+        """As `SerializableConfig.from_dict`, ignoring the loss weight older files stored here."""
+        out: Audio2ExpConfig = config_from_dict(cls, {k: v for k, v in d.items() if k not in LOSS_KEYS})
+        return out
 
     @classmethod
     def tiny(cls) -> Audio2ExpConfig:
@@ -94,6 +106,7 @@ class Audio2Exp(nn.Module):
         exp: torch.Tensor,
         emotion: torch.Tensor | None = None,
         mask: torch.Tensor | None = None,
+        emotion_weight: float = 0.1,
     ) -> dict[str, torch.Tensor]:
         """Expression MSE (+ emotion cross-entropy) on a batch of clips.
 
@@ -102,6 +115,7 @@ class Audio2Exp(nn.Module):
             exp: targets, per frame B x T x 10 (averaged over valid frames) or per clip B x 10.
             emotion: optional B emotion ids (MEAD order).
             mask: optional B x T valid-frame mask.
+            emotion_weight: weight of the emotion cross-entropy against the expression MSE.
 
         Returns:
             {"loss", "exp" (MSE), "emotion" (CE, 0 without labels), "accuracy", "pred" B x 10 (detached)}.
@@ -112,7 +126,7 @@ class Audio2Exp(nn.Module):
         zero = mse.new_zeros(())
         ce = F.cross_entropy(out.logits, emotion) if emotion is not None else zero
         acc = (out.logits.argmax(1) == emotion).to(mse.dtype).mean() if emotion is not None else zero
-        total = mse + self.cfg.emotion_weight * ce
+        total = mse + emotion_weight * ce
         return {"loss": total, "exp": mse, "emotion": ce, "accuracy": acc, "pred": out.exp.detach()}
 
 

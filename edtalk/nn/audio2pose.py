@@ -14,19 +14,23 @@ Shapes: mel windows B x T x 1 x 80 x 16, pose B x T x 6.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edtalk.config import SerializableConfig
+from edtalk.config import SerializableConfig, config_from_dict
 from edtalk.nn.audio_encoder import (
     AudioEncoder,
     AudioEncoderConfig,
     _check_mel,
     temporal_stack,
 )
+
+# Loss weights that checkpoints written before they moved to the stage's `model.loss` carry in their
+# network config (`Audio2PoseConfig.from_dict` drops them).
+LOSS_KEYS = ("kl_weight", "velocity_weight")
 
 
 @dataclass(frozen=True)
@@ -40,8 +44,10 @@ class Audio2PoseConfig(SerializableConfig):
         context_layers: dilated blocks of the audio context / posterior / decoder stacks.
         latent_dim: latent channels per latent step.
         latent_stride: frames per latent step (5 = 0.2 s); latents are interpolated between steps.
-        kl_weight: weight of the KL term (per latent element) against the per-element pose MSE.
-        velocity_weight: weight of the MSE between frame-to-frame pose differences.
+
+    Loss weights are not architecture: they are arguments of `Audio2Pose.loss` (the training stage's
+    `model.loss`). Files written before they moved hold `kl_weight` / `velocity_weight` here;
+    `from_dict` reads them and drops those keys (`LOSS_KEYS`).
     """
 
     pose_dim: int = 6
@@ -50,8 +56,12 @@ class Audio2PoseConfig(SerializableConfig):
     context_layers: int = 4
     latent_dim: int = 16
     latent_stride: int = 5
-    kl_weight: float = 0.01
-    velocity_weight: float = 1.0
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Audio2PoseConfig:
+        """As `SerializableConfig.from_dict`, ignoring the loss weights older files stored here."""
+        out: Audio2PoseConfig = config_from_dict(cls, {k: v for k, v in d.items() if k not in LOSS_KEYS})
+        return out
 
     @classmethod
     def tiny(cls) -> Audio2PoseConfig:
@@ -167,7 +177,12 @@ class Audio2Pose(nn.Module):
         return self.sample(mel, temperature, generator, ref_pose)
 
     def loss(
-        self, mel: torch.Tensor, pose: torch.Tensor, ref_pose: torch.Tensor | None = None
+        self,
+        mel: torch.Tensor,
+        pose: torch.Tensor,
+        ref_pose: torch.Tensor | None = None,
+        kl_weight: float = 0.01,
+        velocity_weight: float = 1.0,
     ) -> dict[str, torch.Tensor]:
         """Negative ELBO terms on a batch of clips.
 
@@ -175,6 +190,8 @@ class Audio2Pose(nn.Module):
             mel: B x T x 1 x 80 x 16 mel windows.
             pose: B x T x 6 target pose weights (extracted by the generator).
             ref_pose: optional B x 6 source pose weights (e.g. of the identity frame).
+            kl_weight: weight of the KL term (per latent element) against the per-element pose MSE.
+            velocity_weight: weight of the MSE between frame-to-frame pose differences.
 
         Returns:
             {"loss": total, "recon": pose MSE, "velocity": MSE of frame differences, "kl": mean KL per
@@ -194,5 +211,5 @@ class Audio2Pose(nn.Module):
             F.mse_loss(pred.diff(dim=1), pose.diff(dim=1)) if pose.shape[1] > 1 else recon.new_zeros(())
         )
         kl = q.kl(self.prior(cond)).mean()
-        total = recon + self.cfg.velocity_weight * velocity + self.cfg.kl_weight * kl
+        total = recon + velocity_weight * velocity + kl_weight * kl
         return {"loss": total, "recon": recon, "velocity": velocity, "kl": kl, "pred": pred.detach()}

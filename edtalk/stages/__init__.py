@@ -1,7 +1,16 @@
 """Training stages: one LightningModule per stage, resolved by name or by `module:Class` path.
 
-A stage class exposes `Config` (the typed dataclass of its `model:` section) and
-`build(cfg, resume=False)` (instantiate from a composed run config, injecting its networks).
+Every stage is an `edtalk.stages.stage.EDTalkStage` (through `GANStage`, `edtalk.stages.base`, or
+`SupervisedStage`, `edtalk.stages.supervised`) and exposes `Config` (the typed dataclass of its
+`model:` section), `build(cfg, resume=False)` (instantiate from a composed run config, injecting its
+networks made by `edtalk.stages.builders`) and `prepare_debug(cfg, debug_export)` (what a `--debug`
+run needs first; the training entry point runs it). One registry entry per stage, keyed by the
+class's `stage_name` (the name written into its checkpoints).
+
+`finetune` stays a stage of its own (a `ReconstructStage` subclass with no code but its name): the
+name is written into its checkpoints, where `edtalk.weights.handoff.init_generator` reads it (fresh
+mouth/pose heads only from `reconstruct` checkpoints), and it starts from a checkpoint by design
+(no "from scratch" warning).
 """
 
 from __future__ import annotations

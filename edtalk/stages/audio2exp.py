@@ -5,7 +5,7 @@ features with modality masking (never released); ours reads mel windows only.
 The network (`edtalk.nn.audio2exp.Audio2Exp`) pools per-frame features of our own audio encoder into an
 utterance-level feature (Emotion-FAN attention pooling) and regresses the clip's expression weights
 (the mean over its frames of the coefficients extracted by the expression generator), with a
-cross-entropy over the 8 MEAD emotions as auxiliary loss (clips with unknown emotion, label -1, are
+cross-entropy over the 8 MEAD emotions as auxiliary loss (weight `model.loss.emotion`; clips with unknown emotion, label -1, are
 left out of it). It lets `edtalk generate --emotion auto` drive the expression from speech alone.
 
 Batch (AudioDataModule over emotional clips with full-generator coefficient sidecars; long windows,
@@ -14,49 +14,58 @@ e.g. `data.clip_frames=50`): mel B x T x 1 x 80 x 16, exp B x T x 10, emotion B.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from edtalk.nn.audio2exp import Audio2Exp, Audio2ExpConfig
-from edtalk.nn.audio_encoder import AudioEncoderConfig
 from edtalk.stages.stage import DebugExport
-from edtalk.stages.supervised import StageConfig, SupervisedStage, debug_coefficient_data, resolved, scaled
+from edtalk.stages.supervised import (
+    StageConfig,
+    SupervisedStage,
+    debug_coefficient_data,
+    resolved,
+    scaled,
+    tie_to_generator,
+)
+
+
+@dataclass
+class Audio2ExpLoss:
+    """Weights against the expression MSE (weight 1).
+
+    Attributes:
+        emotion: weight of the emotion cross-entropy.
+    """
+
+    emotion: float = 0.1
 
 
 @dataclass
 class Audio2ExpStageConfig(StageConfig):
-    """`model:` of the audio2exp stage (widths times `width`).
+    """`model:` of the audio2exp stage.
 
     Attributes:
-        hidden: width of the temporal context and heads.
-        audio_dim: per-frame audio feature size.
-        context_layers: dilated temporal blocks before pooling.
-        emotion_weight: weight of the emotion cross-entropy against the expression MSE.
+        network: the `Audio2Exp` architecture at `width` 1 (`model.network.hidden`, `.audio.dim`, ...);
+            its channel counts are multiplied by `width` and `exp_dim` follows `generator.exp_dim`.
+        loss: loss weights.
         label_smoothing: of the emotion cross-entropy.
     """
 
-    hidden: int = 256
-    audio_dim: int = 256
-    context_layers: int = 3
-    emotion_weight: float = 0.1
+    network: Audio2ExpConfig = field(default_factory=Audio2ExpConfig)
+    loss: Audio2ExpLoss = field(default_factory=Audio2ExpLoss)
     label_smoothing: float = 0.0
 
 
 def network_config(cfg: Audio2ExpStageConfig, exp_dim: int = 10) -> Audio2ExpConfig:
-    """The `Audio2ExpConfig` a stage config describes."""
-    audio = AudioEncoderConfig(
-        channels=scaled(AudioEncoderConfig().channels, cfg.width), dim=scaled((cfg.audio_dim,), cfg.width)[0]
+    """The `Audio2ExpConfig` the stage builds: `cfg.network` at `cfg.width`, predicting `exp_dim` weights."""
+    net = tie_to_generator(cfg.network, "exp_dim", exp_dim)
+    audio = replace(
+        net.audio, channels=scaled(net.audio.channels, cfg.width), dim=scaled((net.audio.dim,), cfg.width)[0]
     )
-    return Audio2ExpConfig(
-        exp_dim=exp_dim,
-        audio=audio,
-        hidden=scaled((cfg.hidden,), cfg.width)[0],
-        context_layers=cfg.context_layers,
-        emotion_weight=cfg.emotion_weight,
-    )
+    return replace(net, audio=audio, hidden=scaled((net.hidden,), cfg.width)[0])
 
 
 def emotion_terms(
@@ -102,5 +111,5 @@ class Audio2ExpStage(SupervisedStage):
         target = batch["exp"].mean(1)  # -> B x 10, the utterance's expression
         mse = F.mse_loss(out.exp, target)
         ce, acc = emotion_terms(out.logits, batch["emotion"], self.cfg.label_smoothing)
-        total = mse + self.cfg.emotion_weight * ce
+        total = mse + self.cfg.loss.emotion * ce
         return {"loss": total, "exp": mse, "emotion": ce, "accuracy": acc}

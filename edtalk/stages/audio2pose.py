@@ -3,7 +3,8 @@
 Our own design, not the paper's: the paper's pose generator is a normalizing flow (MoGlow-based,
 never released). The network (`edtalk.nn.audio2pose.Audio2Pose`) is a conditional VAE over pose-weight sequences with
 temporal context: the posterior sees the extracted pose sequence, the prior only the audio and the
-source's pose, and training minimises the negative ELBO (pose MSE + velocity MSE + KL). Several
+source's pose, and training minimises the negative ELBO (pose MSE + velocity MSE + KL; weights
+`model.loss.velocity`, `model.loss.kl`). Several
 plausible head motions can then be drawn for one audio; the spread is the generate-time option
 `edtalk generate --pose-temperature T` (0 = the prior's mean motion).
 
@@ -15,14 +16,13 @@ Validation also draws one sample per clip (seeded) and logs its MSE and the mean
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from edtalk.nn.audio2pose import Audio2Pose, Audio2PoseConfig
-from edtalk.nn.audio_encoder import AudioEncoderConfig
 from edtalk.stages.stage import DebugExport
 from edtalk.stages.supervised import (
     StageConfig,
@@ -31,50 +31,47 @@ from edtalk.stages.supervised import (
     resolved,
     scaled,
     seeded_generator,
+    tie_to_generator,
 )
 
 
 @dataclass
-class Audio2PoseStageConfig(StageConfig):
-    """`model:` of the audio2pose stage (network fields as `Audio2PoseConfig`; widths times `width`).
+class Audio2PoseLoss:
+    """Weights of the negative-ELBO terms against the per-element pose MSE (weight 1).
 
     Attributes:
-        hidden: width of the temporal networks (before `width`).
-        audio_dim: per-frame audio feature size (before `width`).
-        context_layers: dilated temporal blocks per stack.
-        latent_dim: latent channels per latent step.
-        latent_stride: frames per latent step.
-        kl_weight: KL weight (per latent element) against the per-element pose MSE.
-        velocity_weight: weight of the frame-difference MSE.
+        kl: KL weight (per latent element).
+        velocity: weight of the frame-difference MSE.
+    """
+
+    kl: float = 0.01
+    velocity: float = 1.0
+
+
+@dataclass
+class Audio2PoseStageConfig(StageConfig):
+    """`model:` of the audio2pose stage.
+
+    Attributes:
+        network: the `Audio2Pose` architecture at `width` 1 (`model.network.hidden`, `.audio.dim`, ...);
+            its channel counts are multiplied by `width` and `pose_dim` follows `generator.pose_dim`.
+        loss: loss weights.
         reference: "first_frame" conditions on the first frame's pose (as generate does with the
             source's), "none" on the audio only.
     """
 
-    hidden: int = 256
-    audio_dim: int = 256
-    context_layers: int = 4
-    latent_dim: int = 16
-    latent_stride: int = 5
-    kl_weight: float = 0.01
-    velocity_weight: float = 1.0
+    network: Audio2PoseConfig = field(default_factory=Audio2PoseConfig)
+    loss: Audio2PoseLoss = field(default_factory=Audio2PoseLoss)
     reference: str = "first_frame"
 
 
 def network_config(cfg: Audio2PoseStageConfig, pose_dim: int = 6) -> Audio2PoseConfig:
-    """The `Audio2PoseConfig` a stage config describes."""
-    audio = AudioEncoderConfig(
-        channels=scaled(AudioEncoderConfig().channels, cfg.width), dim=scaled((cfg.audio_dim,), cfg.width)[0]
+    """The `Audio2PoseConfig` the stage builds: `cfg.network` at `cfg.width`, predicting `pose_dim` weights."""
+    net = tie_to_generator(cfg.network, "pose_dim", pose_dim)
+    audio = replace(
+        net.audio, channels=scaled(net.audio.channels, cfg.width), dim=scaled((net.audio.dim,), cfg.width)[0]
     )
-    return Audio2PoseConfig(
-        pose_dim=pose_dim,
-        audio=audio,
-        hidden=scaled((cfg.hidden,), cfg.width)[0],
-        context_layers=cfg.context_layers,
-        latent_dim=cfg.latent_dim,
-        latent_stride=cfg.latent_stride,
-        kl_weight=cfg.kl_weight,
-        velocity_weight=cfg.velocity_weight,
-    )
+    return replace(net, audio=audio, hidden=scaled((net.hidden,), cfg.width)[0])
 
 
 class Audio2PoseStage(SupervisedStage):
@@ -105,7 +102,8 @@ class Audio2PoseStage(SupervisedStage):
     def compute(self, batch: dict[str, torch.Tensor], train: bool) -> dict[str, torch.Tensor]:
         mel, pose = batch["mel"], batch["pose"]
         ref = self.reference(pose)
-        out = self.net.loss(mel, pose, ref)
+        w = self.cfg.loss
+        out = self.net.loss(mel, pose, ref, kl_weight=w.kl, velocity_weight=w.velocity)
         logs = {k: v for k, v in out.items() if k != "pred"}
         if not train:
             gen = seeded_generator(self.val_index)

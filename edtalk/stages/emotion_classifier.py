@@ -12,7 +12,7 @@ format, kind `emotion_classifier`): copy it to `<weights dir>/emotion_classifier
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import torch
@@ -24,37 +24,23 @@ from edtalk.stages.supervised import StageConfig, SupervisedStage, resolved, sca
 
 @dataclass
 class EmotionClassifierStageConfig(StageConfig):
-    """`model:` of the emotion_classifier stage (widths times `width`).
+    """`model:` of the emotion_classifier stage.
 
     Attributes:
-        num_classes: emotion labels (8 MEAD emotions).
-        input_size: frames are resized to this side.
-        backbone: "conv" or "resnet18" (random init, nothing downloaded).
-        channels: conv backbone widths.
-        dim: frame feature size.
-        dropout: before the classifier.
+        network: the `EmotionClassifier` architecture at `width` 1 (`model.network.backbone`,
+            `.input_size`, `.channels`, `.dim`, `.dropout`, `.num_classes`); `channels` and `dim` are
+            multiplied by `width`.
         label_smoothing: of the cross-entropy.
     """
 
-    num_classes: int = 8
-    input_size: int = 112
-    backbone: str = "conv"
-    channels: list[int] = field(default_factory=lambda: [32, 64, 128, 256, 256])
-    dim: int = 256
-    dropout: float = 0.2
+    network: EmotionClassifierConfig = field(default_factory=EmotionClassifierConfig)
     label_smoothing: float = 0.0
 
 
 def network_config(cfg: EmotionClassifierStageConfig) -> EmotionClassifierConfig:
-    """The `EmotionClassifierConfig` a stage config describes."""
-    return EmotionClassifierConfig(
-        num_classes=cfg.num_classes,
-        input_size=cfg.input_size,
-        backbone=cfg.backbone,  # type: ignore[arg-type]
-        channels=scaled(tuple(cfg.channels), cfg.width),
-        dim=scaled((cfg.dim,), cfg.width)[0],
-        dropout=cfg.dropout,
-    )
+    """The `EmotionClassifierConfig` the stage builds: `cfg.network` at `cfg.width`."""
+    net = cfg.network
+    return replace(net, channels=scaled(net.channels, cfg.width), dim=scaled((net.dim,), cfg.width)[0])
 
 
 class EmotionClassifierStage(SupervisedStage):

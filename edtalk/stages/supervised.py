@@ -19,10 +19,11 @@ so `--debug` runs train tiny networks).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import torch
 from torch import nn
@@ -34,6 +35,10 @@ from edtalk.stages.params import world_lr_scale
 from edtalk.stages.stage import EDTalkStage, adam_betas, keep_out_of_checkpoints
 
 __all__ = ["keep_out_of_checkpoints"]  # re-exported: stages have imported it from here
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+C = TypeVar("C", bound="DataclassInstance")
 
 
 # -- hyper-parameters -------------------------------------------------------------------------------
@@ -71,11 +76,26 @@ class StageConfig:
     diagnostics_every_n_steps: int = 100
 
 
-def scaled(channels: tuple[int, ...], width: float) -> tuple[int, ...]:
+def scaled(channels: Sequence[int], width: float) -> tuple[int, ...]:
     """Channel counts times `width` (at least 1 each)."""
     if width <= 0:
         raise ValueError(f"model.width must be > 0, got {width}")
     return tuple(max(1, round(c * width)) for c in channels)
+
+
+def tie_to_generator(net_cfg: C, name: str, value: int) -> C:
+    """`net_cfg` with its field `name` (e.g. `pose_dim`) set to the generator's `value`.
+
+    The network predicts the generator's coefficients, so the size follows `generator.<name>`; a
+    `model.network.<name>` set to another value is a contradiction, refused naming both.
+    """
+    own, default = getattr(net_cfg, name), getattr(type(net_cfg)(), name)
+    if own not in (default, value):
+        raise ValueError(
+            f"model.network.{name}={own} but generator.{name}={value}: the network predicts the "
+            f"generator's weights; drop model.network.{name} (it follows generator.{name})"
+        )
+    return dataclasses.replace(net_cfg, **{name: value})
 
 
 # -- the networks this family trains, and their files ---------------------------------------------

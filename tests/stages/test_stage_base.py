@@ -1,0 +1,152 @@
+"""The shared stage base (issue 13): one `EDTalkStage` under both families, the named one-step-per-G+D
+shim, nested network + loss configs, and network files written before the loss weights left them."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from edtalk import weights
+from edtalk.nn.audio2exp import Audio2Exp, Audio2ExpConfig
+from edtalk.nn.audio2pose import Audio2Pose, Audio2PoseConfig
+from edtalk.stages import STAGES, stage_class
+from edtalk.stages.base import GANStage, step_without_counting
+from edtalk.stages.stage import EDTalkStage, adam_betas, psnr
+from edtalk.stages.supervised import SupervisedStage, tie_to_generator
+from edtalk.train import compose
+from tests.learn import seed_torch
+
+
+def test_every_registered_stage_is_one_edtalk_stage_under_its_own_name() -> None:
+    for name in STAGES:
+        cls = stage_class(name)
+        assert issubclass(cls, EDTalkStage), name
+        assert issubclass(cls, GANStage) != issubclass(cls, SupervisedStage), name  # exactly one family
+        assert cls.stage_name == name, f"{name} -> {cls.__name__}.stage_name {cls.stage_name!r}"
+
+
+def test_psnr_of_known_errors() -> None:
+    target = torch.zeros(2, 3, 3, 8, 8)  # B x T x 3 x H x W: one value per frame
+    pred = target.clone()
+    pred[:, 0] += 0.1  # MSE 0.01 -> 10 log10(4 / 0.01) = 26.0206 dB
+    pred[:, 1] += 0.2  # MSE 0.04 -> 20.0000 dB
+    pred[:, 2] += 5.0  # clamped to 1 first: MSE 1 -> 6.0206 dB
+    expected = (26.0206 + 20.0 + 6.0206) / 3
+    assert float(psnr(pred, target)) == pytest.approx(expected, abs=1e-3)
+    assert float(psnr(pred[:, 0], target[:, 0])) == pytest.approx(26.0206, abs=1e-3)  # B x 3 x H x W
+    assert float(psnr(target, target)) == pytest.approx(10 * torch.log10(torch.tensor(4e10)).item())
+
+
+def test_adam_betas_name_the_key() -> None:
+    assert adam_betas([0.0, 0.99]) == (0.0, 0.99)
+    with pytest.raises(ValueError, match=r"model\.optim\.d_betas needs two values.*\[0\.9\]"):
+        adam_betas([0.9], "model.optim.d_betas")
+
+
+def test_the_step_shim_refuses_an_optimizer_without_the_hooks_it_relies_on() -> None:
+    class NotLightning:
+        def step(self) -> None:
+            raise AssertionError("must not step")
+
+    with pytest.raises(RuntimeError, match=r"constraints\.txt"):
+        step_without_counting(NotLightning())
+
+
+def test_lightning_bound_in_constraints() -> None:
+    """The shim relies on private Lightning hooks: the installed version stays within the tested bound."""
+    import lightning
+
+    root = Path(__file__).resolve().parents[2]
+    lines = [x.strip() for x in (root / "constraints.txt").read_text().splitlines()]
+    assert "lightning>=2.4,<2.7" in lines
+    major, minor = (int(x) for x in lightning.__version__.split(".")[:2])
+    assert (2, 4) <= (major, minor) < (2, 7)
+
+
+def test_frozen_guard_is_shared_and_names_what_changed() -> None:
+    """Audio2mouth's frozen generator is guarded by the same base code as the GAN stages."""
+    stage = SupervisedStage(torch.nn.Linear(2, 2), {}, SupervisedStage.Config())
+    gen = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    assert stage.freeze_except(gen, ["1.*"], what="generator parameters") == ["1.weight", "1.bias"]
+    assert stage.frozen_names == ["0.weight", "0.bias"] and not gen[0].weight.requires_grad
+    stage.on_train_start()
+    stage.verify_frozen()  # unchanged: silent
+    with torch.no_grad():
+        gen[0].bias[0] += 1e-7
+    with pytest.raises(RuntimeError, match=r"frozen generator parameters changed.*0\.bias"):
+        stage.verify_frozen()
+
+
+# -- nested network + loss configs ------------------------------------------------------------------
+def test_audio2pose_overrides_reach_the_network_and_the_loss(tmp_path: Path) -> None:
+    cfg = compose(
+        "audio2pose",
+        [
+            f"run.root={tmp_path}",
+            "model.network.latent_dim=3",
+            "model.network.hidden=64",
+            "model.loss.kl=0.5",
+        ],
+        debug=True,
+    )
+    stage = stage_class("audio2pose").build(cfg)
+    width = float(cfg.model.width)
+    assert stage.net.cfg.latent_dim == 3 and stage.net.cfg.hidden == max(1, round(64 * width))
+    assert stage.net.cfg.pose_dim == int(cfg.generator.pose_dim)
+    assert "kl_weight" not in stage.net_config and stage.net_config["latent_dim"] == 3
+    seed_torch()
+    t = 6
+    batch = {"mel": torch.randn(2, t, 1, 80, 16), "pose": torch.randn(2, t, 6)}
+    torch.manual_seed(0)
+    out = stage.compute(batch, train=True)
+    expected = out["recon"] + 1.0 * out["velocity"] + 0.5 * out["kl"]
+    torch.testing.assert_close(out["loss"], expected)
+    assert float(out["kl"]) > 0  # the weight is visible in the total
+
+
+def test_audio2exp_emotion_weight_is_a_stage_loss_weight(tmp_path: Path) -> None:
+    cfg = compose("audio2exp", [f"run.root={tmp_path}", "model.loss.emotion=2.0"], debug=True)
+    stage = stage_class("audio2exp").build(cfg)
+    assert stage.cfg.loss.emotion == 2.0 and "emotion_weight" not in stage.net_config
+    batch = {
+        "mel": torch.randn(3, 4, 1, 80, 16),
+        "exp": torch.randn(3, 4, 10),
+        "emotion": torch.tensor([0, 3, 7]),
+    }
+    out = stage.compute(batch, train=True)
+    torch.testing.assert_close(out["loss"], out["exp"] + 2.0 * out["emotion"])
+
+
+def test_old_override_paths_fail_naming_the_key(tmp_path: Path) -> None:
+    for old in ("model.kl_weight=0.1", "model.latent_dim=8", "model.hidden=8"):
+        with pytest.raises(ValueError, match=old.split("=")[0].split(".")[1]):
+            compose("audio2pose", [f"run.root={tmp_path}", old])
+
+
+def test_network_size_follows_the_generator_and_contradictions_name_both() -> None:
+    net = Audio2PoseConfig()
+    assert tie_to_generator(net, "pose_dim", 8).pose_dim == 8  # default follows the generator
+    assert tie_to_generator(dataclasses.replace(net, pose_dim=8), "pose_dim", 8).pose_dim == 8
+    with pytest.raises(ValueError, match=r"model\.network\.pose_dim=7 but generator\.pose_dim=8"):
+        tie_to_generator(dataclasses.replace(net, pose_dim=7), "pose_dim", 8)
+
+
+@pytest.mark.parametrize(
+    ("kind", "legacy"),
+    [("audio2pose", {"kl_weight": 0.02, "velocity_weight": 2.0}), ("audio2exp", {"emotion_weight": 0.3})],
+)
+def test_network_files_with_the_old_loss_weights_still_load(tmp_path: Path, kind: str, legacy: dict) -> None:
+    """Files written before the loss weights moved to `model.loss` carry them in the network config."""
+    seed_torch()
+    net = Audio2Pose(Audio2PoseConfig.tiny()) if kind == "audio2pose" else Audio2Exp(Audio2ExpConfig.tiny())
+    old_config = net.cfg.to_dict() | legacy
+    path = weights.save_checkpoint(net, kind, tmp_path / f"{kind}.pt", config=old_config)
+    loaded = weights.load(path, kind)
+    assert loaded.cfg == net.cfg
+    sd = net.state_dict()
+    assert all(torch.equal(v, sd[k]) for k, v in loaded.state_dict().items())
+    with pytest.raises(ValueError, match="unknown"):  # other unknown keys stay errors
+        type(net.cfg).from_dict(net.cfg.to_dict() | {"hiden": 3})
