@@ -1,30 +1,79 @@
 """Per-frame mouth / pose / expression weights of every clip in a shard directory (for the audio stages).
 
-For each shard `<split>-NNNNNN.tar` a sidecar `<split>-NNNNNN.tar.coeffs.npz` is written beside it
-(`np.savez`): one float32 array T x (mouth+pose[+exp]) per clip id, columns ordered mouth|pose|exp,
-and `__dims__` = [mouth_dim, pose_dim, exp_dim or 0]. Frames are resized to the generator's size
-exactly as the DataModules do. Writing is atomic per shard; existing sidecars are skipped unless
-`overwrite`.
+This module owns the coefficient sidecar format; everything else reads and writes it through here
+(`sidecar_path`, `write_sidecar`, `open_sidecar` / `Sidecar`). For each shard `<split>-NNNNNN.tar` a
+sidecar `<split>-NNNNNN.tar.coeffs.npz` lies beside it (`np.savez`): one float32 array
+T x (mouth+pose[+exp]) per clip id, columns ordered mouth|pose|exp, and `__dims__` =
+[mouth_dim, pose_dim, exp_dim or 0]. Frames are resized to the generator's size exactly as the
+DataModules do. Writing is atomic per shard; existing sidecars are skipped unless `overwrite`.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from edtalk.nn.generator import Generator
+if TYPE_CHECKING:  # the format half below needs no network: readers (datamodules) stay light
+    from edtalk.nn.generator import Generator
 
 SUFFIX = ".coeffs.npz"
+DIMS_KEY = "__dims__"
+PARTS = ("mouth", "pose", "exp")  # column blocks, in order
 
 
 def sidecar_path(shard: str | Path) -> Path:
-    """`<shard>.coeffs.npz` for a local shard path."""
+    """`<shard>.coeffs.npz` for a local shard path or `file:` URL."""
     return Path(str(shard).removeprefix("file:") + SUFFIX)
+
+
+def write_sidecar(
+    shard: str | Path, dims: Sequence[int] | np.ndarray, arrays: Mapping[str, np.ndarray]
+) -> Path:
+    """Write the sidecar of `shard` atomically: {clip id: T x sum(dims)} and `__dims__` = dims (3 ints)."""
+    out = sidecar_path(shard)
+    tmp = out.with_name(f".{out.name}.tmp.npz")
+    payload: dict[str, Any] = {DIMS_KEY: np.asarray(dims, dtype=np.int64), **arrays}
+    np.savez(tmp, **payload)
+    os.replace(tmp, out)
+    return out
+
+
+class Sidecar:
+    """One sidecar, opened lazily by numpy (`np.load` of an .npz reads an array when it is asked for)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._data = np.load(path)
+        mouth, pose, exp = (int(d) for d in self._data[DIMS_KEY])
+        self.dims = (mouth, pose, exp)
+
+    @property
+    def clip_ids(self) -> Iterable[str]:
+        """The clip ids it holds, in stored order."""
+        return (k for k in self._data.files if k != DIMS_KEY)
+
+    def __contains__(self, clip_id: str) -> bool:
+        return clip_id != DIMS_KEY and clip_id in self._data
+
+    def parts(self, clip_id: str) -> dict[str, np.ndarray]:
+        """{"mouth": T x 20, "pose": T x 6[, "exp": T x 10]}: the clip's columns split by `__dims__`."""
+        coeffs = self._data[clip_id]
+        bounds = np.cumsum([0, *self.dims])
+        parts = {name: coeffs[:, bounds[k] : bounds[k + 1]] for k, name in enumerate(PARTS)}
+        return {k: v for k, v in parts.items() if v.shape[1] > 0}
+
+
+def open_sidecar(shard: str | Path, fix: str) -> Sidecar:
+    """The sidecar of `shard`, or `FileNotFoundError` naming it and `fix` (how to write it)."""
+    path = sidecar_path(shard)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} missing: {fix}")
+    return Sidecar(path)
 
 
 @torch.no_grad()
@@ -39,6 +88,7 @@ def clip_coefficients(gen: Generator, frames: torch.Tensor, batch_size: int = 64
 
 
 def dims_of(gen: Generator) -> np.ndarray:
+    """`__dims__` of a generator's sidecars: [mouth_dim, pose_dim, exp_dim or 0]."""
     c = gen.cfg
     return np.array([c.mouth_dim, c.pose_dim, c.exp_dim if c.has_expression else 0], dtype=np.int64)
 
@@ -53,12 +103,7 @@ def extract_shard(gen: Generator, shard: str, batch_size: int = 64) -> tuple[Pat
         clip = Clip(sample)
         frames = to_tensor(clip.frames(range(clip.num_frames)), gen.cfg.size)  # -> T x 3 x S x S
         arrays[clip.key] = clip_coefficients(gen, frames, batch_size)
-    out = sidecar_path(shard)
-    tmp = out.with_name(f".{out.name}.tmp.npz")
-    payload: dict[str, Any] = {"__dims__": dims_of(gen), **arrays}
-    np.savez(tmp, **payload)
-    os.replace(tmp, out)
-    return out, len(arrays)
+    return write_sidecar(shard, dims_of(gen), arrays), len(arrays)
 
 
 def extract_coefficients(
@@ -113,25 +158,19 @@ def emotion_vectors(
     sums: dict[str, list[np.ndarray]] = {}
     for split in splits:
         for shard in shard_urls(root, split):
-            path = sidecar_path(shard)
-            if not path.is_file():
-                raise FileNotFoundError(
-                    f"{path} missing: run `edtalk extract-coefficients CKPT --shards {root}`"
-                )
-            data = np.load(path)
-            mouth, pose, exp = (int(d) for d in data["__dims__"])
-            if exp == 0:
+            sidecar = open_sidecar(shard, f"run `edtalk extract-coefficients CKPT --shards {root}`")
+            if sidecar.dims[2] == 0:
                 raise ValueError(
-                    f"{path} has no expression weights: extract with a full (expression) generator"
+                    f"{sidecar.path} has no expression weights: extract with a full (expression) generator"
                 )
-            for key in data.files:
+            for key in sidecar.clip_ids:
                 parts = key.split("#")
-                if key == "__dims__" or len(parts) != 4 or parts[1] not in EMOTIONS:
+                if len(parts) != 4 or parts[1] not in EMOTIONS:
                     continue
                 level = parts[2].removeprefix("level_")
                 if levels is not None and (not level.isdigit() or int(level) not in levels):
                     continue
-                sums.setdefault(parts[1], []).append(data[key][:, mouth + pose :].mean(0))
+                sums.setdefault(parts[1], []).append(sidecar.parts(key)["exp"].mean(0))
     if not sums:
         raise ValueError(f"no MEAD-style emotional clips (<speaker>#<emotion>#level_<k>#<nnn>) in {root}")
     return {
