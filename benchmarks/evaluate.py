@@ -30,7 +30,7 @@ def _random_judges(folder: Path) -> None:
     from torch_fidelity import feature_extractor_inceptionv3 as fe
     from torchvision.models import alexnet
 
-    from edtalk.nn.judges import SyncNetV2
+    from metrics.judges import SyncNetV2
     from metrics.runner import WEIGHT_FILES
 
     torch.save(alexnet(weights=None).state_dict(), folder / WEIGHT_FILES["alexnet"])
@@ -102,8 +102,8 @@ def main() -> None:
 def _random_eat_judges(folder: Path) -> None:
     from face_alignment.detection.sfd.net_s3fd import s3fd
 
-    from edtalk.nn.emotion_fan import EmotionFAN
-    from metrics.eat import InceptionImageNet
+    from metrics.judges import InceptionImageNet
+    from metrics.judges.emotion_fan import EmotionFAN
     from metrics.runner import WEIGHT_FILES
 
     _random_judges(folder)

@@ -22,7 +22,6 @@ import torch
 
 from edtalk.io import from_uint8
 from edtalk.nn.generator import Generator
-from edtalk.nn.judges import resize_frames
 from metrics.functional.disentanglement import (
     FACTORS,
     GROUPS,
@@ -32,6 +31,7 @@ from metrics.functional.disentanglement import (
     fit_ridge,
     probe_table,
 )
+from metrics.judges import resize_frames
 
 
 @torch.no_grad()

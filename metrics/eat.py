@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from edtalk.io import FPS, read_video
-from edtalk.nn.judges import JudgeWeightsMissing, dlib_model_file
+from metrics.judges import dlib_model_file
 
 # Rows 27..44 (nose bridge, nose, eyes) of EAT's 68-point template `base_68.npy` (code.zip), in the
 # 163-px frame the crop is warped to. (`base_68_close.npy`, picked for closed eyes, holds the same points.)
@@ -48,12 +48,6 @@ CROP_SIZE = 128  # pixels 1..128 of the warp are kept
 MOUTH = slice(48, 68)
 FID_FRAMES = 5
 FID_SIZE = 299
-INCEPTION_FILE = "inception_v3_google-0cc3c7bd.pth"
-EMOTION_FAN_FILE = "self_relation-attention_61_84.3655"
-WHERE_INCEPTION = (
-    "torchvision's ImageNet InceptionV3 state dict (Inception_V3_Weights.IMAGENET1K_V1: "
-    "https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth); nothing is downloaded at run time"
-)
 
 
 # -- step 1: re-encode at 25 fps -------------------------------------------------------------------
@@ -247,51 +241,6 @@ def frechet_distance(act1: np.ndarray, act2: np.ndarray) -> float:
     return float(diff.dot(diff) + (c1**2).sum() + (c2**2).sum() - 2 * tr_covmean)
 
 
-class InceptionImageNet(nn.Module):
-    """torchvision's ImageNet InceptionV3 as EAT's FID uses it: N x 3 x 299 x 299 in [0, 1] -> N x 2048.
-
-    The input is mapped to [-1, 1] and through the network's own `transform_input` (set for the
-    ImageNet weights); features are Mixed_7c averaged over space. Weights come from a local file in
-    torchvision's state-dict layout (kind `inception_v3_imagenet`).
-    """
-
-    feature = "2048"
-
-    def __init__(self) -> None:
-        super().__init__()
-        from torchvision.models import inception_v3
-
-        self.net = inception_v3(weights=None, aux_logits=True, transform_input=True, init_weights=False)
-        self.requires_grad_(False).eval()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        net = self.net
-        x = net._transform_input(x * 2 - 1)
-        for name in (
-            "Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1",
-            "Conv2d_4a_3x3", "maxpool2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b",
-            "Mixed_6c", "Mixed_6d", "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c",
-        ):  # fmt: skip
-            x = getattr(net, name)(x)
-        return x.mean(dim=(2, 3))  # N x 2048 x 8 x 8 -> N x 2048
-
-    def train(self, mode: bool = True) -> InceptionImageNet:
-        return super().train(False)
-
-    @classmethod
-    def from_file(cls, path: str | Path | None) -> InceptionImageNet:
-        """Strictly load a torchvision InceptionV3 state dict (kind `inception_v3_imagenet`)."""
-        from edtalk.weights import load
-
-        if path is None or not Path(path).is_file():
-            raise JudgeWeightsMissing(
-                f"ImageNet InceptionV3 (EAT FID) not found at {path}; {WHERE_INCEPTION}"
-            )
-        model = cls()
-        model.net = load(path, kind="inception_v3_imagenet")
-        return model.requires_grad_(False).eval()
-
-
 # -- Emotion-FAN inputs --------------------------------------------------------------------------
 def _jpeg_roundtrip_bgr(bgr: np.ndarray) -> np.ndarray:
     """cv2.imwrite + cv2.imread of a .jpg (OpenCV's default quality 95)."""
@@ -448,7 +397,7 @@ class EatScorer:
             return {}
         pred = int(fan(faces).argmax())
         self.emotion_hits.append(pred == emotion_fan_label(clip_id))
-        from edtalk.nn.emotion_fan import EMOTION_FAN_LABELS
+        from metrics.judges.emotion_fan import EMOTION_FAN_LABELS
 
         return {"emotion_fan_pred": EMOTION_FAN_LABELS[pred]}
 

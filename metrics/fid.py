@@ -8,8 +8,8 @@ from typing import Any
 import torch
 from torchmetrics import Metric
 
-from edtalk.nn.judges import InceptionFID
 from metrics.functional.fid import frechet_distance, moments
+from metrics.judges import InceptionFID
 
 
 class FID(Metric):

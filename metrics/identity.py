@@ -11,7 +11,7 @@ from metrics.functional.identity import csim
 class CSIM(MeanMetric):
     """Mean per-frame cosine similarity; `update(source_embedding D, frame_embeddings T x D)`.
 
-    Embeddings come from `edtalk.nn.judges.DlibFace.embeddings` (128-d, ships) or `ArcFace` (512-d).
+    Embeddings come from `metrics.judges.DlibFace.embeddings` (128-d, ships) or `ArcFace` (512-d).
     """
 
     higher_is_better = True

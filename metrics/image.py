@@ -8,9 +8,9 @@ from typing import Any
 
 import torch
 
-from edtalk.nn.judges import LPIPSAlex
 from metrics.base import MeanMetric
 from metrics.functional.image import psnr, ssim
+from metrics.judges import LPIPSAlex
 
 CHUNK = 8  # frames per float64 SSIM/PSNR pass (bounds memory for long 256^2 clips)
 

@@ -23,7 +23,7 @@ import torch
 
 from edtalk.io import from_uint8, to_uint8, write_video
 from edtalk.nn.generator import Generator
-from edtalk.nn.judges import resize_frames
+from metrics.judges import resize_frames
 from metrics.orthogonality import Disentanglement, bank_diagnostics
 from metrics.runner import ground_truth, heatmap
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -25,13 +24,23 @@ import numpy as np
 import torch
 
 from edtalk.io import from_uint8, probe_video, read_audio, read_video
-from edtalk.nn.judges import ArcFace, DlibFace, InceptionFID, JudgeWeightsMissing, LPIPSAlex, SyncNetV2
 from metrics.emotion import EmotionAccuracy
 from metrics.fid import FID
 from metrics.functional.emotion import EMOTIONS
 from metrics.functional.fid import evenly_spaced
 from metrics.identity import CSIM
 from metrics.image import LPIPS, PSNR, SSIM
+from metrics.judges import (
+    ArcFace,
+    DlibFace,
+    InceptionFID,
+    JudgeWeightsMissing,
+    LPIPSAlex,
+    SyncNetV2,
+    load_emotion_fan,
+)
+from metrics.judges import load_emotion_classifier as load_emotion_classifier  # re-exported
+from metrics.judges.files import loaders, weight_files, weights_dir
 from metrics.landmarks import LMD
 from metrics.sync import LSE, face_crops_224
 
@@ -54,21 +63,7 @@ METRICS: dict[str, tuple[bool, str]] = {
 # table headers where the metric name alone would be ambiguous
 LABELS = {"emotion_acc": "acc_emo (ours-classifier)", "emotion_fan_acc": "acc_emo (Emotion-FAN)"}
 PROTOCOLS = ("ours", "eat", "syncnet")
-WEIGHT_FILES = {
-    "syncnet": "syncnet_v2.model",
-    "inception": "weights-inception-2015-12-05-6726825d.pth",
-    "alexnet": "alexnet-owt-7be5be79.pth",
-    "arcface": "arcface_backbone.pth",
-    "emotion": "emotion_classifier.ckpt",
-    "emotion_fan": "self_relation-attention_61_84.3655",
-    "inception_imagenet": "inception_v3_google-0cc3c7bd.pth",
-    "s3fd": "s3fd-619a316812.pth",
-}
-
-
-def weights_dir(path: str | Path | None = None) -> Path:
-    """`path`, else `$EDTALK_WEIGHTS`, else `./weights`."""
-    return Path(path or os.environ.get("EDTALK_WEIGHTS") or "weights")
+WEIGHT_FILES = weight_files()  # {judge: file name under --weights-dir}, from `metrics.judges.files`
 
 
 # -- ground truth --------------------------------------------------------------------------------
@@ -215,42 +210,6 @@ PROTOCOL_METRIC_JUDGES: dict[str, dict[str, tuple[str, ...]]] = {
 }
 
 
-def load_emotion_classifier(path: Path) -> torch.nn.Module:
-    """Our `emotion_classifier` export or its stage's Lightning checkpoint (`edtalk fit emotion_classifier`)."""
-    from edtalk import weights
-
-    if not path.is_file():
-        raise JudgeWeightsMissing(
-            f"emotion classifier not found at {path}; train it: edtalk fit emotion_classifier"
-        )
-    return weights.load(path, "emotion_classifier").requires_grad_(False)
-
-
-def load_emotion_fan(path: Path) -> torch.nn.Module:
-    """The Emotion-FAN judge (kind `emotion_fan`, EAT's `self_relation-attention_61_84.3655`)."""
-    from edtalk.nn.emotion_fan import EmotionFAN
-
-    if not path.is_file():
-        raise JudgeWeightsMissing(
-            f"Emotion-FAN not found at {path}; get self_relation-attention_61_84.3655 from EAT's evaluation "
-            "download (github.com/yuangan/evaluation_eat) and pass --emotion-judge PATH"
-        )
-    from edtalk.weights import load
-
-    net = load(path, kind="emotion_fan")  # module.fc.* dropped, module. stripped, strict (the kind's key map)
-    assert isinstance(net, EmotionFAN)
-    return net.eval().requires_grad_(False)
-
-
-def _s3fd_file(path: Path) -> Path:
-    if not path.is_file():
-        raise JudgeWeightsMissing(
-            f"S3FD weights not found at {path} (syncnet_python's face crop for LSE); put face-alignment's "
-            "s3fd-619a316812.pth in the weights folder"
-        )
-    return path
-
-
 # judges each protocol loads (the others are not part of it, so not reported as skipped)
 PROTOCOL_JUDGES = {
     "ours": ("syncnet", "inception", "alexnet", "arcface", "dlib", "emotion"),
@@ -267,31 +226,19 @@ def load_judges(
 ) -> Judges:
     """Load the protocol's judges whose files exist under `folder` (names in WEIGHT_FILES; `files`
     overrides). `emotion_judge`: an Emotion-FAN file to use in any protocol (an error when unreadable)."""
-    from metrics.eat import InceptionImageNet
-
     if protocol not in PROTOCOLS:
         raise ValueError(f"--protocol must be one of {PROTOCOLS}, got {protocol!r}")
     root = weights_dir(folder)
     paths = {k: Path((files or {}).get(k) or root / name) for k, name in WEIGHT_FILES.items()}
     judges = Judges(protocol=protocol)
-    loaders: dict[str, Callable[[], Any]] = {
-        "syncnet": lambda: SyncNetV2.from_file(paths["syncnet"]),
-        "inception": lambda: InceptionFID(paths["inception"]),
-        "alexnet": lambda: LPIPSAlex.from_files(paths["alexnet"]),
-        "arcface": lambda: ArcFace.from_file(paths["arcface"]),
-        "dlib": DlibFace,
-        "emotion": lambda: load_emotion_classifier(paths["emotion"]),
-        "emotion_fan": lambda: load_emotion_fan(paths["emotion_fan"]),
-        "inception_imagenet": lambda: InceptionImageNet.from_file(paths["inception_imagenet"]),
-        "s3fd": lambda: _s3fd_file(paths["s3fd"]),
-    }
+    rows = loaders()  # {judge: its row in the table of judge files}
     for name in PROTOCOL_JUDGES[protocol]:
         try:
-            setattr(judges, name, loaders[name]())
+            setattr(judges, name, rows[name].load(paths.get(name)))
         except JudgeWeightsMissing as err:
             judges.missing[name] = str(err)
     if emotion_judge is not None:  # named explicitly: a missing or wrong file is an error, not a skip
-        judges.emotion_fan = load_emotion_fan(Path(emotion_judge))
+        judges.emotion_fan = load_emotion_fan(Path(emotion_judge))  # JudgeWeightsMissing when absent
         judges.missing.pop("emotion_fan", None)
     return judges
 
@@ -361,7 +308,7 @@ class MethodScorer:
         self.m["m_lmd"].update(lp, lg)
         self.m["f_lmd"].update(lp, lg)
         if self.j.arcface is not None:
-            from edtalk.nn.judges import arcface_crops
+            from metrics.judges import arcface_crops
 
             src = self.j.arcface(arcface_crops(g_u8[:1], lg[:1].numpy()))
             emb = self.j.arcface(arcface_crops(p_u8, lp.numpy()))
@@ -404,8 +351,8 @@ class _FanJudge:
 
     @torch.no_grad()
     def add(self, clip_id: str, frames: np.ndarray) -> dict[str, Any]:
-        from edtalk.nn.emotion_fan import EMOTION_FAN_LABELS
         from metrics.eat import emotion_fan_label
+        from metrics.judges.emotion_fan import EMOTION_FAN_LABELS
 
         faces = self.prep(frames)
         if not len(faces):

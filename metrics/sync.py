@@ -10,7 +10,6 @@ import numpy as np
 import torch
 from torchmetrics import Metric
 
-from edtalk.nn.judges import SyncNetV2
 from metrics.functional.sync import (
     VSHIFT,
     SyncScore,
@@ -22,6 +21,7 @@ from metrics.functional.sync import (
     sync_score,
     video_windows,
 )
+from metrics.judges import SyncNetV2
 
 CROP = 224
 
@@ -195,7 +195,7 @@ def prepare_lse_inputs(
     if crop == "none":
         return LSEInputs(face_crops_224(frames), wav)
     if crop == "dlib":
-        from edtalk.nn.judges import DlibFace
+        from metrics.judges import DlibFace
 
         return LSEInputs(face_crops_224(frames, DlibFace()), wav)
     return _s3fd_inputs(frames, wav, video, s3fd_weights, device, min_track, detector)

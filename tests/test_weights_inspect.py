@@ -17,6 +17,7 @@ import pytest
 import torch
 from torch import nn
 
+import metrics.judges  # noqa: F401  (registers the judges' weight kinds, as `edtalk weights inspect` does)
 from edtalk import weights
 from edtalk.cli import main
 from edtalk.config import GeneratorConfig
@@ -72,14 +73,14 @@ def _lia(d: Path) -> Case:
 
 
 def _syncnet_v2(d: Path) -> Case:
-    from edtalk.nn.judges import SyncNetV2
+    from metrics.judges import SyncNetV2
 
     sd = SyncNetV2().state_dict()
     return _plain(sd, "syncnet_v2", d, sd, {"embed_dim": 1024})
 
 
 def _arcface(d: Path) -> Case:
-    from edtalk.nn.judges import ArcFace
+    from metrics.judges import ArcFace
 
     sd = ArcFace((2, 2, 2, 2)).state_dict()
     return _plain(sd, "arcface", d, sd, {"layers": [2, 2, 2, 2], "embed_dim": 512})
@@ -120,7 +121,7 @@ def _wav2lip(d: Path) -> Case:
 
 def _emotion_fan(d: Path) -> Case:
     """EAT's Emotion-FAN file: {epoch, state_dict (DDP prefixes, `fc.*` unused), accuracy, name}."""
-    from edtalk.nn.emotion_fan import EmotionFAN
+    from metrics.judges.emotion_fan import EmotionFAN
 
     net = EmotionFAN()
     sd = {f"module.{k}": v for k, v in net.state_dict().items()}
@@ -201,6 +202,13 @@ def _case(files: dict[str, Case], name: str) -> Case:
 def _inspect(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, list[str]]:
     rc = main(["weights", "inspect", *argv])
     return rc, capsys.readouterr().out.strip().splitlines()
+
+
+def test_the_judges_register_their_kinds() -> None:
+    """`metrics.judges` owns the judge kinds; once imported (the CLI does) they are inspectable."""
+    judge_kinds = {"syncnet_v2", "alexnet", "arcface", "emotion_fan", "inception_v3_imagenet"}
+    assert judge_kinds <= set(weights.KINDS)
+    assert not judge_kinds & {k.name for k in (*weights.kinds.BUILTIN, *weights.kinds.FOREIGN)}
 
 
 def test_every_registered_kind_has_a_file_layout_here() -> None:

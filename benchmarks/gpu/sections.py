@@ -524,7 +524,7 @@ def load_judges_on(folder: Path, device: torch.device, plan: EvalPlan) -> tuple[
     networks run on the GPU while PSNR/SSIM and the FID statistics stay on the CPU, as in the runner.
     A judge that cannot be built is left out and named in the returned {judge: reason}.
     """
-    from edtalk.nn.judges import DlibFace, InceptionFID, LPIPSAlex, SyncNetV2
+    from metrics.judges import DlibFace, InceptionFID, LPIPSAlex, SyncNetV2
     from metrics.runner import WEIGHT_FILES, Judges, load_emotion_classifier
 
     loaders: dict[str, Callable[[], Any]] = {

@@ -82,7 +82,7 @@ def clip_psnrs(
     (predicted audio mouth coefficients T' x 20, true opening T') for the mouth-opening correlation."""
     from edtalk.io import from_uint8
     from edtalk.mel import mel_windows, smooth_coefficients
-    from edtalk.nn.judges import resize_frames
+    from metrics.judges import resize_frames
     from metrics.render import reconstruct, reconstruct_from_audio
     from metrics.runner import ground_truth
 
@@ -107,7 +107,7 @@ def copy_source_psnr(root: Path, size: int, clips: int) -> float:
     """Mean PSNR over the first `clips` test clips of copying each clip's first frame (the source) to
     every frame, through the same path as `clip_psnrs`: the no-model baseline a reconstruction must beat."""
     from edtalk.io import from_uint8
-    from edtalk.nn.judges import resize_frames
+    from metrics.judges import resize_frames
     from metrics.runner import ground_truth
 
     values = []

@@ -169,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_lse(args: argparse.Namespace) -> int:
-    from edtalk.nn.judges import SyncNetV2
+    from metrics.judges import SyncNetV2
     from metrics.sync import prepare_lse_inputs, score_video
 
     if args.no_crop and args.crop not in (None, "none"):

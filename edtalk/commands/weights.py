@@ -43,7 +43,7 @@ def _sha256(path: Path) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from metrics.weights_table import weight_entries
+    from metrics.judges import weight_entries
 
     rows = weight_entries(args.dir)
     width = max(len(r.name) for r in rows)
@@ -75,6 +75,7 @@ def _describe(report: dict[str, Any]) -> str:
 
 
 def run_inspect(args: argparse.Namespace) -> int:
+    import metrics.judges  # noqa: F401  (registers the judges' weight kinds: syncnet_v2, alexnet, ...)
     from edtalk import weights
 
     if args.kind is not None and args.kind not in weights.KINDS:

@@ -2,6 +2,11 @@
 
 To add a kind, append one `Kind(...)` to `BUILTIN` (see `edtalk.weights.registry` for the fields).
 Builders import their network inside the function so importing `edtalk.weights` stays cheap.
+
+The kinds of the frozen evaluation judges (`syncnet_v2`, `alexnet`, `arcface`, `emotion_fan`,
+`inception_v3_imagenet`) are not here: `metrics.judges` owns those networks and their table of files,
+and registers their kinds when imported (`edtalk weights inspect` imports it). This package never
+imports `metrics`.
 """
 
 from __future__ import annotations
@@ -14,8 +19,7 @@ from torch import nn
 
 from edtalk.config import BASE_CHANNELS, GeneratorConfig
 from edtalk.losses.perceptual import VGG19_URL
-from edtalk.nn.judges import WHERE as JUDGE_WHERE
-from edtalk.weights.files import CheckpointError, StateDict
+from edtalk.weights.files import StateDict
 from edtalk.weights.keymaps import KEY_MAPS, WHERE_TO_GET, KeyMap, infer_generator_config
 from edtalk.weights.registry import Kind, LightningRule, register
 
@@ -129,42 +133,14 @@ def _emotion_classifier_config(d: dict[str, Any]) -> Any:
     return EmotionClassifierConfig.from_dict(d)
 
 
-# -- frozen judges and the perceptual VGG (release files of other projects, plain state dicts) -------
-def _syncnet_v2(cfg: dict[str, Any]) -> nn.Module:
-    from edtalk.nn.judges import SyncNetV2
-
-    return SyncNetV2(int(cfg["embed_dim"]))
-
-
-def _arcface(cfg: dict[str, Any]) -> nn.Module:
-    from edtalk.nn.judges import ArcFace
-
-    return ArcFace(tuple(cfg["layers"]), int(cfg["embed_dim"]))
-
-
-def infer_arcface_config(sd: Mapping[str, Any]) -> dict[str, Any]:
-    """iResNet depth (blocks per stage, read from the keys) and embedding size of an arcface_torch file."""
-    from edtalk.nn.judges import ARCFACE_DEPTHS
-
-    counts = tuple(len({k.split(".")[1] for k in sd if k.startswith(f"layer{i}.")}) for i in range(1, 5))
-    if counts not in ARCFACE_DEPTHS.values():
-        raise CheckpointError(f"block counts {counts} match no iResNet {sorted(ARCFACE_DEPTHS)}")
-    return {"layers": list(counts), "embed_dim": int(sd["fc.weight"].shape[0])}
-
-
-def _lpips_alex(cfg: dict[str, Any]) -> nn.Module:
-    from edtalk.nn.judges import LPIPSAlex
-
-    return LPIPSAlex()
-
-
+# -- the perceptual VGG (a release file of another project, a plain state dict) --------------------
 def _vgg19(cfg: dict[str, Any]) -> nn.Module:
     from edtalk.losses.perceptual import vgg19_features
 
     return vgg19_features(float(cfg["width"]))
 
 
-def _conv1_kernel(obj: Mapping[str, Any]) -> int:
+def conv1_kernel(obj: Mapping[str, Any]) -> int:
     """Kernel side of `features.0` (11: AlexNet, 3: VGG), 0 when absent."""
     weight = obj.get("features.0.weight")
     return int(weight.shape[-1]) if isinstance(weight, torch.Tensor) else 0
@@ -336,94 +312,19 @@ BUILTIN: tuple[Kind, ...] = (
     ),
 )
 
-JUDGES: tuple[Kind, ...] = (
-    Kind(
-        "syncnet_v2",
-        "syncnet_v2",
-        _syncnet_v2,
-        _defaults(embed_dim=1024),
-        official=KeyMap(None, dead=(), unmapped=(r"num_batches_tracked$",)),
-        looks_like=lambda obj: "netcnnaud.0.weight" in obj,
-        where=JUDGE_WHERE["syncnet_v2"],
-    ),
-    Kind(
-        "arcface",
-        "arcface",
-        _arcface,
-        _defaults(layers=[3, 13, 30, 3], embed_dim=512),
-        official=KeyMap(None, dead=()),
-        infer_config=infer_arcface_config,
-        looks_like=lambda obj: "layer1.0.bn1.weight" in obj and "fc.weight" in obj,
-        where=JUDGE_WHERE["arcface"],
-    ),
-    Kind(
-        "alexnet",
-        "lpips_alex",
-        _lpips_alex,
-        _defaults(),
-        official=KeyMap(None, dead=(r"^classifier\.",), unmapped=(r"^lins\.", r"^shift$", r"^scale$")),
-        looks_like=lambda obj: _conv1_kernel(obj) == 11,
-        where=JUDGE_WHERE["alexnet"],
-    ),
+FOREIGN: tuple[Kind, ...] = (
     Kind(
         "vgg19",
         "vgg19",
         _vgg19,
         _defaults(width=1.0),
         official=KeyMap(None, (("features.", ""),), dead=(r"^features\.3\d\.", r"^classifier\.")),
-        looks_like=lambda obj: _conv1_kernel(obj) == 3 and "features.34.weight" in obj,
+        looks_like=lambda obj: conv1_kernel(obj) == 3 and "features.34.weight" in obj,
         where=f"{VGG19_URL} (torchvision VGG19, for the perceptual loss)",
     ),
 )
 
-for _kind in (*BUILTIN, *JUDGES, WAV2LIP):
+for _kind in (*BUILTIN, *FOREIGN, WAV2LIP):
     register(_kind)
 
-__all__ = ["BUILTIN", "JUDGES", "KeyMap", "infer_arcface_config", "infer_discriminator_config", "supervised"]
-
-
-# -- judges of EAT's evaluation protocol (metrics/eat.py) ----------------------------------------------
-def _emotion_fan(cfg: Any) -> nn.Module:
-    from edtalk.nn.emotion_fan import EmotionFAN
-
-    return EmotionFAN(cfg)
-
-
-def _emotion_fan_config(d: dict[str, Any]) -> Any:
-    from edtalk.nn.emotion_fan import EmotionFANConfig
-
-    return EmotionFANConfig.from_dict(d)
-
-
-def _inception_v3_imagenet(cfg: Any) -> nn.Module:
-    from torchvision.models import inception_v3
-
-    return inception_v3(weights=None, aux_logits=True, transform_input=True, init_weights=False)
-
-
-for _kind in (
-    Kind(
-        "emotion_fan",
-        "emotion_fan",
-        _emotion_fan,
-        _emotion_fan_config,
-        # {epoch, state_dict, accuracy, name}; `module.` is stripped by the registry, `fc.*` dropped as EAT does
-        official=KeyMap("state_dict", dead=(r"^fc\.",)),
-        looks_like=lambda obj: (
-            isinstance(obj.get("state_dict"), Mapping) and "module.pred_fc2.weight" in obj["state_dict"]
-        ),
-        where="self_relation-attention_61_84.3655 (Emotion-FAN fine-tuned on MEAD) from EAT's evaluation "
-        "download, github.com/yuangan/evaluation_eat (code.zip: code/model_training_name/)",
-    ),
-    Kind(
-        "inception_v3_imagenet",
-        "inception_v3_imagenet",
-        _inception_v3_imagenet,
-        lambda d: dict(d),
-        official=KeyMap(None, dead=(), unmapped=(r"num_batches_tracked$",)),
-        looks_like=lambda obj: "Mixed_7c.branch_pool.conv.weight" in obj and "AuxLogits.fc.weight" in obj,
-        where="torchvision's ImageNet InceptionV3 state dict (EAT's FID): "
-        "https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth",
-    ),
-):
-    register(_kind)
+__all__ = ["BUILTIN", "FOREIGN", "KeyMap", "conv1_kernel", "infer_discriminator_config", "supervised"]

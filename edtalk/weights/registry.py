@@ -133,7 +133,10 @@ def register(kind: Kind) -> Kind:
 def get_kind(name: str) -> Kind:
     """The registered kind `name`, or a `CheckpointError` listing the known ones."""
     if name not in KINDS:
-        raise CheckpointError(f"unknown weight kind {name!r}; known: {', '.join(sorted(KINDS))}")
+        raise CheckpointError(
+            f"unknown weight kind {name!r}; known: {', '.join(sorted(KINDS))} "
+            "(the evaluation judges' kinds are registered by `import metrics.judges`)"
+        )
     return KINDS[name]
 
 

@@ -42,8 +42,8 @@ def weights(tmp_path_factory: pytest.TempPathFactory, media: dict[str, Path]) ->
     from edtalk.config import GeneratorConfig
     from edtalk.nn.audio2lip import Audio2Lip
     from edtalk.nn.generator import Generator
-    from edtalk.nn.judges import SyncNetV2
     from edtalk.weights import save_official
+    from metrics.judges import SyncNetV2
 
     d = tmp_path_factory.mktemp("weights")
     torch.manual_seed(0)

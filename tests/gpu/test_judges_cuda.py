@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from edtalk.nn.emotion import EmotionClassifier, EmotionClassifierConfig
-from edtalk.nn.judges import ArcFace, InceptionFID, LPIPSAlex, SyncNetV2
 from metrics.fid import FID
 from metrics.image import LPIPS, PSNR, SSIM
+from metrics.judges import ArcFace, InceptionFID, LPIPSAlex, SyncNetV2
 from metrics.sync import LSE
 from tests.gpu.common import needs_cuda
 

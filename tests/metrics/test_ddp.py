@@ -10,9 +10,9 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from edtalk.nn.judges import InceptionFID
 from metrics.fid import FID
 from metrics.image import PSNR, SSIM
+from metrics.judges import InceptionFID
 from metrics.landmarks import LMD
 from metrics.orthogonality import Disentanglement
 

@@ -20,8 +20,9 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from edtalk.cli import main
 from edtalk.io import read_video, write_video
-from edtalk.nn.emotion_fan import EMOTION_FAN_LABELS, EmotionFAN
 from metrics import eat
+from metrics.judges.emotion_fan import EMOTION_FAN_LABELS, EmotionFAN
+from metrics.judges.inception_imagenet import InceptionImageNet
 from metrics.runner import WEIGHT_FILES, eat_clip_id, find_videos, load_emotion_fan, read_clip_list
 from tests.avclips import FFMPEG, NO_FFMPEG
 
@@ -249,7 +250,7 @@ def test_inception_features_match_torchvision_mixed_7c_hook(tmp_path: Path) -> N
     ref = inception_v3(weights=None, aux_logits=True, transform_input=True, init_weights=True).eval()
     path = tmp_path / WEIGHT_FILES["inception_imagenet"]
     torch.save(ref.state_dict(), path)
-    ours = eat.InceptionImageNet.from_file(path)
+    ours = InceptionImageNet.from_file(path)
     grabbed: list[torch.Tensor] = []
     ref.Mixed_7c.register_forward_hook(lambda m, i, o: grabbed.append(o))
     x = torch.rand(2, 3, 299, 299)
@@ -262,7 +263,7 @@ def test_inception_features_match_torchvision_mixed_7c_hook(tmp_path: Path) -> N
     state.pop("fc.bias")
     torch.save(state, tmp_path / "bad.pth")
     with pytest.raises(ValueError, match=r"fc\.bias"):
-        eat.InceptionImageNet.from_file(tmp_path / "bad.pth")
+        InceptionImageNet.from_file(tmp_path / "bad.pth")
 
 
 # -- re-encode ------------------------------------------------------------------------------------------
@@ -306,7 +307,7 @@ def test_evaluate_protocol_eat_end_to_end(tmp_path: Path, capsys: pytest.Capture
     weights.mkdir()
     _fan_file(weights / WEIGHT_FILES["emotion_fan"])
     torch.manual_seed(6)
-    torch.save(eat.InceptionImageNet().net.state_dict(), weights / WEIGHT_FILES["inception_imagenet"])
+    torch.save(InceptionImageNet().net.state_dict(), weights / WEIGHT_FILES["inception_imagenet"])
     gt = next(iter(ground_truth("builtin")))
     frames = gt.frames[:12]
     write_video(tmp_path / "same" / f"{gt.clip_id}.mp4", frames)

@@ -14,7 +14,7 @@ from torchvision.models import alexnet
 
 from edtalk.cli import main
 from edtalk.io import write_video
-from edtalk.nn.judges import SyncNetV2
+from metrics.judges import SyncNetV2
 from metrics.runner import WEIGHT_FILES, ground_truth, load_judges
 
 

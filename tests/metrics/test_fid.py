@@ -10,9 +10,9 @@ import torch
 import torch_fidelity
 
 from edtalk.io import from_uint8
-from edtalk.nn.judges import InceptionFID, JudgeWeightsMissing
 from metrics.fid import FID
 from metrics.functional.fid import evenly_spaced
+from metrics.judges import InceptionFID, JudgeWeightsMissing
 
 
 class _Images(torch.utils.data.Dataset):

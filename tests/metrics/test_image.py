@@ -12,8 +12,8 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from torchvision.models import alexnet
 
 from edtalk.io import from_uint8
-from edtalk.nn.judges import JudgeWeightsMissing, LPIPSAlex
 from metrics.image import LPIPS, PSNR, SSIM
+from metrics.judges import JudgeWeightsMissing, LPIPSAlex
 
 
 def _pairs(n: int = 4, h: int = 40, w: int = 48) -> tuple[np.ndarray, np.ndarray]:

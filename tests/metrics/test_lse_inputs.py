@@ -142,7 +142,7 @@ def test_prepare_lse_inputs_crops_the_track_and_cuts_its_audio(tmp_path: Path) -
 
 def test_lse_cli_s3fd_without_weights_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from edtalk.cli import main
-    from edtalk.nn.judges import SyncNetV2
+    from metrics.judges import SyncNetV2
 
     torch.save(SyncNetV2().state_dict(), tmp_path / "syncnet_v2.model")
     clip = write_clip(tmp_path / "c.mov", np.zeros((10, 64, 64, 3), np.uint8), 25, np.zeros((1, 6400)))

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from edtalk.nn.judges import SyncNetV2
+from metrics.judges import SyncNetV2
 from metrics.sync import prepare_lse_inputs, score_video
 from tests.avclips import FFMPEG, NO_FFMPEG, write_clip
 from tests.metrics.test_sync import _clip, _on_off, sync_judge  # noqa: F401  (fixture)

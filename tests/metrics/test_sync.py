@@ -21,7 +21,6 @@ import torch
 from torch import nn
 
 from edtalk.io import write_video, write_wav
-from edtalk.nn.judges import JudgeWeightsMissing, SyncNetV2
 from metrics.functional.sync import (
     _hz_to_mel,
     _mel_to_hz,
@@ -32,6 +31,7 @@ from metrics.functional.sync import (
     sync_score,
     video_windows,
 )
+from metrics.judges import JudgeWeightsMissing, SyncNetV2
 from metrics.sync import LSE, score_video
 
 SPF = 640  # audio samples per video frame

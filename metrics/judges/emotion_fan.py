@@ -4,19 +4,28 @@ ICIP 2019, Sec. 2): a ResNet-18 frame encoder with the self-attention (alpha) an
 EDTalk use as the judge of emotion accuracy (checkpoint `self_relation-attention_61_84.3655`).
 
 Module names follow the released checkpoints (after their `module.` prefix is stripped), so such a file
-loads strictly through the weight kind `emotion_fan` (`edtalk.weights.load(path, kind="emotion_fan")`). The clip prediction reproduces the evaluation arithmetic of the released code,
-including its quirk: the relation-attention numerator weights the concatenated features by alpha only,
-the denominator by alpha * beta (see `EmotionFAN.pool`).
+loads strictly through the weight kind `emotion_fan` (`KIND`; `load_emotion_fan(path)`). It lives with
+the judges, not in `edtalk.nn`, because nothing here trains it: it only scores results. The clip
+prediction reproduces the evaluation arithmetic of the released code, including its quirk: the
+relation-attention numerator weights the concatenated features by alpha only, the denominator by
+alpha * beta (see `EmotionFAN.pool`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from edtalk.config import SerializableConfig
+from edtalk.weights.keymaps import KeyMap
+from edtalk.weights.registry import Kind
+from metrics.judges.base import require_file
+from metrics.judges.files import where
 
 # Class order of the MEAD-finetuned Emotion-FAN (its `cate2label['MEAD']`).
 EMOTION_FAN_LABELS = ("happy", "angry", "disgust", "fear", "sad", "neutral", "surprised", "contempt")
@@ -106,3 +115,29 @@ class EmotionFAN(nn.Module):
 
     def train(self, mode: bool = True) -> EmotionFAN:
         return super().train(False)  # a judge: batch norm and dropout stay in eval mode
+
+
+def load_emotion_fan(path: str | Path | None) -> EmotionFAN:
+    """The Emotion-FAN judge from EAT's `self_relation-attention_61_84.3655` (kind `emotion_fan`), frozen."""
+    from edtalk.weights import load
+
+    net = load(require_file(path, "emotion_fan"), kind="emotion_fan")  # fc.* dropped, module. stripped
+    assert isinstance(net, EmotionFAN)
+    return net.eval().requires_grad_(False)
+
+
+def _looks_like(obj: Mapping[str, Any]) -> bool:
+    """EAT's file: {epoch, state_dict (DDP `module.` prefixes), accuracy, name}."""
+    return isinstance(obj.get("state_dict"), Mapping) and "module.pred_fc2.weight" in obj["state_dict"]
+
+
+KIND = Kind(
+    "emotion_fan",
+    "emotion_fan",
+    EmotionFAN,
+    EmotionFANConfig.from_dict,
+    # `module.` is stripped by the registry, `fc.*` (unused by the evaluation) dropped as EAT does
+    official=KeyMap("state_dict", dead=(r"^fc\.",)),
+    looks_like=_looks_like,
+    where=where("emotion_fan"),
+)
