@@ -1,0 +1,1 @@
+"""Evaluation: torchmetrics metrics over pure functional cores, frozen judges, protocols, the runner."""

@@ -1,0 +1,1 @@
+"""Preprocessing raw videos into clips: layouts, face crop, landmarks, mel, resumable parallel runs."""

@@ -1,0 +1,1 @@
+"""One thin module per `edtalk` subcommand: parse, call, report."""

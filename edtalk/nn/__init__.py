@@ -1,0 +1,1 @@
+"""Plain nn.Modules, one file per paper component (no Lightning here)."""
