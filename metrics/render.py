@@ -23,6 +23,7 @@ import torch
 
 from edtalk.io import from_uint8, to_uint8, write_video
 from edtalk.nn.generator import Generator
+from edtalk.pipeline.render import Renderer
 from metrics.judges import resize_frames
 from metrics.orthogonality import Disentanglement, bank_diagnostics
 from metrics.runner import ground_truth, heatmap
@@ -32,16 +33,12 @@ from metrics.runner import ground_truth, heatmap
 def reconstruct(
     gen: Generator, frames: torch.Tensor, batch: int = 16
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """frames: T x 3 x S x S in [-1, 1] -> rendered T x 3 x S x S and per-frame coefficients."""
-    src = gen.encode(frames[:1])
-    q = gen.basis()
-    out, coeffs = [], []
-    for i in range(0, len(frames), batch):
-        alpha = gen.coefficients(frames[i : i + batch])
-        w, e = gen.latent(src.w_a, alpha, q)
-        out.append(gen.render(src, w, e))
-        coeffs.append(alpha)
-    return torch.cat(out), {k: torch.cat([c[k] for c in coeffs]) for k in coeffs[0]}
+    """frames: T x 3 x S x S in [-1, 1] -> rendered T x 3 x S x S and per-frame coefficients.
+
+    The first frame is the source (encoded once); every frame drives mouth, pose and expression.
+    """
+    renderer = Renderer(gen, chunk_size=batch, channels_last=False)
+    return renderer(frames[:1], drivers=frames)
 
 
 @torch.no_grad()
@@ -54,15 +51,9 @@ def reconstruct_from_audio(
     windows = torch.from_numpy(mel_windows(wav)).to(frames.device)  # -> T' x 1 x 80 x 16
     t = min(len(windows), len(frames))
     mouth = smooth_coefficients(audio2lip(windows[:t]).float())  # -> T' x 20
-    src = gen.encode(frames[:1])
-    q = gen.basis()
-    out = []
-    for i in range(0, t, batch):
-        alpha = gen.coefficients(frames[i : min(t, i + batch)])
-        alpha["mouth"] = mouth[i : i + len(alpha["mouth"])]
-        w, e = gen.latent(src.w_a, alpha, q)
-        out.append(gen.render(src, w, e))
-    return torch.cat(out)
+    renderer = Renderer(gen, chunk_size=batch, channels_last=False)
+    motion = dict.fromkeys(renderer.components) | {"mouth": mouth}
+    return renderer(frames[:1], motion, drivers=frames[:t])[0]
 
 
 def render_split(

@@ -1,4 +1,4 @@
-"""What to render and whether it can be rendered: `Inputs`, `Result`, and the mode checks run before any decoding."""
+"""What to render and whether it can be: `Inputs`, `Result`, and the mode checks run before any decoding."""
 
 from __future__ import annotations
 

@@ -109,11 +109,7 @@ class Renderer:
         for start in range(0, num_frames, self.chunk_size):
             stop = min(start + self.chunk_size, num_frames)
             enc, own = source.take(start, stop)
-            alpha = (
-                own
-                if motion is None
-                else {k: own[k] if m is None else m[start:stop] for k, m in motion.items()}
-            )
+            alpha = _chunk_motion(own, motion, start, stop)
             yield gen.animate(enc, alpha, q), alpha
 
     def __call__(
@@ -140,11 +136,21 @@ class Renderer:
         return frames, {k: torch.cat([c[1][k] for c in chunks]) for k in chunks[0][1]}
 
 
+def _chunk_motion(
+    own: dict[str, torch.Tensor], motion: Motion | None, start: int, stop: int
+) -> dict[str, torch.Tensor]:
+    """Bank weights of frames [start, stop): given motion sliced, `None` (or no motion) from `own`."""
+    if motion is None:
+        return own
+    return {k: own[k] if m is None else m[start:stop] for k, m in motion.items()}
+
+
 def _motion_length(motion: Motion | None) -> int:
     lengths = {len(m) for m in (motion or {}).values() if m is not None}
     if len(lengths) != 1:
         raise ValueError(
-            f"a render without drivers needs motion of one length T for at least one component, got {lengths or 'none'}"
+            "a render without drivers needs motion of one length T for at least one component, "
+            f"got lengths {sorted(lengths) or 'none'}; give motion tensors or drivers"
         )
     return lengths.pop()
 
