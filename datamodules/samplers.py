@@ -290,37 +290,64 @@ def mel_windows_of(clip: Clip) -> np.ndarray:
 
 
 class CoefficientCache:
-    """Per-shard coefficient sidecars (`edtalk.coefficients`, which owns the format), opened lazily."""
+    """Per-shard ``<shard>.coeffs.npz`` sidecars (T x (20+6[+10]) per clip, ``__dims__``), loaded lazily."""
 
     def __init__(self) -> None:
         self._files: dict[str, Any] = {}
 
     @staticmethod
     def path(url: str) -> Path:
-        from edtalk.coefficients import sidecar_path
-
-        return sidecar_path(url)
+        return Path(url.removeprefix("file:") + ".coeffs.npz")
 
     def get(self, clip: Clip) -> dict[str, np.ndarray]:
-        """{"mouth": T x 20, "pose": T x 6[, "exp": T x 10]} of `clip`, from its shard's sidecar."""
-        from edtalk.coefficients import open_sidecar
-
         if clip.url not in self._files:
-            fix = "extract coefficients first (`edtalk extract`) or set coefficients=False"
-            self._files[clip.url] = open_sidecar(clip.url, fix)
-        sidecar = self._files[clip.url]
-        if clip.key not in sidecar:
-            raise KeyError(f"{sidecar.path} has no coefficients for clip {clip.key}; re-run `edtalk extract`")
-        return sidecar.parts(clip.key)
+            path = self.path(clip.url)
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"{path} missing: extract coefficients first (`edtalk extract`) or set coefficients=False"
+                )
+            self._files[clip.url] = np.load(path)
+        data = self._files[clip.url]
+        if clip.key not in data:
+            raise KeyError(
+                f"{self.path(clip.url)} has no coefficients for clip {clip.key}; re-run `edtalk extract`"
+            )
+        dims = [int(d) for d in data["__dims__"]]
+        coeffs = data[clip.key]
+        bounds = np.cumsum([0, *dims])
+        parts = {
+            name: coeffs[:, bounds[k] : bounds[k + 1]] for k, name in enumerate(("mouth", "pose", "exp"))
+        }
+        return {k: v for k, v in parts.items() if v.shape[1] > 0}
+
+
+NOSE_TIP = 30  # index of the nose tip among the 68 landmarks
+
+
+def face_boxes(lmk: np.ndarray) -> np.ndarray:
+    """Per-frame face boxes x1, y1, x2, y2 from 68 landmarks: ... x 68 x 2 -> ... x 4 float32.
+
+    Our stand-in for the face-detector box of Wav2Lip's preprocessing (one box per frame, no padding,
+    no smoothing) whose 96 x 96 resize and lower half are the lip-sync expert's input: sideways the
+    landmarks' extent (jaw line), at the bottom the chin, at the top the brows or, where that is
+    higher, the height that puts the nose tip at the box centre. A detector box includes part of the
+    forehead, so its lower half runs from about the nose to the chin; the tight landmark box stops at
+    the brows, and its lower half can cut the upper lip. Shards keep landmarks, not detector boxes
+    (every landmark backend gives the same 68 points; detectors disagree on their boxes).
+    """
+    lo, hi = lmk.min(-2), lmk.max(-2)  # -> ... x 2 (x, y)
+    top = np.minimum(lo[..., 1], 2 * lmk[..., NOSE_TIP, 1] - hi[..., 1])
+    return np.stack([lo[..., 0], top, hi[..., 0], hi[..., 1]], -1).astype(np.float32)
 
 
 @dataclass
 class AudioSampler(_Base):
-    """T consecutive frames + their mel windows + identity frame + mouth boxes (+ cached coefficients).
+    """T consecutive frames + their mel windows + identity frame + mouth and face boxes (+ cached coefficients).
 
     Keys: "frames" T x 3 x S x S (uint8, like every image here), "mel" T x 1 x 80 x 16 (window t centred on frame t), "identity"
-    3 x S x S, "bbox" T x 4 (pixels of the S² frame), "emotion" (long, -1 unknown), and with
-    `coefficients` "mouth" T x 20, "pose" T x 6, "exp" T x 10.
+    3 x S x S, "bbox" T x 4 mouth boxes and "face_box" T x 4 face boxes (`face_boxes`; both x1, y1, x2, y2 in
+    pixels of the S² frame), "emotion" (long, -1 unknown), and with `coefficients` "mouth" T x 20, "pose" T x 6,
+    "exp" T x 10.
     """
 
     clip_frames: int = 5
@@ -344,11 +371,13 @@ class AudioSampler(_Base):
     ) -> Sample:
         span = slice(start, start + self.clip_frames)
         frames = clip.frames(range(start, start + self.clip_frames))  # T x H x W x 3 uint8
+        scale = self.image_size / frames.shape[2]  # stored pixels -> pixels of the S² frame
         out = {
             "frames": self.image(frames),
             "mel": torch.from_numpy(windows[span].copy()),
             "identity": self.image(clip.frame(ident)),
-            "bbox": torch.from_numpy(clip.bbox[span] * (self.image_size / frames.shape[2])).float(),
+            "bbox": torch.from_numpy(clip.bbox[span] * scale).float(),
+            "face_box": torch.from_numpy(face_boxes(clip.lmk[span]) * scale).float(),
             "emotion": torch.tensor(int(clip.meta.get("emotion_id", -1)), dtype=torch.long),
         }
         out.update({k: torch.from_numpy(np.asarray(v[span], np.float32)) for k, v in coeffs.items()})

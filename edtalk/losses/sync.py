@@ -1,11 +1,19 @@
 """Lip-sync loss (Wav2Lip expert, SPEC 5.4) and the crops the expert sees.
 
 The expert (`edtalk.nn.syncnet.SyncNet`) reads 5 consecutive frames as the lower halves of 96 x 96
-crops and the mel window of the same 5 frames. Our clips carry a tight mouth box per frame (contract:
-`bbox` x1, y1, x2, y2 in pixels of the S x S frame), so the crop is a square of side
-`crop_scale` x (mean mouth-box width over the 5 frames), centred horizontally on the mouth and placed
-so the mouth centre sits in the middle of the crop's lower half (row 72 of 96), as in Wav2Lip's face
-crops. Crops are bilinear (`grid_sample`), hence differentiable w.r.t. rendered frames.
+crops and the mel window of the same 5 frames. Two crops (`sync_crop`, boxes in pixels of the S x S
+frame, x1, y1, x2, y2):
+
+* ``"face"`` (default): each frame's face box (batch key "face_box": the tight box of the frame's 68
+  landmarks, `datamodules.samplers.face_boxes`) resized to 96 x 96, as Wav2Lip's preprocessing
+  resizes its face-detector box; the lower half (nose to chin) goes to the expert. This is the input
+  Wav2Lip's expert (`lipsync_expert.pth`) was trained on.
+* ``"mouth"``: a square of side `crop_scale` x (mean mouth-box width over the 5 frames) around the
+  mouth box (batch key "bbox"), centred horizontally on the mouth and placed so the mouth centre sits
+  in the middle of the crop's lower half (row 72 of 96). Our earlier default; a tighter view of the
+  mouth, at one scale over the window.
+
+Crops are bilinear (`grid_sample`), hence differentiable w.r.t. rendered frames.
 
 Window alignment: frames `start .. start+4` pair with per-frame mel window `start + 2`
 (`edtalk.nn.syncnet.gather_sync_windows`), which covers exactly those frames (upstream EDTalk used
@@ -21,6 +29,28 @@ from torch import nn
 from edtalk.nn.syncnet import SYNC_FRAMES, SyncNet, gather_sync_windows, stack_mouth_frames
 
 CROP = 96
+SYNC_CROPS = {"face": "face_box", "mouth": "bbox"}  # crop -> the batch key of its boxes
+
+
+def check_sync_crop(crop: str) -> str:
+    """`crop` if it names a sync crop, else a ValueError naming the choices."""
+    if crop not in SYNC_CROPS:
+        raise ValueError(
+            f"sync_crop={crop!r}: use 'face' (lower half of the face box, the input of Wav2Lip's expert) "
+            "or 'mouth' (lower half of a mouth-box square, side crop_scale x mouth width)"
+        )
+    return crop
+
+
+def crop_boxes(batch: dict[str, torch.Tensor], crop: str = "face") -> torch.Tensor:
+    """The B x T x 4 boxes a sync crop is cut from: batch "face_box" (face) or "bbox" (mouth boxes)."""
+    key = SYNC_CROPS[check_sync_crop(crop)]
+    if key not in batch:
+        raise KeyError(
+            f"sync_crop={crop!r} needs batch[{key!r}] (B x T x 4 boxes); AudioDataModule batches carry "
+            f"'face_box' and 'bbox', this batch has {sorted(batch)}"
+        )
+    return batch[key]
 
 
 def sync_probability(audio_emb: torch.Tensor, video_emb: torch.Tensor) -> torch.Tensor:
@@ -60,6 +90,17 @@ def sync_boxes(bbox: torch.Tensor, crop_scale: float = 2.0) -> torch.Tensor:
     return torch.stack([cx - side / 2, cy - 0.75 * side, cx + side / 2, cy + 0.25 * side], dim=-1)
 
 
+def window_boxes(boxes: torch.Tensor, crop: str = "face", crop_scale: float = 2.0) -> torch.Tensor:
+    """Crop boxes of a 5-frame window: B x 5 x 4 face or mouth boxes -> B x 5 x 4 boxes to resize to 96².
+
+    "face": each frame's own face box (resized to 96 x 96 whatever its aspect, as Wav2Lip resizes its
+    detector boxes); "mouth": `sync_boxes(boxes, crop_scale)`.
+    """
+    if check_sync_crop(crop) == "face":
+        return boxes
+    return sync_boxes(boxes, crop_scale)
+
+
 def crop_resize(images: torch.Tensor, boxes: torch.Tensor, size: int = CROP) -> torch.Tensor:
     """Bilinear crops: images N x 3 x H x W, boxes N x 4 pixels -> N x 3 x size x size (zeros outside)."""
     n, _, h, w = images.shape
@@ -75,15 +116,22 @@ def crop_resize(images: torch.Tensor, boxes: torch.Tensor, size: int = CROP) -> 
 
 
 def sync_faces(
-    frames: torch.Tensor, bbox: torch.Tensor, start: torch.Tensor, crop_scale: float = 2.0
+    frames: torch.Tensor,
+    boxes: torch.Tensor,
+    start: torch.Tensor,
+    crop_scale: float = 2.0,
+    *,
+    crop: str = "face",
 ) -> torch.Tensor:
     """The expert's face input for frames start..start+4 of each clip.
 
     Args:
         frames: B x T x 3 x S x S in [-1, 1].
-        bbox: B x T x 4 mouth boxes in pixels of the S x S frame.
+        boxes: B x T x 4 boxes in pixels of the S x S frame: face boxes for ``crop="face"``, mouth
+            boxes for ``crop="mouth"`` (`crop_boxes` picks them from a batch).
         start: B first-frame indices, each in [0, T - 5].
-        crop_scale: crop side over the mouth-box width.
+        crop_scale: crop side over the mouth-box width (``crop="mouth"`` only).
+        crop: "face" or "mouth" (see the module docstring).
 
     Returns:
         B x 15 x 48 x 96 (lower halves of the five 96 x 96 crops, frames stacked on channels).
@@ -94,20 +142,26 @@ def sync_faces(
     idx = start.to(frames.device)[:, None] + torch.arange(SYNC_FRAMES, device=frames.device)  # -> B x 5
     rows = torch.arange(b, device=frames.device)[:, None]
     clip = frames[rows, idx]  # -> B x 5 x 3 x S x S
-    boxes = sync_boxes(bbox.to(frames.dtype)[rows, idx], crop_scale)  # -> B x 5 x 4
-    crops = crop_resize(clip.flatten(0, 1), boxes.flatten(0, 1))  # -> (B*5) x 3 x 96 x 96
+    window = window_boxes(boxes.to(frames.dtype)[rows, idx], crop, crop_scale)  # -> B x 5 x 4
+    crops = crop_resize(clip.flatten(0, 1), window.flatten(0, 1))  # -> (B*5) x 3 x 96 x 96
     return stack_mouth_frames(crops.view(b, SYNC_FRAMES, 3, CROP, CROP))
 
 
 def sync_pair(
-    frames: torch.Tensor, bbox: torch.Tensor, mel: torch.Tensor, start: torch.Tensor, crop_scale: float = 2.0
+    frames: torch.Tensor,
+    boxes: torch.Tensor,
+    mel: torch.Tensor,
+    start: torch.Tensor,
+    crop_scale: float = 2.0,
+    *,
+    crop: str = "face",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(mel window B x 1 x 80 x 16, faces B x 15 x 48 x 96) of frames start..start+4: the SAME 5 frames.
 
     The one place where the expert's audio and visual inputs are paired (stages `syncnet` and
-    `audio2mouth` both use it).
+    `audio2mouth` both use it). `boxes`, `crop_scale`, `crop`: see `sync_faces`.
     """
-    return gather_sync_windows(mel, start), sync_faces(frames, bbox, start, crop_scale)
+    return gather_sync_windows(mel, start), sync_faces(frames, boxes, start, crop_scale, crop=crop)
 
 
 def random_starts(batch: int, frames: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -145,21 +199,24 @@ class SyncLoss(nn.Module):
 
     Args:
         syncnet: a trained `SyncNet`.
-        crop_scale: see `sync_boxes`.
+        crop_scale: see `sync_boxes` (``crop="mouth"`` only).
+        crop: "face" (default: the expert's training input) or "mouth"; `forward` takes the matching
+            boxes (`crop_boxes(batch, crop)`).
     """
 
-    def __init__(self, syncnet: SyncNet, crop_scale: float = 2.0) -> None:
+    def __init__(self, syncnet: SyncNet, crop_scale: float = 2.0, crop: str = "face") -> None:
         super().__init__()
         self.syncnet = syncnet.requires_grad_(False).eval()
         self.crop_scale = crop_scale
+        self.crop = check_sync_crop(crop)
 
     def train(self, mode: bool = True) -> SyncLoss:
         return super().train(False)
 
     def forward(
-        self, frames: torch.Tensor, bbox: torch.Tensor, mel: torch.Tensor, start: torch.Tensor
+        self, frames: torch.Tensor, boxes: torch.Tensor, mel: torch.Tensor, start: torch.Tensor
     ) -> torch.Tensor:
-        """frames B x T x 3 x S x S, bbox B x T x 4, mel B x T x 1 x 80 x 16, start B -> scalar loss."""
-        window, faces = sync_pair(frames, bbox, mel, start, self.crop_scale)
+        """frames B x T x 3 x S x S, boxes B x T x 4, mel B x T x 1 x 80 x 16, start B -> scalar loss."""
+        window, faces = sync_pair(frames, boxes, mel, start, self.crop_scale, crop=self.crop)
         audio, video = self.syncnet(window, faces)
         return sync_loss(audio, video, 1.0)

@@ -9,7 +9,8 @@ With alpha_hat = Audio2Lip(mel) (B x T x 20) the loss terms (weights `model.loss
 * coeff     MSE(alpha_hat, alpha)                                    (1)
 * temporal  MSE(diff_t alpha_hat, diff_t alpha)                      (0.1)
 * l1, vgg   render G(identity; w_a + [alpha_hat, alpha_pose(, alpha_exp)] Q^T) vs the real frames (1, 1)
-* mouth_l1  L1 between the 96 x 96 mouth crops of rendered and real frames (upstream img_l1_sync)  (1)
+* mouth_l1  L1 between the expert's crops (lower halves of the 96 x 96 face-box crops; `sync_crop`)
+            of rendered and real frames (upstream img_l1_sync: whole 96 x 96 face crops)           (1)
 * sync      BCE(cos(SyncNet(mel window), SyncNet(rendered mouths)), 1) on frames s..s+4 and the mel
             window of the SAME frames (window s + 2; upstream paired window s: two frames early) (5)
 * gan       non-saturating GAN_G of the rendered frames under the *frozen* discriminator of the
@@ -39,8 +40,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from edtalk.losses import VGGPyramidLoss, g_nonsaturating
-from edtalk.losses.sync import SyncLoss, random_starts, sync_faces
-from edtalk.nn.audio2lip import Audio2Lip, Audio2LipConfig
+from edtalk.losses.sync import SyncLoss, check_sync_crop, crop_boxes, random_starts, sync_faces
+from edtalk.nn.audio2lip import Audio2Lip
 from edtalk.nn.generator import Generator, SourceEncoding
 from edtalk.nn.syncnet import SYNC_FRAMES, SyncNet
 from edtalk.stages.builders import build_discriminator, build_generator, build_perceptual
@@ -54,10 +55,9 @@ from edtalk.stages.supervised import (
     resolved,
     scaled,
     seeded_generator,
-    tie_to_generator,
 )
 
-AUDIO2LIP_CHANNELS = Audio2LipConfig().channels  # (32, 64, 128, 256, 512): Wav2Lip's audio encoder
+AUDIO2LIP_CHANNELS = (32, 64, 128, 256, 512)
 IMAGE_TERMS = ("l1", "vgg", "mouth_l1", "sync", "gan")
 WAV2LIP_PREFIX = "audio_encoder."
 
@@ -80,8 +80,6 @@ class Audio2MouthConfig(StageConfig):
     """`model:` of the audio2mouth stage.
 
     Attributes:
-        network: the `Audio2Lip` architecture at `width` 1 (`model.network.channels`; times `width`);
-            `mouth_dim` follows `generator.mouth_dim`.
         loss: loss weights.
         syncnet: the lip-sync expert (our syncnet checkpoint/export or the official Wav2Lip expert);
             required when `loss.sync` > 0.
@@ -91,19 +89,24 @@ class Audio2MouthConfig(StageConfig):
         audio_trainable: globs of trained Audio2Lip parameters; None: `[mapping.*]` when the encoder
             comes from a file (upstream), else all.
         trainable: globs of trained generator parameters (default none: the generator is frozen).
-        crop_scale: mouth crop side over the mouth-box width.
+        sync_crop: "face" (lower half of the 96 x 96 face-box crop, Wav2Lip's expert input) or
+            "mouth" (lower half of a mouth-box square), for the sync and mouth_l1 terms.
+        crop_scale: mouth crop side over the mouth-box width (`sync_crop=mouth` only).
         verify_frozen: check bit-exactly that frozen generator parameters did not change.
     """
 
-    network: Audio2LipConfig = field(default_factory=Audio2LipConfig)
     loss: Audio2MouthLoss = field(default_factory=Audio2MouthLoss)
     syncnet: str | None = None
     init: str | None = None
     audio_encoder_init: str | None = None
     audio_trainable: list[str] | None = None
     trainable: list[str] = field(default_factory=list)
+    sync_crop: str = "face"
     crop_scale: float = 2.0
     verify_frozen: bool = True
+
+    def __post_init__(self) -> None:
+        check_sync_crop(self.sync_crop)
 
 
 SCRATCH_WARNING = (
@@ -239,10 +242,9 @@ class Audio2MouthStage(SupervisedStage):
             )
         obj = None if resume else init_generator(gen, cfg.init_from, use_ema=bool(cfg.init.ema))
         disc = frozen_discriminator(cfg, obj) if model_cfg.loss.gan > 0 else None
-        net_cfg = tie_to_generator(model_cfg.network, "mouth_dim", gen.cfg.mouth_dim)
-        channels = scaled(net_cfg.channels, model_cfg.width)
-        net = Audio2Lip(net_cfg.mouth_dim, channels)
-        net_config = {"mouth_dim": net_cfg.mouth_dim, "channels": list(channels)}
+        channels = scaled(AUDIO2LIP_CHANNELS, model_cfg.width)
+        net = Audio2Lip(gen.cfg.mouth_dim, channels)
+        net_config = {"mouth_dim": gen.cfg.mouth_dim, "channels": list(channels)}
         if model_cfg.init and not resume:
             net.load_state_dict(load_network(model_cfg.init, "audio2mouth").state_dict(), strict=True)
         if model_cfg.audio_encoder_init and not resume:
@@ -254,7 +256,7 @@ class Audio2MouthStage(SupervisedStage):
         if model_cfg.loss.sync > 0 and model_cfg.syncnet:
             expert = load_network(model_cfg.syncnet, "syncnet")
             assert isinstance(expert, SyncNet)
-            sync = SyncLoss(expert, model_cfg.crop_scale)
+            sync = SyncLoss(expert, model_cfg.crop_scale, model_cfg.sync_crop)
         return cls(net, net_config, gen, perceptual, sync, model_cfg, run_config, disc)
 
     @classmethod
@@ -307,11 +309,12 @@ class Audio2MouthStage(SupervisedStage):
         b, t = pred.shape[:2]
         if t >= SYNC_FRAMES and (w.sync > 0 or w.mouth_l1 > 0):
             start = random_starts(b, t, None if train else seeded_generator(self.val_index))
-            fake_mouth = sync_faces(fake, batch["bbox"], start, self.cfg.crop_scale)
-            real_mouth = sync_faces(frames, batch["bbox"], start, self.cfg.crop_scale)
+            crop, boxes = self.cfg.sync_crop, crop_boxes(batch, self.cfg.sync_crop)
+            fake_mouth = sync_faces(fake, boxes, start, self.cfg.crop_scale, crop=crop)
+            real_mouth = sync_faces(frames, boxes, start, self.cfg.crop_scale, crop=crop)
             out["mouth_l1"] = (fake_mouth - real_mouth).abs().mean()
             if self.sync is not None and w.sync > 0:
-                out["sync"] = self.sync(fake, batch["bbox"], batch["mel"], start)
+                out["sync"] = self.sync(fake, crop_boxes(batch, self.sync.crop), batch["mel"], start)
         if self.discriminator is not None and w.gan > 0:
             out["gan"] = g_nonsaturating(self.discriminator(fake.flatten(0, 1)))  # frozen D, B*T frames
         if train and self.sample_due():

@@ -1,9 +1,10 @@
 """Stage `syncnet`: the Wav2Lip-style lip-sync expert, trained on our shards (SPEC 3.6, 5.4).
 
 Batch (AudioDataModule, `clip_frames` T >= 5 + 2 `min_shift`): frames B x T x 3 x S x S, mel windows
-B x T x 1 x 80 x 16 (window t centred on frame t), mouth boxes B x T x 4.
-Per clip one 5-frame window starting at s is cropped (lower half of 96 x 96 crops around the mouth,
-`edtalk.losses.sync.sync_faces`) and paired with
+B x T x 1 x 80 x 16 (window t centred on frame t), face boxes "face_box" and mouth boxes "bbox" B x T x 4.
+Per clip one 5-frame window starting at s is cropped (lower halves of 96 x 96 crops of the face box,
+Wav2Lip's expert input; `model.sync_crop=mouth`: of a mouth-box square; `edtalk.losses.sync.sync_faces`)
+and paired with
 
 * the mel window of the same 5 frames (`gather_sync_windows`, window s + 2): label 1 (in sync);
 * the mel window of 5 frames starting at s' with |s' - s| >= `min_shift`: label 0 (shifted).
@@ -16,14 +17,21 @@ Start from scratch or from the official Wav2Lip expert: `model.init=<lipsync_exp
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 
-from edtalk.losses.sync import random_starts, shifted_starts, sync_pair, sync_probability
-from edtalk.nn.syncnet import SyncNet, SyncNetConfig, gather_sync_windows
+from edtalk.losses.sync import (
+    check_sync_crop,
+    crop_boxes,
+    random_starts,
+    shifted_starts,
+    sync_pair,
+    sync_probability,
+)
+from edtalk.nn.syncnet import SyncNet, gather_sync_windows
 from edtalk.stages.supervised import (
     StageConfig,
     SupervisedStage,
@@ -33,7 +41,7 @@ from edtalk.stages.supervised import (
     seeded_generator,
 )
 
-WAV2LIP_CHANNELS = SyncNetConfig().channels  # (32, 64, 128, 256, 512): Wav2Lip's expert
+WAV2LIP_CHANNELS = (32, 64, 128, 256, 512)
 
 
 @dataclass
@@ -41,16 +49,20 @@ class SyncNetStageConfig(StageConfig):
     """`model:` of the syncnet stage.
 
     Attributes:
-        network: the `SyncNet` architecture at `width` 1 (`model.network.channels`; times `width`).
         init: start from this file: the official Wav2Lip expert or one of our syncnet checkpoints.
-        crop_scale: mouth crop side over the mouth-box width (`edtalk.losses.sync.sync_boxes`).
+        sync_crop: "face" (lower half of the 96 x 96 face-box crop, Wav2Lip's expert input) or
+            "mouth" (lower half of a mouth-box square; `edtalk.losses.sync`).
+        crop_scale: mouth crop side over the mouth-box width (`sync_crop=mouth` only).
         min_shift: frames between an in-sync window and its shifted (negative) window.
     """
 
-    network: SyncNetConfig = field(default_factory=SyncNetConfig)
     init: str | None = None
+    sync_crop: str = "face"
     crop_scale: float = 2.0
     min_shift: int = 5
+
+    def __post_init__(self) -> None:
+        check_sync_crop(self.sync_crop)
 
 
 class SyncNetStage(SupervisedStage):
@@ -66,7 +78,7 @@ class SyncNetStage(SupervisedStage):
     def build(cls, cfg: Any, resume: bool = False) -> SyncNetStage:
         """From a composed run config: a fresh expert of `model.width`, or `model.init`'s weights."""
         model_cfg, run_config = resolved(cfg)
-        net_config = {"channels": list(scaled(model_cfg.network.channels, model_cfg.width))}
+        net_config = {"channels": list(scaled(WAV2LIP_CHANNELS, model_cfg.width))}
         net = SyncNet(tuple(net_config["channels"]))
         if model_cfg.init and not resume:
             loaded = load_network(model_cfg.init, "syncnet")
@@ -74,12 +86,12 @@ class SyncNetStage(SupervisedStage):
         return cls(net, net_config, model_cfg, run_config)
 
     def compute(self, batch: dict[str, torch.Tensor], train: bool) -> dict[str, torch.Tensor]:
-        frames, mel, bbox = batch["frames"], batch["mel"], batch["bbox"]
+        frames, mel, boxes = batch["frames"], batch["mel"], crop_boxes(batch, self.cfg.sync_crop)
         b, t = frames.shape[:2]
         gen = None if train else seeded_generator(self.val_index)
         start = random_starts(b, t, gen)
         shifted = shifted_starts(start, t, self.cfg.min_shift, gen)
-        window, faces = sync_pair(frames, bbox, mel, start, self.cfg.crop_scale)  # the same 5 frames
+        window, faces = sync_pair(frames, boxes, mel, start, self.cfg.crop_scale, crop=self.cfg.sync_crop)
         video = self.net.embed_face(faces)  # -> B x C
         audio = self.net.embed_audio(torch.cat([window, gather_sync_windows(mel, shifted)]))  # -> 2B x C
         prob = sync_probability(audio, video.repeat(2, 1))  # -> 2B: [in sync, shifted]

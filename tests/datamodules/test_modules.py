@@ -18,7 +18,7 @@ CASES = [
     (PairDataModule, {}, {"source": (B, 3, S, S), "target": (B, 3, S, S)}),
     (CrossPairDataModule, {}, {k: (B, 3, S, S) for k in ("source_a", "target_a", "source_b", "target_b", "swap_ab", "swap_ba")}),
     (EmotionDataModule, {"clip_frames": 3}, {"source": (B, 3, S, S), "target": (B, 3, S, S), "emotion": (B,), "frames": (B, 3, 3, S, S)}),
-    (AudioDataModule, {"clip_frames": 5}, {"frames": (B, 5, 3, S, S), "mel": (B, 5, 1, 80, 16), "identity": (B, 3, S, S), "bbox": (B, 5, 4), "emotion": (B,)}),
+    (AudioDataModule, {"clip_frames": 5}, {"frames": (B, 5, 3, S, S), "mel": (B, 5, 1, 80, 16), "identity": (B, 3, S, S), "bbox": (B, 5, 4), "face_box": (B, 5, 4), "emotion": (B,)}),
 ]  # fmt: skip
 
 
@@ -31,7 +31,7 @@ def test_batches_have_the_contract_shapes(builtin: Path, cls: type, kwargs: dict
     assert len(batches) == -(-train_clips // B)  # one epoch = one sample per training clip
     batch = batches[0]
     assert {k: tuple(v.shape) for k, v in batch.items()} == shapes
-    images = {k for k in shapes if k not in ("mel", "bbox", "emotion")}
+    images = {k for k in shapes if k not in ("mel", "bbox", "face_box", "emotion")}
     assert {k for k, v in batch.items() if v.dtype == torch.uint8} == images  # images leave as uint8
     floats = images_to_float(batch)
     for key in images:

@@ -16,15 +16,14 @@ from lightning.pytorch.callbacks import Callback
 
 from edtalk.config import GeneratorConfig
 from edtalk.losses import VGGPyramidLoss
-from edtalk.losses.sync import SyncLoss, crop_resize, shifted_starts, sync_boxes, sync_pair
+from edtalk.losses.sync import SyncLoss, crop_boxes, crop_resize, shifted_starts, sync_boxes, sync_pair
 from edtalk.mel import mel_windows
 from edtalk.nn.audio2lip import Audio2Lip
-from edtalk.nn.audio2pose import Audio2Pose, Audio2PoseConfig
-from edtalk.nn.audio_encoder import AudioEncoderConfig
-from edtalk.nn.emotion import EmotionClassifier, EmotionClassifierConfig
+from edtalk.nn.audio2pose import Audio2Pose
+from edtalk.nn.emotion import EmotionClassifier
 from edtalk.nn.generator import Generator
 from edtalk.nn.syncnet import SyncNet
-from edtalk.stages.audio2exp import Audio2ExpLoss, Audio2ExpStage, Audio2ExpStageConfig
+from edtalk.stages.audio2exp import Audio2ExpStage, Audio2ExpStageConfig
 from edtalk.stages.audio2exp import network_config as exp_config
 from edtalk.stages.audio2mouth import Audio2MouthConfig, Audio2MouthStage
 from edtalk.stages.audio2pose import Audio2PoseStage, Audio2PoseStageConfig
@@ -39,6 +38,9 @@ from tests.stages.helpers import FixedBatchData, smooth_images, trainer
 
 SIZE = 64
 BOX = (24.0, 38.0, 40.0, 50.0)  # mouth box of the synthetic face (x1, y1, x2, y2)
+# its face box in the built-in data's proportions (`face_boxes` there: mouth box 0.48-0.72 of the box width,
+# mouth centre at 0.64-0.74 of its height): the mouth (rows 39-49) lies in the lower half (rows 36-54)
+FACE = (16.0, 18.0, 48.0, 54.0)
 TINY = 0.125
 
 
@@ -71,6 +73,7 @@ def talking_batch(b: int = 2, t: int = 15, seed: int = 0, ramps: bool = False) -
         "mel": mel + 0.05 * torch.randn(mel.shape, generator=g),
         "identity": frames[:, 0].clone(),
         "bbox": torch.tensor(BOX).expand(b, t, 4).clone(),
+        "face_box": torch.tensor(FACE).expand(b, t, 4).clone(),
         "emotion": torch.arange(b) % 8,
         "mouth": a[:, :, None] * torch.linspace(-2, 2, 20) + 0.05 * torch.randn(b, t, 20, generator=g),
         "pose": torch.randn(b, t, 6, generator=g).cumsum(1) * 0.2,
@@ -98,7 +101,8 @@ def first_last(rows: list[dict[str, float]], key: str, n: int = 3) -> tuple[floa
 
 
 # -- SyncNet pairing ------------------------------------------------------------------------------------
-def test_sync_audio_and_visual_windows_cover_the_same_frames() -> None:
+@pytest.mark.parametrize("crop", ["face", "mouth"])
+def test_sync_audio_and_visual_windows_cover_the_same_frames(crop: str) -> None:
     """Frames s..s+4 are paired with the mel window of frames s..s+4 (not s-2..s+2 as upstream).
 
     Real mel features (edtalk.mel.mel_windows) of a wav that is loud exactly during video frames
@@ -111,9 +115,11 @@ def test_sync_audio_and_visual_windows_cover_the_same_frames() -> None:
     mel = torch.from_numpy(mel_windows(wav)).float()[None]  # -> 1 x T x 1 x 80 x 16
     assert mel.shape[1] == t
     frames = (torch.arange(t).float() / 20 - 0.5).view(1, t, 1, 1, 1).expand(1, t, 3, SIZE, SIZE)
-    bbox = torch.tensor(BOX).expand(1, t, 4)
+    boxes = crop_boxes(
+        {"face_box": torch.tensor(FACE).expand(1, t, 4), "bbox": torch.tensor(BOX).expand(1, t, 4)}, crop
+    )
 
-    window, faces = sync_pair(frames, bbox, mel, torch.tensor([s]))
+    window, faces = sync_pair(frames, boxes, mel, torch.tensor([s]), crop=crop)
 
     # visual side: the five crops are frames s..s+4, in order
     levels = faces.view(5, 3, 48, 96)[:, :, 10:-10, 10:-10].mean(dim=(1, 2, 3))
@@ -155,12 +161,14 @@ def tiny_syncnet() -> tuple[SyncNet, dict[str, list[int]]]:
 
 
 @pytest.mark.learns
-def test_syncnet_stage_learns_in_sync_vs_shifted(tmp_path: Path) -> None:
+@pytest.mark.parametrize("crop", ["face", "mouth"])
+def test_syncnet_stage_learns_in_sync_vs_shifted(tmp_path: Path, crop: str) -> None:
     """Mouths that open (or close) over the clip: an in-sync window matches the mouth's mean opening, a
-    shifted one does not. From scratch at lr 1e-3 (3e-3 stalls near chance for some initialisations)."""
+    shifted one does not. From scratch at lr 1e-3 (3e-3 stalls near chance for some initialisations).
+    Both crops: the lower half of the face box (default) and the mouth-box square (option)."""
     seed_torch()
     net, net_cfg = tiny_syncnet()
-    cfg = SyncNetStageConfig(width=TINY, min_shift=5, diagnostics_every_n_steps=0)
+    cfg = SyncNetStageConfig(width=TINY, min_shift=5, diagnostics_every_n_steps=0, sync_crop=crop)
     cfg.optim.lr = 1e-3
     stage = SyncNetStage(net, net_cfg, cfg)
     batch = talking_batch(4, 15, seed=learn_seed(1), ramps=True)
@@ -241,11 +249,8 @@ def test_audio2mouth_needs_the_expert_for_the_sync_loss() -> None:
 @pytest.mark.learns
 def test_audio2pose_overfits_and_samples_differ_across_seeds(tmp_path: Path) -> None:
     seed_torch()
-    network = Audio2PoseConfig(
-        audio=AudioEncoderConfig(dim=128), hidden=128, context_layers=2, latent_dim=4, latent_stride=2
-    )
-    cfg = Audio2PoseStageConfig(width=TINY, network=network)
-    cfg.diagnostics_every_n_steps, cfg.optim.lr = 0, 3e-3
+    cfg = Audio2PoseStageConfig(width=TINY, hidden=128, audio_dim=128, context_layers=2, latent_dim=4)
+    cfg.latent_stride, cfg.diagnostics_every_n_steps, cfg.optim.lr = 2, 0, 3e-3
     net_cfg = pose_config(cfg)
     stage = Audio2PoseStage(Audio2Pose(net_cfg), net_cfg.to_dict(), cfg)
     rows = fit_fixed(stage, talking_batch(2, 20, seed=learn_seed(1)), 50, tmp_path)
@@ -273,12 +278,11 @@ def test_audio2pose_overfits_and_samples_differ_across_seeds(tmp_path: Path) -> 
 
 @pytest.mark.learns
 def test_audio2exp_overfits_with_the_emotion_loss(tmp_path: Path) -> None:
-    from edtalk.nn.audio2exp import Audio2Exp, Audio2ExpConfig
-
     seed_torch()
-    network = Audio2ExpConfig(audio=AudioEncoderConfig(dim=128), hidden=128, context_layers=1)
-    cfg = Audio2ExpStageConfig(width=TINY, network=network, loss=Audio2ExpLoss(emotion=0.5))
+    cfg = Audio2ExpStageConfig(width=TINY, hidden=128, audio_dim=128, context_layers=1, emotion_weight=0.5)
     cfg.diagnostics_every_n_steps, cfg.optim.lr = 0, 3e-3
+    from edtalk.nn.audio2exp import Audio2Exp
+
     net_cfg = exp_config(cfg)
     stage = Audio2ExpStage(Audio2Exp(net_cfg), net_cfg.to_dict(), cfg)
     batch = talking_batch(4, 12, seed=learn_seed(1))
@@ -294,8 +298,7 @@ def test_audio2exp_overfits_with_the_emotion_loss(tmp_path: Path) -> None:
 @pytest.mark.learns
 def test_emotion_classifier_overfits_and_metrics_load_its_export(tmp_path: Path) -> None:
     seed_torch()
-    network = EmotionClassifierConfig(input_size=32, dropout=0.0)
-    cfg = EmotionClassifierStageConfig(width=TINY, network=network)
+    cfg = EmotionClassifierStageConfig(width=TINY, input_size=32, dropout=0.0)
     cfg.diagnostics_every_n_steps, cfg.optim.lr = 0, 1e-2
     net_cfg = emotion_config(cfg)
     stage = EmotionClassifierStage(EmotionClassifier(net_cfg), net_cfg.to_dict(), cfg)
