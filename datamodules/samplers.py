@@ -290,35 +290,28 @@ def mel_windows_of(clip: Clip) -> np.ndarray:
 
 
 class CoefficientCache:
-    """Per-shard ``<shard>.coeffs.npz`` sidecars (T x (20+6[+10]) per clip, ``__dims__``), loaded lazily."""
+    """Per-shard coefficient sidecars (`edtalk.coefficients`, which owns the format), opened lazily."""
 
     def __init__(self) -> None:
         self._files: dict[str, Any] = {}
 
     @staticmethod
     def path(url: str) -> Path:
-        return Path(url.removeprefix("file:") + ".coeffs.npz")
+        from edtalk.coefficients import sidecar_path
+
+        return sidecar_path(url)
 
     def get(self, clip: Clip) -> dict[str, np.ndarray]:
+        """{"mouth": T x 20, "pose": T x 6[, "exp": T x 10]} of `clip`, from its shard's sidecar."""
+        from edtalk.coefficients import open_sidecar
+
         if clip.url not in self._files:
-            path = self.path(clip.url)
-            if not path.is_file():
-                raise FileNotFoundError(
-                    f"{path} missing: extract coefficients first (`edtalk extract`) or set coefficients=False"
-                )
-            self._files[clip.url] = np.load(path)
-        data = self._files[clip.url]
-        if clip.key not in data:
-            raise KeyError(
-                f"{self.path(clip.url)} has no coefficients for clip {clip.key}; re-run `edtalk extract`"
-            )
-        dims = [int(d) for d in data["__dims__"]]
-        coeffs = data[clip.key]
-        bounds = np.cumsum([0, *dims])
-        parts = {
-            name: coeffs[:, bounds[k] : bounds[k + 1]] for k, name in enumerate(("mouth", "pose", "exp"))
-        }
-        return {k: v for k, v in parts.items() if v.shape[1] > 0}
+            fix = "extract coefficients first (`edtalk extract`) or set coefficients=False"
+            self._files[clip.url] = open_sidecar(clip.url, fix)
+        sidecar = self._files[clip.url]
+        if clip.key not in sidecar:
+            raise KeyError(f"{sidecar.path} has no coefficients for clip {clip.key}; re-run `edtalk extract`")
+        return sidecar.parts(clip.key)
 
 
 NOSE_TIP = 30  # index of the nose tip among the 68 landmarks

@@ -41,7 +41,7 @@ from torch import nn
 
 from edtalk.losses import VGGPyramidLoss, g_nonsaturating
 from edtalk.losses.sync import SyncLoss, check_sync_crop, crop_boxes, random_starts, sync_faces
-from edtalk.nn.audio2lip import Audio2Lip
+from edtalk.nn.audio2lip import Audio2Lip, Audio2LipConfig
 from edtalk.nn.generator import Generator, SourceEncoding
 from edtalk.nn.syncnet import SYNC_FRAMES, SyncNet
 from edtalk.stages.builders import build_discriminator, build_generator, build_perceptual
@@ -55,9 +55,10 @@ from edtalk.stages.supervised import (
     resolved,
     scaled,
     seeded_generator,
+    tie_to_generator,
 )
 
-AUDIO2LIP_CHANNELS = (32, 64, 128, 256, 512)
+AUDIO2LIP_CHANNELS = Audio2LipConfig().channels  # (32, 64, 128, 256, 512): Wav2Lip's audio encoder
 IMAGE_TERMS = ("l1", "vgg", "mouth_l1", "sync", "gan")
 WAV2LIP_PREFIX = "audio_encoder."
 
@@ -80,6 +81,8 @@ class Audio2MouthConfig(StageConfig):
     """`model:` of the audio2mouth stage.
 
     Attributes:
+        network: the `Audio2Lip` architecture at `width` 1 (`model.network.channels`; times `width`);
+            `mouth_dim` follows `generator.mouth_dim`.
         loss: loss weights.
         syncnet: the lip-sync expert (our syncnet checkpoint/export or the official Wav2Lip expert);
             required when `loss.sync` > 0.
@@ -95,6 +98,7 @@ class Audio2MouthConfig(StageConfig):
         verify_frozen: check bit-exactly that frozen generator parameters did not change.
     """
 
+    network: Audio2LipConfig = field(default_factory=Audio2LipConfig)
     loss: Audio2MouthLoss = field(default_factory=Audio2MouthLoss)
     syncnet: str | None = None
     init: str | None = None
@@ -242,9 +246,10 @@ class Audio2MouthStage(SupervisedStage):
             )
         obj = None if resume else init_generator(gen, cfg.init_from, use_ema=bool(cfg.init.ema))
         disc = frozen_discriminator(cfg, obj) if model_cfg.loss.gan > 0 else None
-        channels = scaled(AUDIO2LIP_CHANNELS, model_cfg.width)
-        net = Audio2Lip(gen.cfg.mouth_dim, channels)
-        net_config = {"mouth_dim": gen.cfg.mouth_dim, "channels": list(channels)}
+        net_cfg = tie_to_generator(model_cfg.network, "mouth_dim", gen.cfg.mouth_dim)
+        channels = scaled(net_cfg.channels, model_cfg.width)
+        net = Audio2Lip(net_cfg.mouth_dim, channels)
+        net_config = {"mouth_dim": net_cfg.mouth_dim, "channels": list(channels)}
         if model_cfg.init and not resume:
             net.load_state_dict(load_network(model_cfg.init, "audio2mouth").state_dict(), strict=True)
         if model_cfg.audio_encoder_init and not resume:

@@ -17,7 +17,7 @@ Start from scratch or from the official Wav2Lip expert: `model.init=<lipsync_exp
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
@@ -31,7 +31,7 @@ from edtalk.losses.sync import (
     sync_pair,
     sync_probability,
 )
-from edtalk.nn.syncnet import SyncNet, gather_sync_windows
+from edtalk.nn.syncnet import SyncNet, SyncNetConfig, gather_sync_windows
 from edtalk.stages.supervised import (
     StageConfig,
     SupervisedStage,
@@ -41,7 +41,7 @@ from edtalk.stages.supervised import (
     seeded_generator,
 )
 
-WAV2LIP_CHANNELS = (32, 64, 128, 256, 512)
+WAV2LIP_CHANNELS = SyncNetConfig().channels  # (32, 64, 128, 256, 512): Wav2Lip's expert
 
 
 @dataclass
@@ -49,6 +49,7 @@ class SyncNetStageConfig(StageConfig):
     """`model:` of the syncnet stage.
 
     Attributes:
+        network: the `SyncNet` architecture at `width` 1 (`model.network.channels`; times `width`).
         init: start from this file: the official Wav2Lip expert or one of our syncnet checkpoints.
         sync_crop: "face" (lower half of the 96 x 96 face-box crop, Wav2Lip's expert input) or
             "mouth" (lower half of a mouth-box square; `edtalk.losses.sync`).
@@ -56,6 +57,7 @@ class SyncNetStageConfig(StageConfig):
         min_shift: frames between an in-sync window and its shifted (negative) window.
     """
 
+    network: SyncNetConfig = field(default_factory=SyncNetConfig)
     init: str | None = None
     sync_crop: str = "face"
     crop_scale: float = 2.0
@@ -78,7 +80,7 @@ class SyncNetStage(SupervisedStage):
     def build(cls, cfg: Any, resume: bool = False) -> SyncNetStage:
         """From a composed run config: a fresh expert of `model.width`, or `model.init`'s weights."""
         model_cfg, run_config = resolved(cfg)
-        net_config = {"channels": list(scaled(WAV2LIP_CHANNELS, model_cfg.width))}
+        net_config = {"channels": list(scaled(model_cfg.network.channels, model_cfg.width))}
         net = SyncNet(tuple(net_config["channels"]))
         if model_cfg.init and not resume:
             loaded = load_network(model_cfg.init, "syncnet")

@@ -19,11 +19,12 @@ from edtalk.losses import VGGPyramidLoss
 from edtalk.losses.sync import SyncLoss, crop_boxes, crop_resize, shifted_starts, sync_boxes, sync_pair
 from edtalk.mel import mel_windows
 from edtalk.nn.audio2lip import Audio2Lip
-from edtalk.nn.audio2pose import Audio2Pose
-from edtalk.nn.emotion import EmotionClassifier
+from edtalk.nn.audio2pose import Audio2Pose, Audio2PoseConfig
+from edtalk.nn.audio_encoder import AudioEncoderConfig
+from edtalk.nn.emotion import EmotionClassifier, EmotionClassifierConfig
 from edtalk.nn.generator import Generator
 from edtalk.nn.syncnet import SyncNet
-from edtalk.stages.audio2exp import Audio2ExpStage, Audio2ExpStageConfig
+from edtalk.stages.audio2exp import Audio2ExpLoss, Audio2ExpStage, Audio2ExpStageConfig
 from edtalk.stages.audio2exp import network_config as exp_config
 from edtalk.stages.audio2mouth import Audio2MouthConfig, Audio2MouthStage
 from edtalk.stages.audio2pose import Audio2PoseStage, Audio2PoseStageConfig
@@ -249,8 +250,11 @@ def test_audio2mouth_needs_the_expert_for_the_sync_loss() -> None:
 @pytest.mark.learns
 def test_audio2pose_overfits_and_samples_differ_across_seeds(tmp_path: Path) -> None:
     seed_torch()
-    cfg = Audio2PoseStageConfig(width=TINY, hidden=128, audio_dim=128, context_layers=2, latent_dim=4)
-    cfg.latent_stride, cfg.diagnostics_every_n_steps, cfg.optim.lr = 2, 0, 3e-3
+    network = Audio2PoseConfig(
+        audio=AudioEncoderConfig(dim=128), hidden=128, context_layers=2, latent_dim=4, latent_stride=2
+    )
+    cfg = Audio2PoseStageConfig(width=TINY, network=network)
+    cfg.diagnostics_every_n_steps, cfg.optim.lr = 0, 3e-3
     net_cfg = pose_config(cfg)
     stage = Audio2PoseStage(Audio2Pose(net_cfg), net_cfg.to_dict(), cfg)
     rows = fit_fixed(stage, talking_batch(2, 20, seed=learn_seed(1)), 50, tmp_path)
@@ -278,11 +282,12 @@ def test_audio2pose_overfits_and_samples_differ_across_seeds(tmp_path: Path) -> 
 
 @pytest.mark.learns
 def test_audio2exp_overfits_with_the_emotion_loss(tmp_path: Path) -> None:
-    seed_torch()
-    cfg = Audio2ExpStageConfig(width=TINY, hidden=128, audio_dim=128, context_layers=1, emotion_weight=0.5)
-    cfg.diagnostics_every_n_steps, cfg.optim.lr = 0, 3e-3
-    from edtalk.nn.audio2exp import Audio2Exp
+    from edtalk.nn.audio2exp import Audio2Exp, Audio2ExpConfig
 
+    seed_torch()
+    network = Audio2ExpConfig(audio=AudioEncoderConfig(dim=128), hidden=128, context_layers=1)
+    cfg = Audio2ExpStageConfig(width=TINY, network=network, loss=Audio2ExpLoss(emotion=0.5))
+    cfg.diagnostics_every_n_steps, cfg.optim.lr = 0, 3e-3
     net_cfg = exp_config(cfg)
     stage = Audio2ExpStage(Audio2Exp(net_cfg), net_cfg.to_dict(), cfg)
     batch = talking_batch(4, 12, seed=learn_seed(1))
@@ -298,7 +303,8 @@ def test_audio2exp_overfits_with_the_emotion_loss(tmp_path: Path) -> None:
 @pytest.mark.learns
 def test_emotion_classifier_overfits_and_metrics_load_its_export(tmp_path: Path) -> None:
     seed_torch()
-    cfg = EmotionClassifierStageConfig(width=TINY, input_size=32, dropout=0.0)
+    network = EmotionClassifierConfig(input_size=32, dropout=0.0)
+    cfg = EmotionClassifierStageConfig(width=TINY, network=network)
     cfg.diagnostics_every_n_steps, cfg.optim.lr = 0, 1e-2
     net_cfg = emotion_config(cfg)
     stage = EmotionClassifierStage(EmotionClassifier(net_cfg), net_cfg.to_dict(), cfg)
