@@ -256,12 +256,3 @@ class WeightEntry:
 def weight_entries(folder: str | Path | None = None) -> list[WeightEntry]:
     """Every judge file, in table order; files we name are looked up under `folder` (see `weights_dir`)."""
     return [WeightEntry(r.shown, r.used_for, r.path(folder), r.expected, r.where) for r in JUDGE_FILES]
-
-
-def markdown_table() -> str:
-    """The table as Markdown (file, used for, where to get it, option naming it), for docs."""
-    lines = ["| file | used for | weight kind | option | where to get it |", "|---|---|---|---|---|"]
-    for r in JUDGE_FILES:
-        kind = f"`{r.kind}`" if r.kind else ""
-        lines.append(f"| `{r.shown}` | {r.used_for} | {kind} | {r.flag} | {r.where} |")
-    return "\n".join(lines)
