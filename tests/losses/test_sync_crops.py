@@ -193,3 +193,16 @@ def test_unknown_crop_is_refused_naming_the_choices() -> None:
         with pytest.raises(ValueError, match=r"sync_crop='lips'.*'face'.*'mouth'"):
             make()
     assert SyncNetStageConfig().sync_crop == "face" and Audio2MouthConfig().sync_crop == "face"
+
+
+@pytest.mark.parametrize("experiment", ["syncnet", "audio2mouth"])
+def test_print_config_shows_the_crop(experiment: str, capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    from edtalk.cli import main
+
+    for extra, want in (([], "face"), (["model.sync_crop=mouth"], "mouth")):
+        assert main(["fit", experiment, *extra, "--print-config"]) == 0
+        assert yaml.safe_load(capsys.readouterr().out)["model"]["sync_crop"] == want
+    assert main(["fit", experiment, "model.sync_crop=lips", "--print-config"]) == 2
+    assert "sync_crop='lips'" in capsys.readouterr().err
