@@ -284,8 +284,7 @@ class Audio2MouthStage(SupervisedStage):
         alpha = {"mouth": mouth.flatten(0, 1), "pose": batch["pose"].flatten(0, 1)}  # -> (B*T) x K
         if gen.cfg.has_expression and "exp" in batch:
             alpha["exp"] = batch["exp"].flatten(0, 1)
-        w, e = gen.latent(src.w_a, alpha)
-        out = gen.render(src, w, e)  # -> (B*T) x 3 x S x S
+        out = gen.animate(src, alpha)  # -> (B*T) x 3 x S x S
         return out.view(b, t, *out.shape[1:])
 
     def compute(self, batch: dict[str, torch.Tensor], train: bool) -> dict[str, torch.Tensor]:

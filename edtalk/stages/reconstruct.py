@@ -30,8 +30,7 @@ def drive(gen: Generator, source: torch.Tensor, driver: torch.Tensor) -> torch.T
     """Render `source` with every motion component (mouth, pose[, exp]) of `driver`; B x 3 x H x W."""
     enc = gen.encode(source)
     alpha = gen.coefficients(driver)
-    w, e = gen.latent(enc.w_a, alpha)
-    return gen.render(enc, w, e)
+    return gen.animate(enc, alpha)
 
 
 class ReconstructStage(GANStage):
