@@ -22,6 +22,11 @@ window `start`, two frames early).
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -88,6 +93,43 @@ def sync_boxes(bbox: torch.Tensor, crop_scale: float = 2.0) -> torch.Tensor:
     side = crop_scale * (bbox[..., 2] - bbox[..., 0]).mean(dim=-1, keepdim=True).clamp_min(1.0)
     side = side.expand_as(cx)
     return torch.stack([cx - side / 2, cy - 0.75 * side, cx + side / 2, cy + 0.25 * side], dim=-1)
+
+
+def expert_crop(obj: Any) -> str | None:
+    """The crop a loaded lip-sync expert file was trained on ("face" / "mouth"; None: not known).
+
+    Our syncnet export records it (`meta["sync_crop"]`), a syncnet Lightning checkpoint in its run config
+    (`model.sync_crop`); syncnet files of ours without it predate the option and were trained on mouth
+    crops. Any other layout (Wav2Lip's `lipsync_expert.pth`) was trained on face crops.
+    """
+    from edtalk.weights.registry import source_of
+
+    if not isinstance(obj, Mapping):
+        return None
+    source = source_of(obj)
+    if source == "official":
+        return "face"
+    info = obj.get("meta") if source == "ours" else obj.get("edtalk")
+    if not isinstance(info, Mapping) or info.get("stage") != "syncnet":
+        return None
+    if source == "ours":
+        return str(info.get("sync_crop", "mouth"))
+    model = (info.get("config") or {}).get("model") or {}
+    return str(model.get("sync_crop", "mouth"))
+
+
+def warn_other_crop(path: str | Path, crop: str) -> None:
+    """Warn when the expert file at `path` was trained on another crop than the one it will be fed."""
+    from edtalk.weights import load_file
+
+    trained = expert_crop(load_file(path))
+    if trained is not None and trained != crop:
+        warnings.warn(
+            f"the lip-sync expert {path} was trained on {trained!r} crops but is fed {crop!r} crops: "
+            f"set model.sync_crop={trained} (or train the expert with model.sync_crop={crop})",
+            UserWarning,
+            stacklevel=2,
+        )
 
 
 def window_boxes(boxes: torch.Tensor, crop: str = "face", crop_scale: float = 2.0) -> torch.Tensor:

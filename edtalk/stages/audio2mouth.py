@@ -40,7 +40,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from edtalk.losses import VGGPyramidLoss, g_nonsaturating
-from edtalk.losses.sync import SyncLoss, check_sync_crop, crop_boxes, random_starts, sync_faces
+from edtalk.losses.sync import (
+    SyncLoss,
+    check_sync_crop,
+    crop_boxes,
+    random_starts,
+    sync_faces,
+    warn_other_crop,
+)
 from edtalk.nn.audio2lip import Audio2Lip, Audio2LipConfig
 from edtalk.nn.generator import Generator, SourceEncoding
 from edtalk.nn.syncnet import SYNC_FRAMES, SyncNet
@@ -262,6 +269,7 @@ class Audio2MouthStage(SupervisedStage):
             expert = load_network(model_cfg.syncnet, "syncnet")
             assert isinstance(expert, SyncNet)
             sync = SyncLoss(expert, model_cfg.crop_scale, model_cfg.sync_crop)
+            warn_other_crop(model_cfg.syncnet, model_cfg.sync_crop)
         return cls(net, net_config, gen, perceptual, sync, model_cfg, run_config, disc)
 
     @classmethod

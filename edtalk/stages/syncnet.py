@@ -18,11 +18,13 @@ Start from scratch or from the official Wav2Lip expert: `model.init=<lipsync_exp
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 
+from edtalk import weights
 from edtalk.losses.sync import (
     check_sync_crop,
     crop_boxes,
@@ -86,6 +88,11 @@ class SyncNetStage(SupervisedStage):
             loaded = load_network(model_cfg.init, "syncnet")
             net.load_state_dict(loaded.state_dict(), strict=True)
         return cls(net, net_config, model_cfg, run_config)
+
+    def export(self, path: str | Path) -> Path:
+        """Our export, recording the crop the expert was trained on (meta "sync_crop"; audio2mouth checks it)."""
+        meta = {"stage": self.stage_name, "step": int(self.global_step), "sync_crop": self.cfg.sync_crop}
+        return weights.save_checkpoint(self.net, self.kind, path, config=self.net_config, **meta)
 
     def compute(self, batch: dict[str, torch.Tensor], train: bool) -> dict[str, torch.Tensor]:
         frames, mel, boxes = batch["frames"], batch["mel"], crop_boxes(batch, self.cfg.sync_crop)

@@ -8,6 +8,8 @@ the mouth-box code as it was before the option existed (`reference_mouth_crops`,
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -206,3 +208,48 @@ def test_print_config_shows_the_crop(experiment: str, capsys: pytest.CaptureFixt
         assert yaml.safe_load(capsys.readouterr().out)["model"]["sync_crop"] == want
     assert main(["fit", experiment, "model.sync_crop=lips", "--print-config"]) == 2
     assert "sync_crop='lips'" in capsys.readouterr().err
+
+
+def test_audio2mouth_warns_when_the_expert_was_trained_on_the_other_crop(tmp_path: Path) -> None:
+    """Our syncnet export records its crop; Wav2Lip's expert counts as face-trained; older syncnet
+    exports (no record) as mouth-trained."""
+    import warnings
+
+    from edtalk import weights
+    from edtalk.losses.sync import expert_crop, warn_other_crop
+
+    channels = [4, 8, 16, 32, 64]
+    files = {}
+    for crop in ("face", "mouth"):
+        stage = SyncNetStage(
+            SyncNet(tuple(channels)), {"channels": channels}, SyncNetStageConfig(sync_crop=crop)
+        )
+        files[crop] = stage.export(tmp_path / f"{crop}.pt")
+    old = weights.save_checkpoint(
+        SyncNet(tuple(channels)),
+        "syncnet",
+        tmp_path / "old.pt",
+        config={"channels": channels},
+        stage="syncnet",
+        step=3,
+    )
+    official = weights.save_official(SyncNet(), "syncnet_expert", tmp_path / "lipsync_expert.pth")
+    lightning = tmp_path / "last.ckpt"  # a syncnet run's Lightning checkpoint: the crop is in its run config
+    meta = {"stage": "syncnet", "kind": "syncnet", "config": {"model": {"sync_crop": "face"}}}
+    torch.save({"state_dict": {}, "edtalk": meta}, lightning)
+    trained = {"face": files["face"], "mouth": files["mouth"], "mouth_old": old, "face_wav2lip": official}
+    trained["face_lightning"] = lightning
+    for name, path in trained.items():
+        want = name.split("_")[0]
+        assert expert_crop(weights.load_file(path)) == want, name
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            warn_other_crop(path, want)  # same crop: silent
+        other = "mouth" if want == "face" else "face"
+        with pytest.warns(
+            UserWarning, match=rf"trained on '{want}' crops but is fed '{other}'.*model\.sync_crop={want}"
+        ):
+            warn_other_crop(path, other)
+    from edtalk.stages.supervised import load_network
+
+    assert isinstance(load_network(files["mouth"], "syncnet"), SyncNet)  # the record does not hinder loading
