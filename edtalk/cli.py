@@ -20,6 +20,7 @@ COMMANDS = (
     "edtalk.commands.preprocess",
     "edtalk.commands.fit",
     "edtalk.commands.extract",
+    "edtalk.commands.hubert",
     "edtalk.commands.sweep",
     "edtalk.commands.evaluate",
     "edtalk.commands.generate",
