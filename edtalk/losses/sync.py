@@ -4,10 +4,11 @@ The expert (`edtalk.nn.syncnet.SyncNet`) reads 5 consecutive frames as the lower
 crops and the mel window of the same 5 frames. Two crops (`sync_crop`, boxes in pixels of the S x S
 frame, x1, y1, x2, y2):
 
-* ``"face"`` (default): each frame's face box (batch key "face_box": the tight box of the frame's 68
-  landmarks, `datamodules.samplers.face_boxes`) resized to 96 x 96, as Wav2Lip's preprocessing
-  resizes its face-detector box; the lower half (nose to chin) goes to the expert. This is the input
-  Wav2Lip's expert (`lipsync_expert.pth`) was trained on.
+* ``"face"`` (default): each frame's face box (batch key "face_box": the box of the frame's 68
+  landmarks, its top raised where needed so the nose tip sits at its centre,
+  `datamodules.samplers.face_boxes`) resized to 96 x 96, as Wav2Lip's preprocessing resizes its
+  face-detector box; the lower half (nose to chin) goes to the expert. This is the input Wav2Lip's
+  expert (`lipsync_expert.pth`) was trained on.
 * ``"mouth"``: a square of side `crop_scale` x (mean mouth-box width over the 5 frames) around the
   mouth box (batch key "bbox"), centred horizontally on the mouth and placed so the mouth centre sits
   in the middle of the crop's lower half (row 72 of 96). Our earlier default; a tighter view of the
