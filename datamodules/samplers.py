@@ -340,12 +340,16 @@ class AudioSampler(_Base):
     Keys: "frames" T x 3 x S x S (uint8, like every image here), "mel" T x 1 x 80 x 16 (window t centred on frame t), "identity"
     3 x S x S, "bbox" T x 4 mouth boxes and "face_box" T x 4 face boxes (`face_boxes`; both x1, y1, x2, y2 in
     pixels of the S² frame), "emotion" (long, -1 unknown), and with `coefficients` "mouth" T x 20, "pose" T x 6,
-    "exp" T x 10.
+    "exp" T x 10; with `hubert` "hubert" T x D (`<shard>.hubert.npz`, `edtalk extract-hubert`), with `text`
+    "text" D_text per clip (`<shard>.text.npz`); see `datamodules.preprocess.hubert`.
     """
 
     clip_frames: int = 5
     coefficients: bool = False
+    hubert: bool = False
+    text: bool = False
     _coeffs: CoefficientCache = field(default_factory=CoefficientCache, init=False, repr=False)
+    _features: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
 
     def __call__(self, src: Iterable[dict[str, Any]]) -> Iterator[Sample]:
         for raw in src:
@@ -355,9 +359,42 @@ class AudioSampler(_Base):
             rng = self.rng(clip.key)
             windows = mel_windows_of(clip)
             coeffs = self._coeffs.get(clip) if self.coefficients else {}
+            coeffs = {**coeffs, **self.side_features(clip)}
             for _ in range(self.samples_per_clip):
                 start = int(rng.integers(clip.num_frames - self.clip_frames + 1))
-                yield self.sample(clip, windows, coeffs, start, int(rng.integers(clip.num_frames)))
+                out = self.sample(clip, windows, coeffs, start, int(rng.integers(clip.num_frames)))
+                yield self.with_text(out, clip)
+
+    def _cache(self, suffix: str, fix: str) -> Any:
+        from datamodules.preprocess.hubert import FeatureCache
+
+        return self._features.setdefault(suffix, FeatureCache(suffix, fix))
+
+    def side_features(self, clip: Clip) -> dict[str, np.ndarray]:
+        """{"hubert": T x D} from the shard's HuBERT sidecar when `hubert` (sliced like the coefficients)."""
+        if not self.hubert:
+            return {}
+        from datamodules.preprocess.hubert import HUBERT
+
+        feats = self._cache(HUBERT, "write it with `edtalk extract-hubert CHECKPOINT --shards DIR`")
+        rows = feats.get(clip.url, clip.key)
+        if rows.shape[0] != clip.num_frames:
+            raise ValueError(
+                f"{clip.url}{HUBERT}: clip {clip.key} has {rows.shape[0]} feature rows for {clip.num_frames} "
+                "frames; re-run `edtalk extract-hubert ... --overwrite`"
+            )
+        return {"hubert": rows}
+
+    def with_text(self, out: Sample, clip: Clip) -> Sample:
+        """Adds "text" (D_text float32, one vector per clip) from the shard's text sidecar when `text`."""
+        if self.text:
+            from datamodules.preprocess.hubert import TEXT
+
+            vec = self._cache(
+                TEXT, "write per-clip text vectors with datamodules.preprocess.hubert.write_features"
+            )
+            out["text"] = torch.from_numpy(vec.get(clip.url, clip.key).reshape(-1))
+        return out
 
     def sample(
         self, clip: Clip, windows: np.ndarray, coeffs: dict[str, np.ndarray], start: int, ident: int

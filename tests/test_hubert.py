@@ -121,3 +121,120 @@ def test_cli_missing_checkpoint_exits_2(tmp_path: Path, capsys: pytest.CaptureFi
     root = linked_shards(tmp_path / "shards")
     assert cli(["extract-hubert", str(tmp_path / "absent"), "--shards", str(root)]) == 2
     assert "no HuBERT checkpoint" in capsys.readouterr().err
+
+
+# -- audio2exp with input=hubert (+ text) over the real data path --------------------------------------
+TEXT_DIM = 8
+
+
+@pytest.fixture(scope="module")
+def training_shards(hubert_shards: Path) -> Path:
+    """`hubert_shards` plus coefficient sidecars (exp = emotion id / 8 + clip and frame noise) and text vectors."""
+    from datamodules.preprocess.hubert import TEXT, write_features
+    from edtalk.coefficients import write_sidecar
+
+    rng = np.random.default_rng(0)
+    for shard in read_index(hubert_shards)["shards"]:
+        coeffs, text = {}, {}
+        for clip in iter_clips(hubert_shards, shard["split"]):
+            if not clip.url.endswith(shard["name"]):
+                continue
+            level = int(clip.meta.get("emotion_id", 0)) / 8 + rng.normal(0, 0.2, (1, 10))
+            exp = level + rng.normal(0, 0.1, (clip.num_frames, 10))
+            coeffs[clip.key] = np.concatenate([rng.normal(size=(clip.num_frames, 26)), exp], 1).astype(
+                np.float32
+            )
+            text[clip.key] = rng.normal(size=TEXT_DIM)
+        write_sidecar(hubert_shards / shard["name"], (20, 6, 10), coeffs)
+        write_features(hubert_shards / shard["name"], TEXT, text, {"dim": TEXT_DIM})
+    return hubert_shards
+
+
+def test_sampler_aligns_hubert_rows_with_the_frames_and_adds_text(training_shards: Path) -> None:
+    from datamodules.preprocess.hubert import TEXT
+    from datamodules.samplers import AudioSampler
+    from datamodules.shards import clip_pipeline
+    from edtalk.coefficients import open_sidecar
+
+    shard = str(training_shards / read_index(training_shards)["shards"][2]["name"])
+    sampler = AudioSampler(
+        image_size=64, clip_frames=10, samples_per_clip=3, coefficients=True, hubert=True, text=True
+    )
+    samples = list(sampler(iter(clip_pipeline([shard], rank=0, world_size=1))))
+    assert len(samples) == 12
+    hub = FeatureSidecar(feature_path(shard, HUBERT))
+    text = FeatureSidecar(feature_path(shard, TEXT))
+    coeffs = open_sidecar(shard, "unused")
+    starts = set()
+    for s in samples:
+        assert s["hubert"].shape == (10, DIM) and s["text"].shape == (TEXT_DIM,)
+        # find the clip and window by its (random, distinct) coefficient rows: the HuBERT rows must be the same frames
+        key = next(k for k in coeffs.clip_ids if np.isin(s["exp"][0].numpy(), coeffs.parts(k)["exp"]).all())
+        start = int(np.flatnonzero((coeffs.parts(key)["exp"] == s["exp"][0].numpy()).all(1))[0])
+        starts.add(start)
+        np.testing.assert_array_equal(s["hubert"].numpy(), hub[key][start : start + 10])
+        np.testing.assert_array_equal(s["text"].numpy(), text[key])
+    assert len(starts) > 1  # windows at different offsets, all aligned
+
+
+def test_modality_masking_drops_audio_or_text_never_both() -> None:
+    from edtalk.nn.audio2exp import Audio2Exp, Audio2ExpConfig
+
+    net = Audio2Exp(
+        Audio2ExpConfig(input="hubert", feature_dim=DIM, hidden=8, text_dim=TEXT_DIM, modality_mask=0.3)
+    )
+    n = 4000
+    audio = torch.full((n, 16), 1.0)
+    text = torch.randn(n, TEXT_DIM)
+    words = net.text_in(text).detach()  # type: ignore[misc]
+    with torch.no_grad():
+        fused = net.train().fuse(audio, text)
+        kept = net.eval().fuse(audio, text)
+    torch.testing.assert_close(kept, audio + words)  # inference: nothing dropped
+    only_words = torch.isclose(fused, words).all(1)
+    only_audio = torch.isclose(fused, audio).all(1) & ~torch.isclose(words, torch.zeros_like(words)).all(1)
+    both = torch.isclose(fused, audio + words).all(1)
+    assert bool((only_words | only_audio | both).all())  # each clip: one of the three, never neither
+    assert abs(only_words.float().mean().item() - 0.3) < 0.04  # audio dropped with p
+    assert abs(only_audio.float().mean().item() - 0.3) < 0.04  # text dropped with p
+    with pytest.raises(ValueError, match="modality_mask must be in"):
+        Audio2ExpConfig(modality_mask=0.7)
+    with pytest.raises(ValueError, match="reads HuBERT features B x T x 32"):
+        net(torch.zeros(1, 5, 1, 80, 16))
+
+
+@pytest.mark.learns
+@pytest.mark.parametrize("text_dim", [0, TEXT_DIM], ids=["audio", "audio+text"])
+def test_audio2exp_fits_hubert_features(training_shards: Path, tmp_path: Path, text_dim: int) -> None:
+    from datamodules import AudioDataModule
+    from edtalk.nn.audio2exp import Audio2Exp, Audio2ExpConfig
+    from edtalk.stages.audio2exp import Audio2ExpLoss, Audio2ExpStage, Audio2ExpStageConfig, network_config
+    from tests.learn import below, seed_torch
+    from tests.stages.helpers import FixedBatchData, LossRecorder, trainer
+
+    seed_torch()
+    data = AudioDataModule(
+        training_shards,
+        image_size=64,
+        batch_size=4,
+        num_workers=0,
+        clip_frames=20,
+        coefficients=True,
+        hubert=True,
+        text=bool(text_dim),
+        seed=seed_torch(1),
+    )
+    data.setup("fit")
+    batch = next(iter(data.train_dataloader()))
+    assert batch["hubert"].shape == (4, 20, DIM)
+    network = Audio2ExpConfig(input="hubert", feature_dim=DIM, hidden=64, context_layers=1, text_dim=text_dim)
+    cfg = Audio2ExpStageConfig(width=1.0, network=network, loss=Audio2ExpLoss(emotion=0.1))
+    cfg.diagnostics_every_n_steps, cfg.optim.lr = 0, 3e-3
+    net_cfg = network_config(cfg)
+    assert net_cfg.input == "hubert" and net_cfg.feature_dim == DIM
+    stage = Audio2ExpStage(Audio2Exp(net_cfg), net_cfg.to_dict(), cfg)
+    rec = LossRecorder()
+    trainer(tmp_path, 40, callbacks=[rec], log_every_n_steps=1).fit(stage, datamodule=FixedBatchData(batch))
+    first = np.mean([r["train/exp"] for r in rec.rows[:3]])
+    last = np.mean([r["train/exp"] for r in rec.rows[-3:]])
+    below("hubert audio2exp exp-loss last/first", last / first, 0.3)

@@ -10,6 +10,11 @@ left out of it). It lets `edtalk generate --emotion auto` drive the expression f
 
 Batch (AudioDataModule over emotional clips with full-generator coefficient sidecars; long windows,
 e.g. `data.clip_frames=50`): mel B x T x 1 x 80 x 16, exp B x T x 10, emotion B.
+
+The paper's input path (experiments/audio2exp_hubert.yaml): `model.network.input=hubert` reads the batch's
+"hubert" B x T x D (`data.hubert=true`: the `<shard>.hubert.npz` sidecars of `edtalk extract-hubert`)
+instead of mel, and with `model.network.text_dim` > 0 the per-clip "text" B x D_text (`data.text=true`:
+`<shard>.text.npz`), randomly dropping one modality per clip with `model.network.modality_mask`.
 """
 
 from __future__ import annotations
@@ -107,9 +112,19 @@ class Audio2ExpStage(SupervisedStage):
                 "audio2exp needs expression coefficients in the batch: extract them with a full (expression) "
                 "generator (edtalk extract-coefficients) so the shards' .coeffs.npz hold 10 exp weights"
             )
-        out = self.net(batch["mel"])
+        out = self.net(self._audio(batch), text=batch.get("text") if self.net.cfg.text_dim else None)
         target = batch["exp"].mean(1)  # -> B x 10, the utterance's expression
         mse = F.mse_loss(out.exp, target)
         ce, acc = emotion_terms(out.logits, batch["emotion"], self.cfg.label_smoothing)
         total = mse + self.cfg.loss.emotion * ce
         return {"loss": total, "exp": mse, "emotion": ce, "accuracy": acc}
+
+    def _audio(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The network's audio input: mel windows, or HuBERT features with `model.network.input=hubert`."""
+        key = self.net.cfg.input
+        if key not in batch:
+            raise KeyError(
+                f"model.network.input={key} but the batch has no {key!r}: for hubert, write the features with "
+                "`edtalk extract-hubert CHECKPOINT --shards DIR` and set data.hubert=true"
+            )
+        return batch[key]
