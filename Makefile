@@ -11,7 +11,7 @@ export MPLBACKEND ?= Agg
 ## setup: system packages + a virtualenv with the project, pinned by constraints.txt
 setup: system-deps
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PIP) install -q -c constraints.txt -e '.[dev,ui]'
+	$(PIP) install -q -c constraints.txt -e '.[dev,ui,hubert]'
 	# the optional face_alignment landmark backend: --no-deps, its opencv-python requirement clashes with
 	# opencv-python-headless (cv2 is the same module); numba, scikit-image, scipy, tqdm come with the project
 	$(PIP) install -q -c constraints.txt --no-deps face-alignment==1.4.1
