@@ -238,3 +238,49 @@ def test_audio2exp_fits_hubert_features(training_shards: Path, tmp_path: Path, t
     first = np.mean([r["train/exp"] for r in rec.rows[:3]])
     last = np.mean([r["train/exp"] for r in rec.rows[-3:]])
     below("hubert audio2exp exp-loss last/first", last / first, 0.3)
+
+
+def test_mel_default_is_unchanged_and_hubert_needs_its_features() -> None:
+    from edtalk.nn.audio2exp import Audio2Exp, Audio2ExpConfig
+    from edtalk.nn.audio_encoder import AudioEncoder
+    from edtalk.stages.audio2exp import Audio2ExpStage, Audio2ExpStageConfig
+
+    mel = Audio2Exp(Audio2ExpConfig.tiny())
+    assert (
+        isinstance(mel.audio, AudioEncoder) and mel.text_in is None
+    )  # the default's keys stay those of old files
+    assert not any(k.startswith("text_in") for k in mel.state_dict())
+    net = Audio2Exp(Audio2ExpConfig(input="hubert", feature_dim=DIM, hidden=8))
+    assert not any(k.startswith("audio.") for k in net.state_dict())  # no mel encoder to carry
+    stage = Audio2ExpStage(net, net.cfg.to_dict(), Audio2ExpStageConfig())
+    batch = {
+        "mel": torch.zeros(2, 5, 1, 80, 16),
+        "exp": torch.zeros(2, 5, 10),
+        "emotion": torch.zeros(2).long(),
+    }
+    with pytest.raises(KeyError, match=r"no 'hubert'.*edtalk extract-hubert"):
+        stage.compute(batch, train=True)
+
+
+def test_fit_audio2exp_hubert_experiment_end_to_end(training_shards: Path, tmp_path: Path) -> None:
+    """`edtalk fit audio2exp_hubert` over shards with HuBERT and coefficient sidecars: a real run, a checkpoint."""
+    args = [
+        "fit",
+        "audio2exp_hubert",
+        f"data.root={training_shards}",
+        f"run.root={tmp_path / 'runs'}",
+        "run.name=t",
+        f"model.network.feature_dim={DIM}",
+        "model.width=0.125",
+        "data.clip_frames=10",
+        "data.batch_size=4",
+        "data.num_workers=0",
+        "trainer.max_steps=2",
+        "trainer.accelerator=cpu",
+        "trainer.devices=1",
+        "trainer.enable_progress_bar=false",
+        "trainer.val_check_interval=2",
+        "trainer.limit_val_batches=1",
+    ]
+    assert cli(args) == 0
+    assert (tmp_path / "runs" / "audio2exp_hubert" / "t" / "checkpoints" / "last.ckpt").is_file()
