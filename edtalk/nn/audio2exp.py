@@ -96,8 +96,9 @@ class ExpPrediction(NamedTuple):
 
 
 class Audio2Exp(nn.Module):
-    """Speech -> utterance-level expression weights (+ emotion logits): our mel-only design (the paper
-    uses HuBERT speech-emotion and EmoBERTa text features with modality masking, unreleased).
+    """Speech -> utterance-level expression weights (+ emotion logits): our design, over mel windows or,
+    with `input="hubert"`, over HuBERT features (+ a text vector) as the paper's input (the paper's
+    network, with EmoBERTa text features and modality masking, is unreleased).
 
     Args:
         cfg: hyper-parameters; `Audio2ExpConfig.tiny()` for tests.

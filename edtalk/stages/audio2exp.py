@@ -1,7 +1,8 @@
 """Stage `audio2exp`: speech -> the 10 expression weights of the ELN bank, with an emotion auxiliary task.
 
 Our own design, not the paper's: the paper uses HuBERT speech-emotion features and EmoBERTa text
-features with modality masking (never released); ours reads mel windows only.
+features with modality masking (never released); ours reads mel windows by default, HuBERT features
+(+ text, with modality masking) as an option.
 The network (`edtalk.nn.audio2exp.Audio2Exp`) pools per-frame features of our own audio encoder into an
 utterance-level feature (Emotion-FAN attention pooling) and regresses the clip's expression weights
 (the mean over its frames of the coefficients extracted by the expression generator), with a
