@@ -284,3 +284,64 @@ def test_fit_audio2exp_hubert_experiment_end_to_end(training_shards: Path, tmp_p
     ]
     assert cli(args) == 0
     assert (tmp_path / "runs" / "audio2exp_hubert" / "t" / "checkpoints" / "last.ckpt").is_file()
+
+
+# -- text vectors from a local text encoder (EmoBERTa's layout: a RoBERTa + its tokenizer) -----------------
+WORDS = ["<pad>", "<s>", "</s>", "<unk>", "i", "am", "so", "happy", "sad", "angry", "calm", "today"]
+
+
+def save_tiny_text_encoder(path: Path) -> Path:
+    """A random-init 1-layer RoBERTa (16 wide) with a word-level tokenizer, saved by `save_pretrained`."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    torch.manual_seed(0)
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    special = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
+    transformers.PreTrainedTokenizerFast(tokenizer_object=tok, **special).save_pretrained(path)
+    cfg = transformers.RobertaConfig(
+        vocab_size=len(WORDS),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=40,
+        pad_token_id=0,
+    )
+    transformers.RobertaModel(cfg).save_pretrained(path)
+    return path
+
+
+def test_extract_text_writes_one_vector_per_clip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from datamodules.preprocess.hubert import TEXT
+
+    encoder = save_tiny_text_encoder(tmp_path / "emoberta")
+    root = linked_shards(tmp_path / "shards")
+    clips = [c for s in read_index(root)["shards"] for c in s["clips"]]
+    transcripts = {
+        c: f"i am so {c.split('#')[1] if c.split('#')[1] in WORDS else 'calm'} today" for c in clips
+    }
+    (tmp_path / "t.json").write_text(json.dumps({k: v for k, v in transcripts.items() if k != clips[-1]}))
+    args = ["extract-text", str(encoder), "--transcripts", str(tmp_path / "t.json"), "--shards", str(root)]
+    assert cli(args) == 2  # the last clip has no transcript: named, nothing half-written for its shard
+    assert clips[-1] in capsys.readouterr().err
+    (tmp_path / "t.json").write_text(json.dumps(transcripts))
+    assert cli(args) == 0
+    vectors = {}
+    for shard in read_index(root)["shards"]:
+        sidecar = FeatureSidecar(feature_path(root / shard["name"], TEXT))
+        assert sorted(sidecar.clip_ids) == sorted(shard["clips"]) and sidecar.meta["dim"] == 16
+        vectors |= {c: sidecar[c] for c in shard["clips"]}
+    assert all(v.shape == (16,) and np.isfinite(v).all() for v in vectors.values())
+    by_text: dict[str, list[np.ndarray]] = {}
+    for clip, text in transcripts.items():
+        by_text.setdefault(text, []).append(vectors[clip])
+    assert len(by_text) > 1
+    for same in by_text.values():  # the same words give the same vector; different words differ
+        assert all(np.allclose(v, same[0], atol=1e-6) for v in same)
+    firsts = [v[0] for v in by_text.values()]
+    assert min(np.abs(a - b).max() for i, a in enumerate(firsts) for b in firsts[i + 1 :]) > 1e-4
+    stamps = {p: p.stat().st_mtime_ns for p in root.glob("*" + TEXT)}
+    assert cli(args) == 0 and {p: p.stat().st_mtime_ns for p in root.glob("*" + TEXT)} == stamps  # resumable

@@ -4,9 +4,10 @@ The paper's audio2exp variant (`model.network.input=hubert`) reads, for each sha
 - `<shard>.hubert.npz`: one float32 array T x D per clip id (T = the clip's video frames, 25 fps),
   written by `extract_hubert` (`edtalk extract-hubert CHECKPOINT --shards DIR`) from a local
   `transformers` HuBERT checkpoint;
-- `<shard>.text.npz` (optional): one float32 vector D_text per clip id, e.g. an EmoBERTa sentence
-  embedding of the clip's transcript. We write no text sidecars (shards carry no transcripts); any
-  tool that writes this layout (`write_features(shard, TEXT, {clip id: vector})`) feeds the text branch.
+- `<shard>.text.npz` (optional): one float32 vector D_text per clip id, e.g. the EmoBERTa embedding of
+  the clip's transcript, written by `extract_text` (`edtalk extract-text CHECKPOINT --transcripts
+  FILE.json --shards DIR`; shards carry no transcripts, so the user supplies {clip id: text}); any tool
+  that writes this layout (`write_features(shard, TEXT, {clip id: vector}, meta)`) feeds the text branch.
 Both hold `__meta__`: a JSON string (what made them: checkpoint, layer, fps, dim). Writing is atomic
 per shard; `extract_hubert` skips shards whose sidecar exists (resumable) unless `overwrite`.
 """
@@ -144,12 +145,55 @@ def extract_hubert(
     return written
 
 
+def extract_text(
+    checkpoint: str | Path,
+    root: str | Path,
+    transcripts: Mapping[str, str],
+    splits: Sequence[str] = ("train", "test"),
+    device: str = "cpu",
+    overwrite: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> list[Path]:
+    """Text sidecars (`<shard>.text.npz`, one vector per clip) from `transcripts` {clip id: text} and a local
+    text encoder (`edtalk.nn.text_features`). Shards whose sidecar exists are skipped unless `overwrite`.
+
+    Raises:
+        ValueError: a clip of a processed shard has no transcript (names the first ones).
+    """
+    import torch
+
+    from datamodules.shards import read_index
+    from edtalk.nn.text_features import TextFeatures, load_text_encoder
+
+    tokenizer, model = load_text_encoder(checkpoint)
+    encode = TextFeatures(tokenizer, model.to(torch.device(device)))
+    written = []
+    for shard in read_index(root)["shards"]:
+        path = Path(root) / shard["name"]
+        if shard["split"] not in splits:
+            continue
+        if feature_path(path, TEXT).is_file() and not overwrite:
+            if progress:
+                progress(f"skip {feature_path(path, TEXT)} (exists; --overwrite to redo)")
+            continue
+        missing = [c for c in shard["clips"] if c not in transcripts]
+        if missing:
+            raise ValueError(f"no transcript for {len(missing)} clip(s) of {path}, e.g. {missing[:3]}")
+        vectors = encode([transcripts[c] for c in shard["clips"]]).numpy()  # -> N x D
+        meta = {"checkpoint": str(checkpoint), "dim": int(vectors.shape[1])}
+        written.append(write_features(path, TEXT, dict(zip(shard["clips"], vectors)), meta))
+        if progress:
+            progress(f"wrote {written[-1]} ({len(vectors)} clips, {vectors.shape[1]}-d)")
+    return written
+
+
 __all__ = [
     "HUBERT",
     "TEXT",
     "FeatureCache",
     "FeatureSidecar",
     "extract_hubert",
+    "extract_text",
     "feature_path",
     "write_features",
 ]

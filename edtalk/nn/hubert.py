@@ -30,7 +30,7 @@ WHERE = (
 )
 
 
-def _transformers() -> Any:
+def require_transformers() -> Any:
     try:
         import transformers
     except ModuleNotFoundError as err:
@@ -50,7 +50,7 @@ def load_hubert(path: str | Path) -> nn.Module:
     folder = Path(path)
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(f"no HuBERT checkpoint at {folder} (expected config.json + weights): {WHERE}")
-    model: nn.Module = _transformers().HubertModel.from_pretrained(str(folder), local_files_only=True)
+    model: nn.Module = require_transformers().HubertModel.from_pretrained(str(folder), local_files_only=True)
     return model.eval()
 
 
