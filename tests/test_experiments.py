@@ -43,7 +43,7 @@ MODES = ("plain", "debug", "demo")
 CASES = [(n, m) for n in NAMES for m in MODES if m != "demo" or n in DEMO]
 # Experiments that need a generator file (`init_from`) to build: a random-init one of the composed config.
 NEEDS_GENERATOR_FILE = ("finetune", "audio2mouth")
-SUPERVISED = ("syncnet", "audio2mouth", "audio2pose", "audio2exp", "emotion_classifier")
+SUPERVISED = ("syncnet", "audio2mouth", "audio2pose", "audio2exp", "audio2exp_hubert", "emotion_classifier")
 
 WeightFile = Callable[[str, Any], Path]
 SYNCNET_CHANNELS = {"plain": (32, 64, 128, 256, 512), "debug": (4, 8, 16, 32, 64), "demo": (4, 8, 16, 32, 64)}
