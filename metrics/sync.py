@@ -197,7 +197,14 @@ def prepare_lse_inputs(
     if crop == "dlib":
         from metrics.judges import DlibFace
 
-        return LSEInputs(face_crops_224(frames, DlibFace()), wav)
+        detector = DlibFace()
+        crops = face_crops_224(frames, detector)
+        if detector.misses == len(frames):
+            raise ValueError(
+                f"{video}: no face found by dlib in any of its {len(frames)} frames; give a video with a "
+                "visible face, or --crop none when the frames already are face crops"
+            )
+        return LSEInputs(crops, wav)
     return _s3fd_inputs(frames, wav, video, s3fd_weights, device, min_track, detector)
 
 

@@ -147,11 +147,6 @@ def test_lse(
     assert set(last) == {"offset", "lse_d", "lse_c"} and all(np.isfinite(v) for v in last.values())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lse's dlib crop reuses the previous box (or a default) when no face is found, so a video "
-    "without a face is scored instead of refused (open: lse should refuse it)",
-)
 def test_lse_refuses_a_video_without_a_face(
     media: dict[str, Path], weights: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
