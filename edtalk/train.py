@@ -446,8 +446,21 @@ def fit(cfg: DictConfig, overwrite: bool = False) -> Path:
     with warnings.catch_warnings():
         # by design: the stage's hook turns the DataModule's uint8 images into float on the device
         warnings.filterwarnings("ignore", message=r"You have overridden `on_after_batch_transfer`")
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
+        finally:
+            finish_wandb(trainer.loggers)
     return run_dir
+
+
+def finish_wandb(loggers: list[Any]) -> None:
+    """Close the wandb run a fit started, so a second fit in the same process (sweeps, the main job,
+    notebooks) starts or resumes its own run instead of WandbLogger silently reusing the open one."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    for logger in loggers:
+        if isinstance(logger, WandbLogger) and logger._experiment is not None:
+            logger._experiment.finish()
 
 
 def debug_dependency(cfg: DictConfig) -> None:

@@ -103,3 +103,20 @@ def test_fit_debug_then_resume_last(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
     with pytest.raises(ValueError, match="already holds checkpoints; resume with ckpt_path=last"):
         fit(cfg)
+
+
+def test_fit_closes_its_wandb_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second fit in the same process (sweeps, the main job) must get its own wandb run, not the open one."""
+    import wandb
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    ids = []
+    for name in ("a", "b"):
+        args = [f"run.root={tmp_path}", f"run.name={name}", "logger.wandb=true", "trainer.max_steps=1"]
+        assert cli(["fit", "reconstruct", "--debug", *args]) == 0
+        assert wandb.run is None
+        run = tmp_path / "reconstruct" / name
+        ids.append((run / "wandb_id.txt").read_text())
+        assert any((run / "wandb").glob(f"*{ids[-1]}*")), f"{run}/wandb holds no run {ids[-1]}"
+    assert ids[0] != ids[1]
