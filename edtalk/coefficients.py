@@ -10,13 +10,14 @@ DataModules do. Writing is atomic per shard; existing sidecars are skipped unles
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+
+from edtalk.io import save_npz_atomic
 
 if TYPE_CHECKING:  # the format half below needs no network: readers (datamodules) stay light
     from edtalk.nn.generator import Generator
@@ -36,11 +37,8 @@ def write_sidecar(
 ) -> Path:
     """Write the sidecar of `shard` atomically: {clip id: T x sum(dims)} and `__dims__` = dims (3 ints)."""
     out = sidecar_path(shard)
-    tmp = out.with_name(f".{out.name}.tmp.npz")
     payload: dict[str, Any] = {DIMS_KEY: np.asarray(dims, dtype=np.int64), **arrays}
-    np.savez(tmp, **payload)
-    os.replace(tmp, out)
-    return out
+    return save_npz_atomic(out, payload)
 
 
 class Sidecar:

@@ -15,7 +15,8 @@ resampler). Video out: `VideoWriter` streams H.264 (yuv420p) frames and muxes AA
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Sequence
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -526,3 +527,13 @@ def write_video(
     with VideoWriter(path, fps=fps, audio=audio) as writer:
         writer.write(frames)
     return writer.path
+
+
+def save_npz_atomic(path: str | Path, payload: Mapping[str, Any]) -> Path:
+    """`np.savez(path, **payload)` written under a temporary name and renamed: a crash mid-write never
+    leaves a partial file under `path` (readers of sidecars see the old file or the new one)."""
+    out = Path(path)
+    tmp = out.with_name(f".{out.name}.tmp.npz")
+    np.savez(tmp, **payload)
+    os.replace(tmp, out)
+    return out

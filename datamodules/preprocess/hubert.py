@@ -15,12 +15,13 @@ per shard; `extract_hubert` skips shards whose sidecar exists (resumable) unless
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from edtalk.io import save_npz_atomic
 
 HUBERT = ".hubert.npz"
 TEXT = ".text.npz"
@@ -37,12 +38,9 @@ def write_features(
 ) -> Path:
     """Write `{clip id: float32 array}` + `__meta__` (JSON) as the `suffix` sidecar of `shard`, atomically."""
     out = feature_path(shard, suffix)
-    tmp = out.with_name(f".{out.name}.tmp.npz")
     payload: dict[str, Any] = {k: np.asarray(v, np.float32) for k, v in arrays.items()}
     payload[META_KEY] = np.array(json.dumps(dict(meta)))
-    np.savez(tmp, **payload)
-    os.replace(tmp, out)
-    return out
+    return save_npz_atomic(out, payload)
 
 
 class FeatureSidecar:
