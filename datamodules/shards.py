@@ -376,6 +376,34 @@ def shard_urls(root: str | Path, split: str) -> list[str]:
     return [str(root / n) for n in names]
 
 
+def fill_sidecars(
+    root: str | Path,
+    splits: Sequence[str],
+    sidecar_of: Callable[[str], Path],
+    write: Callable[[str], tuple[Path, str]],
+    command: str,
+    overwrite: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> list[Path]:
+    """Write one sidecar beside every local shard of `splits` (`write(shard)` -> (path, detail)); shards whose
+    sidecar exists are skipped unless `overwrite` (resumable). Returns the written paths."""
+    if is_url(root):
+        raise ValueError(f"{command} writes sidecars beside local shards; {root} is a URL")
+    written = []
+    for split in splits:
+        for shard in shard_urls(root, split):
+            target = sidecar_of(shard)
+            if target.is_file() and not overwrite:
+                if progress:
+                    progress(f"skip {target} (exists; --overwrite to redo)")
+                continue
+            path, detail = write(shard)
+            written.append(path)
+            if progress:
+                progress(f"wrote {path} ({detail})")
+    return written
+
+
 def split_clip_count(root: str | Path, split: str) -> int | None:
     """Number of clips in `split` according to the index (None for URL roots)."""
     if is_url(root):

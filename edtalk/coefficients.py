@@ -113,23 +113,15 @@ def extract_coefficients(
     progress: Callable[[str], None] | None = None,
 ) -> list[Path]:
     """Sidecars for every shard of `splits` under the shard directory `root`. Returns the written paths."""
-    from datamodules.shards import is_url, shard_urls
+    from datamodules.shards import fill_sidecars
 
-    if is_url(root):
-        raise ValueError(f"extract-coefficients writes sidecars beside local shards; {root} is a URL")
     gen = gen.eval()
-    written = []
-    for split in splits:
-        for shard in shard_urls(root, split):
-            if sidecar_path(shard).is_file() and not overwrite:
-                if progress:
-                    progress(f"skip {sidecar_path(shard)} (exists; --overwrite to redo)")
-                continue
-            path, n = extract_shard(gen, shard, batch_size)
-            written.append(path)
-            if progress:
-                progress(f"wrote {path} ({n} clips)")
-    return written
+
+    def write(shard: str) -> tuple[Path, str]:
+        path, n = extract_shard(gen, shard, batch_size)
+        return path, f"{n} clips"
+
+    return fill_sidecars(root, splits, sidecar_path, write, "extract-coefficients", overwrite, progress)
 
 
 def emotion_vectors(

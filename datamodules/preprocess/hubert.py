@@ -121,26 +121,20 @@ def extract_hubert(
     """
     import torch
 
-    from datamodules.shards import is_url, shard_urls
+    from datamodules.shards import fill_sidecars
     from edtalk.nn.hubert import FPS, HubertFeatures, load_hubert, wants_normalized_input
 
-    if is_url(root):
-        raise ValueError(f"extract-hubert writes sidecars beside local shards; {root} is a URL")
     model = load_hubert(checkpoint).to(torch.device(device))
     extractor = HubertFeatures(model, layer, wants_normalized_input(checkpoint, model))
     meta = {"checkpoint": str(checkpoint), "layer": layer, "fps": FPS, "dim": extractor.dim}
-    written = []
-    for split in splits:
-        for shard in shard_urls(root, split):
-            if feature_path(shard, HUBERT).is_file() and not overwrite:
-                if progress:
-                    progress(f"skip {feature_path(shard, HUBERT)} (exists; --overwrite to redo)")
-                continue
-            path, n = hubert_shard(extractor, shard, meta)
-            written.append(path)
-            if progress:
-                progress(f"wrote {path} ({n} clips, {extractor.dim}-d)")
-    return written
+
+    def write(shard: str) -> tuple[Path, str]:
+        path, n = hubert_shard(extractor, shard, meta)
+        return path, f"{n} clips, {extractor.dim}-d"
+
+    return fill_sidecars(
+        root, splits, lambda s: feature_path(s, HUBERT), write, "extract-hubert", overwrite, progress
+    )
 
 
 def extract_text(

@@ -1,13 +1,8 @@
 """Inference pipeline: a source (photo or video) + any drivers -> a 25 fps talking-head video.
 
-One `Pipeline.__call__` covers every mode of the original demos (SPEC section 6) and more:
+One `Pipeline.__call__` covers every mode of the original demos (SPEC section 6) and more.
 
-| component | taken from (first that applies)                                                        |
-|-----------|----------------------------------------------------------------------------------------|
-| mouth     | lip video (`lip`) · audio through `Audio2Lip` · the source                              |
-| pose      | pose video (`pose`) · the source (`fix_pose`) · audio through `Audio2Pose` · the source |
-| expression| expression image/video (`exp`) · `emotion` (name, mix, 1 x 10 weights, "auto" =       |
-|           | `Audio2Exp`) · the source; none with `no_expression` or a lip-pose generator           |
+Which input drives mouth, pose and expression is `edtalk.pipeline.motion`'s table.
 
 "The source" means the source's own coefficients: the photo's, or each frame's of a source video
 (changing a video's lip: identity, pose and expression from frame t, mouth from the audio).
