@@ -2,9 +2,9 @@
 
 | DataModule | stages | batch |
 |---|---|---|
-| `PairDataModule` | reconstruct, finetune | source, target |
-| `CrossPairDataModule` | mouth_pose | source_a, target_a, source_b, target_b, swap_ab, swap_ba |
-| `EmotionDataModule` | expression, emotion_classifier | source, target, emotion (+ frames) |
+| `PairDataModule` | reconstruct, finetune | source, target, target_box |
+| `CrossPairDataModule` | mouth_pose | source_a, target_a, source_b, target_b, swap_ab, swap_ba, box_a, box_b |
+| `EmotionDataModule` | expression, emotion_classifier | source, target, target_box, emotion (+ frames) |
 | `AudioDataModule` | syncnet, audio2mouth, audio2pose, audio2exp | frames, mel, identity, bbox, face_box, emotion (+ mouth, pose, exp) |
 
 Images in the batches are uint8 B x 3 x S x S (B x T x 3 x S x S for clips): a quarter of the bytes

@@ -72,6 +72,10 @@ class _Base:
     def image(self, frame: np.ndarray) -> torch.Tensor:
         return to_image_tensor(frame, self.image_size)
 
+    def box(self, clip: Clip, index: int, stored_width: int) -> torch.Tensor:
+        """Frame `index`'s mouth box (x1, y1, x2, y2) in pixels of the image_size² sample, float32."""
+        return torch.from_numpy(clip.bbox[index] * (self.image_size / stored_width)).float()
+
 
 def is_labelled(clip: Clip) -> bool:
     """The clip has an emotion label (MEAD, the built-in data); HDTF and plain folders have none."""
@@ -190,14 +194,20 @@ class _SpeakerPairs(_Base):
         return clip.num_frames >= 2 and (is_labelled(clip) or self.unlabelled != "drop")
 
     def pair(self, clip: Clip, rng: np.random.Generator, source: tuple[np.ndarray, str] | None) -> Sample:
-        """{"source", "target"}: the neutral frame (or another frame of `clip`) and a frame of `clip`."""
+        """{"source", "target", "target_box"}: the neutral frame (or another frame of `clip`), a frame of `clip`
+        and that frame's mouth box (pixels of the sample; the `model.loss.mouth` term)."""
         if source is None:
             i, j = (int(v) for v in rng.choice(clip.num_frames, 2, replace=False))
             src_img, src_key = clip.frame(i), clip.key
         else:
             j = int(rng.integers(clip.num_frames))
             src_img, src_key = source
-        out: dict[str, Any] = {"source": self.image(src_img), "target": self.image(clip.frame(j))}
+        target = clip.frame(j)
+        out: dict[str, Any] = {
+            "source": self.image(src_img),
+            "target": self.image(target),
+            "target_box": self.box(clip, j, target.shape[1]),
+        }
         if self.keys:
             out |= {"source_key": src_key, "target_key": clip.key}
         return out
@@ -216,7 +226,8 @@ class PairSampler(_SpeakerPairs):
 @dataclass
 class CrossPairSampler(_Base):
     """Two clips a, b (different speakers when the recent pool has one): identity + target frame of each,
-    and the mouth-swapped targets swap_ab (a with b's mouth) and swap_ba, built at 256² then resized."""
+    and the mouth-swapped targets swap_ab (a with b's mouth) and swap_ba, built at 256² then resized; "box_a",
+    "box_b": the targets' mouth boxes (pixels of the sample)."""
 
     pool_size: int = 4
     margin: float = 5.0
@@ -248,7 +259,8 @@ class CrossPairSampler(_Base):
         images = np.stack([a.frame(ia), frame_a, b.frame(ib), frame_b, swap_ab, swap_ba])
         t = self.image(images)  # -> 6 x 3 x S x S
         names = ("source_a", "target_a", "source_b", "target_b", "swap_ab", "swap_ba")
-        return dict(zip(names, t.unbind(0)))
+        boxes = {"box_a": self.box(a, ta, frame_a.shape[1]), "box_b": self.box(b, tb, frame_b.shape[1])}
+        return dict(zip(names, t.unbind(0))) | boxes
 
 
 @dataclass

@@ -105,6 +105,16 @@ def test_fit_debug_then_resume_last(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         fit(cfg)
 
 
+def test_fit_with_the_mouth_region_term_logs_it_in_training_and_validation(tmp_path: Path) -> None:
+    args = [f"run.root={tmp_path}", "trainer.val_check_interval=2", "model.loss.mouth=1.0"]
+    assert cli(["fit", "reconstruct", "--debug", "trainer.max_steps=2", *args]) == 0
+    with (tmp_path / "reconstruct" / "debug" / "logs" / "version_0" / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    train = [float(r["train/mouth"]) for r in rows if r.get("train/mouth")]
+    val = [float(r["val/mouth"]) for r in rows if r.get("val/mouth")]
+    assert len(train) == 2 and val and all(v > 0 for v in train + val)
+
+
 def test_fit_closes_its_wandb_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A second fit in the same process (sweeps, the main job) must get its own wandb run, not the open one."""
     import wandb

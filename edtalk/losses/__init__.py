@@ -1,9 +1,10 @@
-"""Training losses: VGG pyramid perceptual, non-saturating GAN (+R1), latent consistency, bank diagnostics."""
+"""Training losses: VGG pyramid perceptual, non-saturating GAN (+R1), latent consistency, mouth-region L1, bank diagnostics."""
 
 from edtalk.losses.adversarial import d_nonsaturating, g_nonsaturating, r1_penalty
 from edtalk.losses.latent import decorrelation, latent_consistency
 from edtalk.losses.orthogonality import bank_diagnostics
 from edtalk.losses.perceptual import VGGPyramidLoss
+from edtalk.losses.region import region_l1
 
 __all__ = [
     "VGGPyramidLoss",
@@ -13,4 +14,5 @@ __all__ = [
     "g_nonsaturating",
     "latent_consistency",
     "r1_penalty",
+    "region_l1",
 ]

@@ -104,7 +104,8 @@ class MouthPoseStage(GANStage):
         r = cross_reconstruct(self.generator, batch)
         out, target = r["out"], r["target"]
         half = out.shape[0] // 2
-        losses = self.reconstruction_losses(out, target)
+        boxes = self.validation_boxes(batch)  # the targets' mouth boxes [a, b], repeated as `target` is
+        losses = self.reconstruction_losses(out, target, boxes=None if boxes is None else boxes.repeat(2, 1))
         assert isinstance(self.cfg, MouthPoseConfig) and isinstance(self.cfg.loss, MouthPoseLoss)
         if self.cfg.pair_losses == "sum":  # sum of the four equal-size pairs' means = 4 x the 4B mean
             losses = {k: PAIRS * v for k, v in losses.items()}
@@ -132,3 +133,9 @@ class MouthPoseStage(GANStage):
         r = cross_reconstruct(generator, batch)
         half = r["out"].shape[0] // 2
         return r["out"][half:], r["target"][half:]
+
+    def validation_boxes(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """Mouth boxes of the targets [t_a, t_b] (the cross-reconstructions' and the self pairs' order)."""
+        if "box_a" not in batch or "box_b" not in batch:
+            return None
+        return torch.cat([batch["box_a"], batch["box_b"]])

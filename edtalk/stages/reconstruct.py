@@ -50,7 +50,10 @@ class ReconstructStage(GANStage):
         src, tgt = batch["source"], batch["target"]
         fake = drive(self.generator, src, tgt)
         return StepOutput(
-            self.reconstruction_losses(fake, tgt), fake=fake, real=tgt, samples=[src, tgt, fake]
+            self.reconstruction_losses(fake, tgt, boxes=batch.get("target_box")),
+            fake=fake,
+            real=tgt,
+            samples=[src, tgt, fake],
         )
 
     def validation_pairs(

@@ -15,9 +15,9 @@ from edtalk.mel import mel_spectrogram
 
 S, B = 64, 4
 CASES = [
-    (PairDataModule, {}, {"source": (B, 3, S, S), "target": (B, 3, S, S)}),
-    (CrossPairDataModule, {}, {k: (B, 3, S, S) for k in ("source_a", "target_a", "source_b", "target_b", "swap_ab", "swap_ba")}),
-    (EmotionDataModule, {"clip_frames": 3}, {"source": (B, 3, S, S), "target": (B, 3, S, S), "emotion": (B,), "frames": (B, 3, 3, S, S)}),
+    (PairDataModule, {}, {"source": (B, 3, S, S), "target": (B, 3, S, S), "target_box": (B, 4)}),
+    (CrossPairDataModule, {}, {**{k: (B, 3, S, S) for k in ("source_a", "target_a", "source_b", "target_b", "swap_ab", "swap_ba")}, "box_a": (B, 4), "box_b": (B, 4)}),
+    (EmotionDataModule, {"clip_frames": 3}, {"source": (B, 3, S, S), "target": (B, 3, S, S), "target_box": (B, 4), "emotion": (B,), "frames": (B, 3, 3, S, S)}),
     (AudioDataModule, {"clip_frames": 5}, {"frames": (B, 5, 3, S, S), "mel": (B, 5, 1, 80, 16), "identity": (B, 3, S, S), "bbox": (B, 5, 4), "face_box": (B, 5, 4), "emotion": (B,)}),
 ]  # fmt: skip
 
@@ -31,7 +31,9 @@ def test_batches_have_the_contract_shapes(builtin: Path, cls: type, kwargs: dict
     assert len(batches) == -(-train_clips // B)  # one epoch = one sample per training clip
     batch = batches[0]
     assert {k: tuple(v.shape) for k, v in batch.items()} == shapes
-    images = {k for k in shapes if k not in ("mel", "bbox", "face_box", "emotion")}
+    images = {
+        k for k in shapes if k not in ("mel", "bbox", "face_box", "emotion", "target_box", "box_a", "box_b")
+    }
     assert {k for k, v in batch.items() if v.dtype == torch.uint8} == images  # images leave as uint8
     floats = images_to_float(batch)
     for key in images:
@@ -55,6 +57,25 @@ def test_mouth_swap_batch_mixes_identities(builtin: Path) -> None:
     diff_top = (batch["swap_ab"] - batch["target_a"])[..., outside].abs().mean()
     diff_all = (batch["swap_ab"] - batch["target_a"]).abs().mean()
     assert diff_top < 1e-6 < diff_all  # only the mouth region changes
+
+
+def test_target_mouth_boxes_frame_the_mouth(builtin: Path) -> None:
+    """The boxes of the `model.loss.mouth` term: inside the image, a mouth-sized part of the lower half,
+    and centred where the target frame's lips are dark (the built-in data shades the gap)."""
+    dm = PairDataModule(builtin, image_size=S, batch_size=8, num_workers=0)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    box = batch["target_box"]
+    assert (box >= 0).all() and (box <= S).all()
+    w, h = box[:, 2] - box[:, 0], box[:, 3] - box[:, 1]
+    assert ((w > 0.1 * S) & (w < 0.5 * S) & (h > 0.03 * S) & (h < 0.5 * S)).all(), box
+    centre_y = (box[:, 1] + box[:, 3]) / 2
+    assert (centre_y > S / 2).all(), box  # the mouth is in the lower half of the crop
+    cross = CrossPairDataModule(builtin, image_size=S, batch_size=4, num_workers=0)
+    cross.setup("fit")
+    pairs = next(iter(cross.train_dataloader()))
+    for key in ("box_a", "box_b"):
+        assert ((pairs[key][:, 1] + pairs[key][:, 3]) / 2 > S / 2).all(), pairs[key]
 
 
 def test_builtin_metadata_has_ground_truth_factors(builtin: Path) -> None:

@@ -107,3 +107,32 @@ def test_bank_diagnostics() -> None:
     with torch.no_grad():
         banks.mouth_pose[:, 20] = banks.mouth_pose[:, 0]  # a pose column collapses onto a mouth column
     assert bank_diagnostics(banks)["orth/raw_mouth_pose"] > d["orth/raw_mouth_pose"]
+
+
+def test_box_mask_takes_the_pixels_whose_centres_are_inside() -> None:
+    from edtalk.losses.region import box_mask
+
+    boxes = torch.tensor([[2.0, 3.0, 6.0, 5.0], [0.0, 0.0, 8.0, 8.0], [1.6, 1.4, 2.4, 1.6]])
+    mask = box_mask(boxes, 8, 8)
+    expected = torch.zeros(3, 1, 8, 8)
+    expected[0, 0, 3:5, 2:6] = 1
+    expected[1] = 1
+    assert torch.equal(mask, expected)  # the third box holds no pixel centre
+
+
+def test_region_l1_weighs_only_the_box_and_matches_slicing() -> None:
+    from edtalk.losses.region import region_l1
+
+    g = torch.Generator().manual_seed(0)
+    pred = torch.rand(2, 3, 16, 16, generator=g, requires_grad=True)
+    target = torch.rand(2, 3, 16, 16, generator=g)
+    boxes = torch.tensor([[4.0, 8.0, 12.0, 12.0], [0.0, 10.0, 16.0, 16.0]])
+    loss = region_l1(pred, target, boxes)
+    manual = ((pred[0, :, 8:12, 4:12] - target[0, :, 8:12, 4:12]).abs().mean()
+              + (pred[1, :, 10:16, :] - target[1, :, 10:16, :]).abs().mean()) / 2  # fmt: skip
+    assert torch.allclose(loss, manual, atol=1e-6)
+    loss.backward()
+    assert pred.grad is not None
+    assert pred.grad[0, :, :8].abs().sum() == 0 and pred.grad[0, :, 8:12, 4:12].abs().min() > 0
+    with pytest.raises(ValueError, match="B x 4"):
+        region_l1(pred, target, boxes[:1])

@@ -150,3 +150,26 @@ def test_network_files_with_the_old_loss_weights_still_load(tmp_path: Path, kind
     assert all(torch.equal(v, sd[k]) for k, v in loaded.state_dict().items())
     with pytest.raises(ValueError, match="unknown"):  # other unknown keys stay errors
         type(net.cfg).from_dict(net.cfg.to_dict() | {"hiden": 3})
+
+
+@pytest.mark.parametrize("stage", ["reconstruct", "mouth_pose", "expression"])
+def test_mouth_region_term_needs_the_boxes_and_weighs_only_the_mouth(stage: str) -> None:
+    from tests.stages.helpers import make_batch, make_stage
+
+    module = make_stage(stage, with_d=False, **{"loss.mouth": 1.0, "loss.vgg": 0.0})
+    batch = make_batch(stage)
+    with pytest.raises(ValueError, match="mouth boxes"):
+        module.generator_step(batch)
+    box = torch.tensor([[16.0, 40.0, 48.0, 56.0]]).repeat(2, 1)
+    names = ("box_a", "box_b") if stage == "mouth_pose" else ("target_box",)
+    batch |= {name: box for name in names}
+    losses = module.generator_step(batch).losses
+    assert set(losses) >= {"l1", "mouth"} and torch.isfinite(losses["mouth"])
+    module.generator.zero_grad()
+    losses["mouth"].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.generator.parameters())
+    _, target = module.validation_pairs(module.generator, batch)
+    val_boxes = module.validation_boxes(batch)
+    assert val_boxes is not None and val_boxes.shape == (target.shape[0], 4)  # validation weighs it too
+    module.cfg.loss.mouth = 0.0
+    assert "mouth" not in module.generator_step(batch).losses  # weight 0 (the recipe) skips it
