@@ -14,7 +14,10 @@ original trainer, the *sum* of four per-pair means (self a, self b, cross a, cro
 weighs 4 : 4 against GAN 1 and latent 1. The four pairs have the same batch B, so the sum equals 4 x
 the mean over the 4B batch and is computed in one call. `model.pair_losses: mean` takes one mean over
 the four instead (a 4x weaker reconstruction, this project's earlier default);
-D sees real [t_a, t_b] vs fake [y_a, y_b]. Sources are encoded once and the four drivers in one
+D sees real [t_a, t_b] vs fake [y_a, y_b].
+Two terms of our own, off by default (the paper has neither; the CPU demo profile uses both):
+`model.loss.mouth` (L1 in the targets' mouth boxes, `edtalk.losses.region`) and `model.loss.decorrelation`
+(upstream's `discor`, as in the expression stage, between the mouth and pose weights). Sources are encoded once and the four drivers in one
 batch; the four renders are one batched synthesis call (upstream runs ten encoder passes per step).
 Init from `reconstruct` (same lip-pose generator: a strict load, no key surgery). As in the original
 stage 2, the mouth/pose heads (MLN, PLN) and the 512 x 26 bank start fresh on top of stage 1's
@@ -29,7 +32,7 @@ from typing import ClassVar
 
 import torch
 
-from edtalk.losses import latent_consistency
+from edtalk.losses import decorrelation, latent_consistency
 from edtalk.nn.generator import Generator, SourceEncoding
 from edtalk.stages.base import GANStage, GANStageConfig, LossWeights, StepOutput
 from edtalk.weights.handoff import MOUTH_POSE_HEADS
@@ -37,7 +40,11 @@ from edtalk.weights.handoff import MOUTH_POSE_HEADS
 
 @dataclass
 class MouthPoseLoss(LossWeights):
+    """Loss weights; `decorrelation` is our option (0: the paper's objective): ||corr(alpha_m, alpha_p)||_F^2 / 20
+    of the batch-centred mouth and pose weights of the step's 4B drivers (`edtalk.losses.decorrelation`)."""
+
     latent: float = 1.0
+    decorrelation: float = 0.0
 
 
 PAIRS = 4  # self a, self b, cross a, cross b
@@ -73,7 +80,8 @@ def cross_reconstruct(gen: Generator, batch: dict[str, torch.Tensor]) -> dict[st
     """All four reconstructions and the component latents of one mouth_pose batch.
 
     Returns: "out" 4B x 3 x H x W ordered [self_a, self_b, cross_a, cross_b], "target" 4B x 3 x H x W,
-    "mouth"/"pose" 4B x S component latents in the same order.
+    "mouth"/"pose" 4B x S component latents in the same order, "alpha_mouth"/"alpha_pose" the weights of
+    the 4B drivers [t_a, t_b, swap_ab, swap_ba].
     """
     sa, sb, ta, tb = batch["source_a"], batch["source_b"], batch["target_a"], batch["target_b"]
     enc = gen.encode(torch.cat([sa, sb]))  # -> 2B
@@ -86,7 +94,14 @@ def cross_reconstruct(gen: Generator, batch: dict[str, torch.Tensor]) -> dict[st
     w, _ = gen.latent(src.w_a, alpha, q)
     out = gen.render(src, w)
     comp = gen.component_latents(alpha, q)
-    return {"out": out, "target": torch.cat([ta, tb, ta, tb]), "mouth": comp["mouth"], "pose": comp["pose"]}
+    return {
+        "out": out,
+        "target": torch.cat([ta, tb, ta, tb]),
+        "mouth": comp["mouth"],
+        "pose": comp["pose"],
+        "alpha_mouth": coef["mouth"],
+        "alpha_pose": coef["pose"],
+    }
 
 
 class MouthPoseStage(GANStage):
@@ -113,6 +128,8 @@ class MouthPoseStage(GANStage):
             losses["latent"] = latent_consistency(r["mouth"][half:], r["mouth"][:half]) + latent_consistency(
                 r["pose"][half:], r["pose"][:half]
             )
+        if self.cfg.loss.decorrelation > 0:
+            losses["decorrelation"] = decorrelation(r["alpha_mouth"], r["alpha_pose"])
         with torch.no_grad():
             self.log("train/cross_l1", (out[half:] - target[half:]).abs().mean(), batch_size=half)
         b = half // 2

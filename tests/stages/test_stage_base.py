@@ -173,3 +173,19 @@ def test_mouth_region_term_needs_the_boxes_and_weighs_only_the_mouth(stage: str)
     assert val_boxes is not None and val_boxes.shape == (target.shape[0], 4)  # validation weighs it too
     module.cfg.loss.mouth = 0.0
     assert "mouth" not in module.generator_step(batch).losses  # weight 0 (the recipe) skips it
+
+
+def test_mouth_pose_decorrelation_term_reaches_both_heads() -> None:
+    from tests.stages.helpers import make_batch, make_stage
+
+    module = make_stage("mouth_pose", with_d=False, **{"loss.decorrelation": 1.0, "loss.vgg": 0.0})
+    losses = module.generator_step(make_batch("mouth_pose", batch=4)).losses
+    assert float(losses["decorrelation"]) > 0
+    module.generator.zero_grad()
+    losses["decorrelation"].backward()
+    heads = {name: p.grad for name, p in module.generator.named_parameters() if "_fc." in name}
+    for head in ("lip_fc", "pose_fc"):
+        grads = [g for name, g in heads.items() if head in name and g is not None]
+        assert grads and any(g.abs().sum() > 0 for g in grads), head
+    module.cfg.loss.decorrelation = 0.0
+    assert "decorrelation" not in module.generator_step(make_batch("mouth_pose", batch=4)).losses
