@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-STEPS = 400  # 2.6-4 min on 2 cores shared with other jobs
-# Measured (identity-warp start, pure L1; seeds 0/1/2/3): 17.26 / 16.98 / 17.01 / 17.59 dB vs random init
-# 11.18 / 10.89 / 9.91 / 9.46 dB, copying the source 15.77 dB: >= 5.8 dB over the floor, >= 1.2 dB over the copy.
-# Before (LIA's flow init, GAN 0.1): +1.0 to +1.5 dB over random init, under the copy baseline.
+STEPS = 1200  # the main job's stage 1 (quickstart --steps 200 x DEMO_STEP_SCALE["reconstruct"])
+# Measured with the mouth-region term (the demo profile since 2026-11-30, session 5), seed 1: 19.35 dB vs random
+# init 10.89 dB, copying the source 15.77 dB (+3.6 dB; the assertion asks +1.0). Before it (pure L1, 400 steps; seeds 0/1/2/3): 17.26 / 16.98 / 17.01 / 17.59 dB vs
+# random init 11.18 / 10.89 / 9.91 / 9.46 dB, copying the source 15.77 dB.
 
 
 @pytest.mark.slow
@@ -45,4 +45,4 @@ def test_demo_profile_reconstruction_learns(tmp_path: Path) -> None:
     )
     print(f"demo reconstruct seed {seed}: {said}")
     assert psnr_ours > psnr_floor + 3.0, said
-    assert psnr_ours > psnr_copy, said  # the motion path learned to move the source
+    assert psnr_ours > psnr_copy + 1.0, said  # the motion path learned to move the source

@@ -40,6 +40,10 @@ VISUAL = ("reconstruct", "mouth_pose", "expression")
 PROFILES = ("demo", "debug")
 AUDIO = ("syncnet", "audio2mouth", "audio2pose", "audio2exp", "emotion_classifier")
 EXPORTS = {"audio2mouth": "audio2mouth.pt", "audio2pose": "audio2pose.pt", "audio2exp": "audio2exp.pt"}
+# Demo profile: steps of a visual stage = --steps x this. Stage 1 steps are ~6x cheaper than mouth_pose steps
+# (one render per pair against four) and the later stages can only disentangle what stage 1 reconstructs
+# (experiments/demo/README.md, "Where the steps go").
+DEMO_STEP_SCALE = {"reconstruct": 6.0, "mouth_pose": 1.5}
 
 
 @dataclass
@@ -101,10 +105,16 @@ class Quickstart:
     # -- training --------------------------------------------------------------------------------
     def train_all(self) -> None:
         for i, stage in enumerate(VISUAL + AUDIO, 1):
-            steps = self.steps if stage in VISUAL else self.audio_steps
+            steps = self.stage_steps(stage)
             self._step(stage, f"training ({i}/{len(VISUAL) + len(AUDIO)}, {steps} steps)")
             self.stages.append(self.train(stage, steps))
             self._step(stage, "done " + _fmt_metrics(self.stages[-1].metrics))
+
+    def stage_steps(self, stage: str) -> int:
+        """`--steps` (visual) or `--audio-steps`, scaled by `DEMO_STEP_SCALE` in the demo profile."""
+        base = self.steps if stage in VISUAL else self.audio_steps
+        scale = DEMO_STEP_SCALE.get(stage, 1.0) if self.profile == "demo" else 1.0
+        return max(1, round(base * scale))
 
     def train(self, stage: str, steps: int, extra: list[str] | None = None) -> StageRun:
         """One stage run (`extra`: dotlist overrides applied last, e.g. a seed)."""
