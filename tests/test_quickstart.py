@@ -22,7 +22,7 @@ def test_quickstart_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str
     summary = json.loads((out / "summary.json").read_text())
     stages = ["reconstruct", "mouth_pose", "expression", "syncnet", "audio2mouth", "audio2pose", "audio2exp"]
     assert {*stages, "emotion_classifier"} == set(summary["stages"])
-    expected = {"reconstruct": 24, "mouth_pose": 6, "expression": 4}  # --steps 4 x DEMO_STEP_SCALE
+    expected = {"reconstruct": 20, "mouth_pose": 4, "expression": 4}  # --steps 4 x DEMO_STEP_SCALE
     assert all(summary["stages"][s]["steps"] == expected.get(s, 3) for s in stages)
     assert set(summary["evaluation"]) == {"edtalk_video", "edtalk_audio"}
     assert {"psnr", "ssim", "emotion_acc"} <= set(summary["evaluation"]["edtalk_video"])

@@ -40,10 +40,10 @@ VISUAL = ("reconstruct", "mouth_pose", "expression")
 PROFILES = ("demo", "debug")
 AUDIO = ("syncnet", "audio2mouth", "audio2pose", "audio2exp", "emotion_classifier")
 EXPORTS = {"audio2mouth": "audio2mouth.pt", "audio2pose": "audio2pose.pt", "audio2exp": "audio2exp.pt"}
-# Demo profile: steps of a visual stage = --steps x this. Stage 1 steps are ~6x cheaper than mouth_pose steps
+# Demo profile: steps of a visual stage = --steps x this. A stage-1 step costs ~1/4 of a mouth_pose step
 # (one render per pair against four) and the later stages can only disentangle what stage 1 reconstructs
-# (experiments/demo/README.md, "Where the steps go").
-DEMO_STEP_SCALE = {"reconstruct": 6.0, "mouth_pose": 1.5}
+# (experiments/demo/README.md, "The mouth term, and where the steps go"); 5x keeps `make demo` within 15 min.
+DEMO_STEP_SCALE = {"reconstruct": 5.0}
 
 
 @dataclass

@@ -20,8 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--steps",
         type=int,
         default=200,
-        help="optimisation steps of each visual stage (the demo profile trains reconstruct 6x and "
-        "mouth_pose 1.5x as many)",
+        help="optimisation steps of each visual stage (the demo profile trains reconstruct 5x as many)",
     )
     p.add_argument("--audio-steps", type=int, default=150, help="optimisation steps of each audio stage")
     p.add_argument("--eval-clips", type=int, default=4, help="built-in test clips to evaluate")
