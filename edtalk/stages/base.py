@@ -329,15 +329,16 @@ class GANStage(EDTalkStage):
         if every > 0 and step % every == 0 and out.samples and self.trainer.is_global_zero:
             self.log_samples(out.samples, "train")
 
-    def validation_boxes(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
-        """The mouth boxes of `validation_pairs`' targets (the `loss.mouth` term), None when the batch has none."""
+    def target_boxes(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """Mouth boxes (B' x 4) of the batch's targets in `validation_pairs`' order, for the `loss.mouth` term;
+        None when the batch carries none."""
         return batch.get("target_box")
 
     # -- validation --------------------------------------------------------------------------------
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         gen = self.generator_ema if self.generator_ema is not None else self.generator
         pred, target = self.validation_pairs(gen, batch)
-        terms = self.reconstruction_losses(pred, target, boxes=self.validation_boxes(batch))
+        terms = self.reconstruction_losses(pred, target, boxes=self.target_boxes(batch))
         loss = sum((self.weight(k) * v for k, v in terms.items()), pred.new_zeros(()))
         logs = {f"val/{k}": v for k, v in terms.items()} | {"val/loss": loss, "val/psnr": psnr(pred, target)}
         self.log_dict(logs, sync_dist=True, batch_size=pred.shape[0])

@@ -119,7 +119,7 @@ class MouthPoseStage(GANStage):
         r = cross_reconstruct(self.generator, batch)
         out, target = r["out"], r["target"]
         half = out.shape[0] // 2
-        boxes = self.validation_boxes(batch)  # the targets' mouth boxes [a, b], repeated as `target` is
+        boxes = self.target_boxes(batch)  # [t_a, t_b]; `target` is [t_a, t_b, t_a, t_b]
         losses = self.reconstruction_losses(out, target, boxes=None if boxes is None else boxes.repeat(2, 1))
         assert isinstance(self.cfg, MouthPoseConfig) and isinstance(self.cfg.loss, MouthPoseLoss)
         if self.cfg.pair_losses == "sum":  # sum of the four equal-size pairs' means = 4 x the 4B mean
@@ -151,7 +151,7 @@ class MouthPoseStage(GANStage):
         half = r["out"].shape[0] // 2
         return r["out"][half:], r["target"][half:]
 
-    def validation_boxes(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+    def target_boxes(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
         """Mouth boxes of the targets [t_a, t_b] (the cross-reconstructions' and the self pairs' order)."""
         if "box_a" not in batch or "box_b" not in batch:
             return None

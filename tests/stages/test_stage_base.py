@@ -169,7 +169,7 @@ def test_mouth_region_term_needs_the_boxes_and_weighs_only_the_mouth(stage: str)
     losses["mouth"].backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.generator.parameters())
     _, target = module.validation_pairs(module.generator, batch)
-    val_boxes = module.validation_boxes(batch)
+    val_boxes = module.target_boxes(batch)
     assert val_boxes is not None and val_boxes.shape == (target.shape[0], 4)  # validation weighs it too
     module.cfg.loss.mouth = 0.0
     assert "mouth" not in module.generator_step(batch).losses  # weight 0 (the recipe) skips it
