@@ -92,7 +92,7 @@ class ExpressionStage(GANStage):
         assert isinstance(loss_w, ExpressionLoss)
         r = expression_reconstruct(self.generator, src, tgt, with_base=loss_w.complementary > 0)
         fake, base = r["out"], r.get("base")
-        losses = self.reconstruction_losses(fake, tgt, boxes=batch.get("target_box"))
+        losses = self.reconstruction_losses(fake, tgt, boxes=self.target_boxes(batch))
         if base is not None:
             resid = (base - tgt).abs().mean(1, keepdim=True)  # -> B x 1 x H x W stage-2 error map
             focus = resid / resid.mean((2, 3), keepdim=True).clamp_min(1e-6)

@@ -15,9 +15,10 @@ weighs 4 : 4 against GAN 1 and latent 1. The four pairs have the same batch B, s
 the mean over the 4B batch and is computed in one call. `model.pair_losses: mean` takes one mean over
 the four instead (a 4x weaker reconstruction, this project's earlier default);
 D sees real [t_a, t_b] vs fake [y_a, y_b].
-Two terms of our own, off by default (the paper has neither; the CPU demo profile uses both):
-`model.loss.mouth` (L1 in the targets' mouth boxes, `edtalk.losses.region`) and `model.loss.decorrelation`
-(upstream's `discor`, as in the expression stage, between the mouth and pose weights). Sources are encoded once and the four drivers in one
+Two terms of our own, off by default (the paper has neither): `model.loss.mouth` (L1 in the targets'
+mouth boxes, `edtalk.losses.region`; the CPU demo profile uses it) and `model.loss.decorrelation`
+(upstream's `discor`, as in the expression stage, between the mouth and pose weights; measured to lower
+the disentanglement score, experiments/demo/README.md). Sources are encoded once and the four drivers in one
 batch; the four renders are one batched synthesis call (upstream runs ten encoder passes per step).
 Init from `reconstruct` (same lip-pose generator: a strict load, no key surgery). As in the original
 stage 2, the mouth/pose heads (MLN, PLN) and the 512 x 26 bank start fresh on top of stage 1's

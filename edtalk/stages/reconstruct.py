@@ -50,7 +50,7 @@ class ReconstructStage(GANStage):
         src, tgt = batch["source"], batch["target"]
         fake = drive(self.generator, src, tgt)
         return StepOutput(
-            self.reconstruction_losses(fake, tgt, boxes=batch.get("target_box")),
+            self.reconstruction_losses(fake, tgt, boxes=self.target_boxes(batch)),
             fake=fake,
             real=tgt,
             samples=[src, tgt, fake],
