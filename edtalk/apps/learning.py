@@ -173,12 +173,17 @@ def learning_table(
     runs: dict[str, Path],
     root: Path,
     clips: int,
+    collected: tuple[dict[str, Any], dict[str, Any]] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """{"ours": {KEYS...}, "floor": {KEYS...}} for generators {"ours", "floor"} (see the module docstring)."""
+    """{"ours": {KEYS...}, "floor": {KEYS...}} for generators {"ours", "floor"} (see the module docstring).
+
+    `collected`: (train, test) of `metrics.disentanglement.collect` already made for these generators
+    (the caller's, when it probes more generators than these two); collected here otherwise."""
     from metrics.disentanglement import collect, mouth_probe_from, scores
 
-    train = collect(generators, root, "train")
-    test = collect(generators, root, "test")
+    if collected is None:
+        collected = collect(generators, root, "train"), collect(generators, root, "test")
+    train, test = collected
     out: dict[str, dict[str, Any]] = {}
     for name, gen in generators.items():
         row: dict[str, Any] = scores(train[name], test[name])

@@ -42,8 +42,11 @@ AUDIO = ("syncnet", "audio2mouth", "audio2pose", "audio2exp", "emotion_classifie
 EXPORTS = {"audio2mouth": "audio2mouth.pt", "audio2pose": "audio2pose.pt", "audio2exp": "audio2exp.pt"}
 # Demo profile: steps of a visual stage = --steps x this. A stage-1 step costs ~1/4 of a mouth_pose step
 # (one render per pair against four) and the later stages can only disentangle what stage 1 reconstructs
-# (experiments/demo/README.md, "The mouth term, and where the steps go"); 5x keeps `make demo` within 15 min.
-DEMO_STEP_SCALE = {"reconstruct": 5.0}
+# (experiments/demo/README.md, "The mouth term, and where the steps go"); 6x keeps `make demo` within 15 min.
+DEMO_STEP_SCALE = {"reconstruct": 6.0}
+# CSIM of the evaluation from this many evenly spaced frames per clip: dlib's face descriptor was 67 of the
+# evaluation's 138 s on every frame (`metrics.runner.MethodScorer`; `edtalk evaluate` keeps every frame).
+CSIM_FRAMES = 8
 
 
 @dataclass
@@ -200,7 +203,7 @@ class Quickstart:
             shutil.copyfile(judge, judges_dir / "emotion_classifier.ckpt")
         judges = load_judges(judges_dir)
         clips = islice(ground_truth("builtin", shards), self.eval_clips)
-        report = evaluate(methods, clips, judges, lse_crop=False, log=lambda s: None)
+        report = evaluate(methods, clips, judges, lse_crop=False, log=lambda s: None, csim_frames=CSIM_FRAMES)
         report.extras.update(extras)
         files = write_report(report, out)
         self.evaluation = {
@@ -216,7 +219,7 @@ class Quickstart:
         """The learning table (ours vs random-init floor) and the disentanglement curve over stages."""
         from edtalk.apps.learning import floor_audio2lip, floor_generator, learning_table
         from edtalk.weights import load_generator
-        from metrics.disentanglement import probe_heatmap
+        from metrics.disentanglement import collect, probe_heatmap, scores
 
         self._step("learning", "probes on the training speakers, scored on the held-out speaker")
         ours = load_generator(ckpts["generator"]).eval()  # type: ignore[arg-type]
@@ -227,34 +230,48 @@ class Quickstart:
 
             a2l = {"ours": load_audio_model(a2l_path, "audio2lip"), "floor": floor_audio2lip(a2l_path)}
         runs = {s.name: s.run_dir for s in self.stages}
+        floor = floor_generator(ours)
+        curve_gens, steps = self.stage_generators()
+        # one pass over the frames for every generator: ours is the last visual stage's, the floor the curve's step 0
+        gens = {"ours": ours, "floor": floor} | {k: g for k, g in curve_gens.items() if k != VISUAL[-1]}
+        train, test = collect(gens, shards, "train"), collect(gens, shards, "test")
+        pair = {"ours": ours, "floor": floor}
         table = learning_table(
-            {"ours": ours, "floor": floor_generator(ours)}, a2l, runs, shards, self.eval_clips
+            pair,
+            a2l,
+            runs,
+            shards,
+            self.eval_clips,
+            collected=({k: train[k] for k in pair}, {k: test[k] for k in pair}),
         )
         self.learning = {**table["ours"], "floor": table["floor"]}
         probe_heatmap(
             {k: table[k] for k in ("ours", "floor")}, self.out / "plots" / "disentanglement_probes.png"
         )
-        self.curve = self.stage_curve(ours, shards)
+        alias = {"init": "floor", VISUAL[-1]: "ours"}
+        self.curve = [
+            {
+                "stage": k,
+                "step": steps[k],
+                "score": scores(train[alias.get(k, k)], test[alias.get(k, k)])["disentanglement_score"],
+            }
+            for k in ["init", *curve_gens]
+        ]
         self._step("learning", "done " + _fmt_learning(self.learning))
 
-    def stage_curve(self, ours: Any, shards: Path) -> list[dict[str, Any]]:
-        """Disentanglement score and val PSNR after each visual stage (step 0: the random-init floor)."""
-        from edtalk.apps.learning import floor_generator
+    def stage_generators(self) -> tuple[dict[str, Any], dict[str, int]]:
+        """The generator after each visual stage this run trained, and the cumulative steps at its end
+        (`steps["init"]` = 0: the random-init floor)."""
         from edtalk.weights import load_generator
-        from metrics.disentanglement import collect, scores
 
-        gens: dict[str, Any] = {"init": floor_generator(ours)}
+        gens: dict[str, Any] = {}
         steps, total = {"init": 0}, 0
         for st in self.stages:
             if st.name in VISUAL:
                 total += st.steps
                 gens[st.name] = load_generator(st.run_dir / "checkpoints" / "last.ckpt").eval()
                 steps[st.name] = total
-        train, test = collect(gens, shards, "train"), collect(gens, shards, "test")
-        return [
-            {"stage": k, "step": steps[k], "score": scores(train[k], test[k])["disentanglement_score"]}
-            for k in gens
-        ]
+        return gens, steps
 
     def our_emotion_vectors(self) -> Path | None:
         """<emotion>.npy from our expression generator's coefficients (audio2exp's extracted shards)."""

@@ -166,3 +166,28 @@ def test_clip_list_restricts_the_ground_truth(tmp_path: Path) -> None:
     (tmp_path / "empty.txt").write_text("\n")
     with pytest.raises(ValueError, match="empty"):
         read_clip_list(tmp_path / "empty.txt")
+
+
+def test_csim_frames_scores_the_evenly_spaced_subset(tmp_path: Path) -> None:
+    """`csim_frames=k` (the quickstart's quick CSIM) = the mean cosine over exactly those k frames; >= T frames
+    is the every-frame protocol; the other metrics do not change."""
+    from metrics.functional.fid import evenly_spaced
+    from metrics.runner import MethodScorer
+
+    gt = next(iter(ground_truth("builtin")))
+    pred = np.stack([cv2.GaussianBlur(f, (7, 7), 2) for f in gt.frames[:12]])
+    judges = load_judges(tmp_path)  # no judge files: dlib (ships with its package) only
+    assert judges.dlib is not None
+    every = MethodScorer(judges).add(gt, pred, gt.wav)
+    assert MethodScorer(judges, csim_frames=12).add(gt, pred, gt.wav)["csim"] == pytest.approx(
+        every["csim"], abs=1e-9
+    )
+    four = MethodScorer(judges, csim_frames=4).add(gt, pred, gt.wav)
+    idx = evenly_spaced(12, 4)
+    src = torch.from_numpy(judges.dlib.embeddings(gt.frames[:1]))[0]
+    emb = torch.from_numpy(judges.dlib.embeddings(pred[idx], [judges.dlib.boxes(pred)[i] for i in idx]))
+    expected = torch.nn.functional.cosine_similarity(emb, src[None]).mean().item()
+    assert four["csim"] == pytest.approx(expected, abs=1e-5)
+    assert four["psnr"] == every["psnr"] and four["m_lmd"] == every["m_lmd"]
+    with pytest.raises(ValueError, match="csim_frames must be >= 1"):
+        MethodScorer(judges, csim_frames=0)
