@@ -1,7 +1,7 @@
 """Training losses: VGG pyramid perceptual, non-saturating GAN (+R1), latent consistency, mouth-region L1, bank diagnostics."""
 
 from edtalk.losses.adversarial import d_nonsaturating, g_nonsaturating, r1_penalty
-from edtalk.losses.latent import decorrelation, latent_consistency
+from edtalk.losses.latent import coefficient_invariance, decorrelation, latent_consistency
 from edtalk.losses.orthogonality import bank_diagnostics
 from edtalk.losses.perceptual import VGGPyramidLoss
 from edtalk.losses.region import region_l1
@@ -9,6 +9,7 @@ from edtalk.losses.region import region_l1
 __all__ = [
     "VGGPyramidLoss",
     "bank_diagnostics",
+    "coefficient_invariance",
     "d_nonsaturating",
     "decorrelation",
     "g_nonsaturating",

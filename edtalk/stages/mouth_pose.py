@@ -15,10 +15,11 @@ weighs 4 : 4 against GAN 1 and latent 1. The four pairs have the same batch B, s
 the mean over the 4B batch and is computed in one call. `model.pair_losses: mean` takes one mean over
 the four instead (a 4x weaker reconstruction, this project's earlier default);
 D sees real [t_a, t_b] vs fake [y_a, y_b].
-Two terms of our own, off by default (the paper has neither): `model.loss.mouth` (L1 in the targets'
-mouth boxes, `edtalk.losses.region`; the CPU demo profile uses it) and `model.loss.decorrelation`
+Three terms of our own, off by default (the paper has none of them): `model.loss.mouth` (L1 in the
+targets' mouth boxes, `edtalk.losses.region`; the CPU demo profile uses it), `model.loss.decorrelation`
 (upstream's `discor`, as in the expression stage, between the mouth and pose weights; measured to lower
-the disentanglement score, experiments/demo/README.md). Sources are encoded once and the four drivers in one
+the disentanglement score, experiments/demo/README.md) and `model.loss.invariance` (the latent
+consistency's pairs on the bank weights themselves, scale-free: `edtalk.losses.coefficient_invariance`). Sources are encoded once and the four drivers in one
 batch; the four renders are one batched synthesis call (upstream runs ten encoder passes per step).
 Init from `reconstruct` (same lip-pose generator: a strict load, no key surgery). As in the original
 stage 2, the mouth/pose heads (MLN, PLN) and the 512 x 26 bank start fresh on top of stage 1's
@@ -33,7 +34,7 @@ from typing import ClassVar
 
 import torch
 
-from edtalk.losses import decorrelation, latent_consistency
+from edtalk.losses import coefficient_invariance, decorrelation, latent_consistency
 from edtalk.nn.generator import Generator, SourceEncoding
 from edtalk.stages.base import GANStage, GANStageConfig, LossWeights, StepOutput
 from edtalk.weights.handoff import MOUTH_POSE_HEADS
@@ -41,11 +42,15 @@ from edtalk.weights.handoff import MOUTH_POSE_HEADS
 
 @dataclass
 class MouthPoseLoss(LossWeights):
-    """Loss weights; `decorrelation` is our option (0: the paper's objective): ||corr(alpha_m, alpha_p)||_F^2 / 20
-    of the batch-centred mouth and pose weights of the step's 4B drivers (`edtalk.losses.decorrelation`)."""
+    """Loss weights; `decorrelation` and `invariance` are our options (0: the paper's objective).
+    decorrelation: ||corr(alpha_m, alpha_p)||_F^2 / 20 of the batch-centred mouth and pose weights of the
+    step's 4B drivers (`edtalk.losses.decorrelation`). invariance: `edtalk.losses.coefficient_invariance` of
+    the mouth weights of swap_ba vs t_a (and swap_ab vs t_b: same mouth, other pose and identity) plus the
+    pose weights of swap_ab vs t_a (and swap_ba vs t_b: same pose, other mouth)."""
 
     latent: float = 1.0
     decorrelation: float = 0.0
+    invariance: float = 0.0
 
 
 PAIRS = 4  # self a, self b, cross a, cross b
@@ -131,6 +136,14 @@ class MouthPoseStage(GANStage):
             )
         if self.cfg.loss.decorrelation > 0:
             losses["decorrelation"] = decorrelation(r["alpha_mouth"], r["alpha_pose"])
+        if (
+            self.cfg.loss.invariance > 0
+        ):  # drivers [t_a, t_b, swap_ab, swap_ba]: swap_ba has a's mouth, b's pose
+            m_ta, m_tb, m_ab, m_ba = r["alpha_mouth"].chunk(4)
+            p_ta, p_tb, p_ab, p_ba = r["alpha_pose"].chunk(4)
+            losses["invariance"] = coefficient_invariance(
+                torch.cat([m_ba, m_ab]), torch.cat([m_ta, m_tb])
+            ) + coefficient_invariance(torch.cat([p_ab, p_ba]), torch.cat([p_ta, p_tb]))
         with torch.no_grad():
             self.log("train/cross_l1", (out[half:] - target[half:]).abs().mean(), batch_size=half)
         b = half // 2

@@ -13,6 +13,7 @@ from edtalk.config import GeneratorConfig
 from edtalk.losses import (
     VGGPyramidLoss,
     bank_diagnostics,
+    coefficient_invariance,
     d_nonsaturating,
     decorrelation,
     g_nonsaturating,
@@ -96,6 +97,20 @@ def test_latent_consistency_and_decorrelation() -> None:
     assert decorrelation(b, b).item() > 0.9
     assert decorrelation(b, torch.randn(256, 4)).item() < 0.1
     assert decorrelation(b[:1], b[:1]).item() == 0.0
+
+
+def test_coefficient_invariance_is_the_changed_fraction_of_the_spread() -> None:
+    torch.manual_seed(0)
+    self_ = torch.randn(64, 20)
+    assert coefficient_invariance(self_, self_).item() == 0.0
+    noise = 0.1 * torch.randn(64, 20)
+    value = coefficient_invariance(self_ + noise, self_).item()
+    spread = torch.cat([self_ + noise, self_]).var(0, unbiased=False).mean()  # by hand
+    assert math.isclose(value, noise.pow(2).mean().item() / spread.item(), rel_tol=1e-5)
+    assert 0.005 < value < 0.02  # ~0.01: the noise is a tenth of the spread (variance 1e-2 of 1)
+    assert math.isclose(coefficient_invariance(3 * (self_ + noise), 3 * self_).item(), value, rel_tol=1e-5)
+    unrelated = coefficient_invariance(torch.randn(64, 20), self_).item()
+    assert 1.5 < unrelated < 2.5  # independent weights: |x - y|^2 = 2 var
 
 
 def test_bank_diagnostics() -> None:

@@ -189,3 +189,37 @@ def test_mouth_pose_decorrelation_term_reaches_both_heads() -> None:
         assert grads and any(g.abs().sum() > 0 for g in grads), head
     module.cfg.loss.decorrelation = 0.0
     assert "decorrelation" not in module.generator_step(make_batch("mouth_pose", batch=4)).losses
+
+
+def test_mouth_pose_invariance_term_pairs_the_swapped_drivers() -> None:
+    """The term is 0 when every driver's weights equal its unswapped partner's, and its gradient reaches
+    both heads; weight 0 (the recipe) skips it."""
+    from edtalk.losses import coefficient_invariance
+    from tests.stages.helpers import make_batch, make_stage
+
+    module = make_stage("mouth_pose", with_d=False, **{"loss.invariance": 1.0, "loss.vgg": 0.0})
+    batch = make_batch("mouth_pose", batch=4)
+    losses = module.generator_step(batch).losses
+    assert float(losses["invariance"]) > 0
+    module.generator.zero_grad()
+    losses["invariance"].backward()
+    for head in ("lip_fc", "pose_fc"):
+        grads = [p.grad for name, p in module.generator.named_parameters() if f"{head}." in name]
+        assert any(g is not None and g.abs().sum() > 0 for g in grads), head
+    same = dict(batch) | {"swap_ba": batch["target_a"], "swap_ab": batch["target_b"]}  # mouth pairs equal
+    mouth_only = module.generator_step(same).losses["invariance"]
+    both = dict(batch) | {
+        "target_b": batch["target_a"],
+        "swap_ab": batch["target_a"],
+        "swap_ba": batch["target_a"],
+    }
+    assert float(module.generator_step(both).losses["invariance"]) < 1e-6  # every pairing equal
+    with (
+        torch.no_grad()
+    ):  # by hand: mouth pairs (swap_ba, t_a), (swap_ab, t_b) are equal here, so only pose counts
+        pose = module.generator.coefficients(torch.cat([batch["target_a"], batch["target_b"]]))["pose"]
+        p_ta, p_tb = pose.chunk(2)
+        expected = coefficient_invariance(torch.cat([p_tb, p_ta]), torch.cat([p_ta, p_tb]))
+    assert float(mouth_only) > 0 and float(mouth_only) == pytest.approx(float(expected), rel=1e-4)
+    module.cfg.loss.invariance = 0.0
+    assert "invariance" not in module.generator_step(batch).losses
