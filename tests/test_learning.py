@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-STEPS = 1200  # the main job's stage 1 (quickstart --steps 200 x DEMO_STEP_SCALE["reconstruct"])
+STEPS = 1200  # a little over the main job's stage 1 (quickstart --steps 200 x DEMO_STEP_SCALE["reconstruct"])
 # With the demo optimiser (lr 4e-3, betas (0.9, 0.999); session 6), seeds 1 / 2: 19.30 / 20.21 dB.
 # Measured with the mouth-region term (the demo profile since 2026-11-30, session 5), seeds 1 / 2: 19.35 / 18.91 dB
 # vs random init 10.89 / 9.91 dB, copying the source 15.77 dB (>= +3.1 dB; the assertion asks +1.0). Before it (pure L1, 400 steps; seeds 0/1/2/3): 17.26 / 16.98 / 17.01 / 17.59 dB vs

@@ -40,10 +40,11 @@ VISUAL = ("reconstruct", "mouth_pose", "expression")
 PROFILES = ("demo", "debug")
 AUDIO = ("syncnet", "audio2mouth", "audio2pose", "audio2exp", "emotion_classifier")
 EXPORTS = {"audio2mouth": "audio2mouth.pt", "audio2pose": "audio2pose.pt", "audio2exp": "audio2exp.pt"}
-# Demo profile: steps of a visual stage = --steps x this. A stage-1 step costs ~1/4 of a mouth_pose step
-# (one render per pair against four) and the later stages can only disentangle what stage 1 reconstructs
-# (experiments/demo/README.md, "The mouth term, and where the steps go"); 6x keeps `make demo` within 15 min.
-DEMO_STEP_SCALE = {"reconstruct": 6.0}
+# Demo profile: steps of a visual stage = --steps x this. A stage-1 step costs ~1/5 of a mouth_pose step
+# (one render per pair against four); stage 1 reads the mouth after ~1000 steps and mouth_pose separates it
+# from the pose after 400-600 (experiments/demo/README.md, "Optimiser" and "Invariance"); 5x / 2x keep
+# `make demo` within 15 min.
+DEMO_STEP_SCALE = {"reconstruct": 5.0, "mouth_pose": 2.0}
 # CSIM of the evaluation from this many evenly spaced frames per clip: dlib's face descriptor was 67 of the
 # evaluation's 138 s on every frame (`metrics.runner.MethodScorer`; `edtalk evaluate` keeps every frame).
 CSIM_FRAMES = 8
@@ -64,7 +65,7 @@ class Quickstart:
 
     out: Path
     steps: int = 200
-    audio_steps: int = 150
+    audio_steps: int = 120
     weights: Path | None = None
     eval_clips: int = 4
     log: Callable[[str], None] = print

@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=200,
         help="optimisation steps of each visual stage (the demo profile trains reconstruct 5x as many)",
     )
-    p.add_argument("--audio-steps", type=int, default=150, help="optimisation steps of each audio stage")
+    p.add_argument("--audio-steps", type=int, default=120, help="optimisation steps of each audio stage")
     p.add_argument("--eval-clips", type=int, default=4, help="built-in test clips to evaluate")
     p.add_argument(
         "--profile",
