@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import av
@@ -35,7 +36,10 @@ def test_quickstart_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str
         assert f"videos/{name}.mp4" in report
         with av.open(summary["videos"][name]) as c:
             assert c.streams.video[0].average_rate == 25 and c.streams.video[0].frames > 0
-    assert "report:" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "report:" in printed
+    side = "syncnet+emotion_classifier: training in a second process"  # beside the visual stages
+    assert (side in printed) == ((os.cpu_count() or 1) > 1)
     _check_learning(summary["learning"], report)
     curve = summary["learning_curve"]  # the score after each visual stage; its ends are the table's two rows
     assert [(c["stage"], c["step"]) for c in curve] == [
@@ -75,3 +79,14 @@ def test_quickstart_random_clip(tmp_path: Path) -> None:
 
 def test_quickstart_weights_folder_must_hold_the_official_files(tmp_path: Path) -> None:
     assert main(["quickstart", "--weights", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+
+
+def test_side_process_failure_is_raised_with_its_traceback(tmp_path: Path) -> None:
+    """A stage that fails in the second process stops the job with the child's traceback, not a hang."""
+    from edtalk.apps.quickstart import Quickstart, SideProcess
+
+    job = Quickstart(tmp_path, log=lambda s: None, profile="no-such-profile")
+    side = SideProcess.start(job, {"syncnet": 1})
+    with pytest.raises(RuntimeError, match=r"(?s)a side stage .*failed.*no-such-profile"):
+        side.join()
+    assert not side.process.is_alive()

@@ -9,7 +9,9 @@ With `--weights DIR` holding official checkpoints (`EDTalk.pt`, `Audio2Lip.pt`, 
 `EDTalk_lip_pose.pt`), training is skipped and the demo renders with them.
 
 Each stage is an ordinary `edtalk fit STAGE --debug` run (64^2 networks, CPU) under
-`OUT/runs/<stage>/debug/`, with more steps; a rerun reuses the stages that finished. The default
+`OUT/runs/<stage>/debug/`, with more steps; a rerun reuses the stages that finished. The stages that need
+no generator (`SIDE`: syncnet, emotion_classifier) train in a second process beside the visual stages
+when the machine has a second core (each process uses one thread: these networks gain nothing from two). The default
 `profile="demo"` layers `experiments/demo/<stage>.yaml` (the CPU learning configuration: capacity,
 losses without pretrained files, learning rates) over `--debug`; `profile="debug"` keeps the smoke-test
 networks. Each stage starts from the checkpoint of the stage before it in this run.
@@ -23,8 +25,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +43,7 @@ from edtalk import io
 VISUAL = ("reconstruct", "mouth_pose", "expression")
 PROFILES = ("demo", "debug")
 AUDIO = ("syncnet", "audio2mouth", "audio2pose", "audio2exp", "emotion_classifier")
+SIDE = ("syncnet", "emotion_classifier")  # need no generator: trained beside the visual stages
 EXPORTS = {"audio2mouth": "audio2mouth.pt", "audio2pose": "audio2pose.pt", "audio2exp": "audio2exp.pt"}
 # Demo profile: steps of a visual stage = --steps x this. A stage-1 step costs ~1/5 of a mouth_pose step
 # (one render per pair against four); stage 1 reads the mouth after ~1000 steps and mouth_pose separates it
@@ -78,6 +83,7 @@ class Quickstart:
     curve: list[dict[str, Any]] = field(default_factory=list)
     strips: dict[str, Path] = field(default_factory=dict)
     emotion_vectors: Path | None = None
+    parallel: bool = True  # SIDE stages in a second process (when there is a second core)
 
     # -- the job ---------------------------------------------------------------------------------
     def run(self) -> Path:
@@ -108,11 +114,25 @@ class Quickstart:
 
     # -- training --------------------------------------------------------------------------------
     def train_all(self) -> None:
-        for i, stage in enumerate(VISUAL + AUDIO, 1):
+        order = VISUAL + AUDIO
+        side = self._start_side() if self.parallel and (os.cpu_count() or 1) > 1 else None
+        for i, stage in enumerate(order, 1):
+            if side is not None and stage in SIDE:
+                continue
+            if side is not None and stage not in VISUAL:  # audio2mouth reads the syncnet: join first
+                self.stages += side.join()
+                side = None
             steps = self.stage_steps(stage)
-            self._step(stage, f"training ({i}/{len(VISUAL) + len(AUDIO)}, {steps} steps)")
+            self._step(stage, f"training ({i}/{len(order)}, {steps} steps)")
             self.stages.append(self.train(stage, steps))
             self._step(stage, "done " + _fmt_metrics(self.stages[-1].metrics))
+        if side is not None:
+            self.stages += side.join()
+
+    def _start_side(self) -> SideProcess:
+        steps = {stage: self.stage_steps(stage) for stage in SIDE}
+        self._step("+".join(SIDE), f"training in a second process ({steps})")
+        return SideProcess.start(self, steps)
 
     def stage_steps(self, stage: str) -> int:
         """`--steps` (visual) or `--audio-steps`, scaled by `DEMO_STEP_SCALE` in the demo profile."""
@@ -320,6 +340,62 @@ class Quickstart:
         Image.fromarray(io.read_video(clips[0], max_frames=1)[0]).save(photo)
         speech = io.write_wav(folder / "speech.wav", io.read_audio(clips[1]))
         return {"photo": photo, "speech": speech, "video_a": clips[1], "video_b": clips[2]}
+
+
+@dataclass
+class SideProcess:
+    """`Quickstart.train` of some stages in a spawned process; `join` returns their `StageRun`s."""
+
+    process: Any
+    queue: Any
+
+    @classmethod
+    def start(cls, job: Quickstart, steps: dict[str, int]) -> SideProcess:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked torch/Lightning state
+        queue = ctx.Queue()
+        spec = {"out": str(job.out), "profile": job.profile, "steps": steps, "started": job.started}
+        process = ctx.Process(target=_side_main, args=(spec, queue), name="quickstart-side", daemon=True)
+        process.start()
+        return cls(process, queue)
+
+    def join(self) -> list[StageRun]:
+        """Wait for the side stages; re-raises a failure there with its traceback."""
+        import queue as queue_mod
+
+        while True:
+            alive = (
+                self.process.is_alive()
+            )  # read before the get: a result put just before exiting is not lost
+            try:
+                kind, payload = self.queue.get(timeout=5)
+                break
+            except queue_mod.Empty:
+                if not alive:
+                    raise RuntimeError(
+                        f"the side process ({', '.join(SIDE)}) died with exit code {self.process.exitcode}"
+                    ) from None
+        self.process.join()
+        if kind == "error":
+            raise RuntimeError(f"a side stage ({', '.join(SIDE)}) failed:\n{payload}")
+        return list(payload)
+
+
+def _side_main(spec: dict[str, Any], queue: Any) -> None:
+    """Entry of the side process: train `spec["steps"]` in order, put ("ok", [StageRun]) or ("error", traceback)."""
+    torch.set_num_threads(1)
+    try:
+        job = Quickstart(Path(spec["out"]), profile=spec["profile"], started=spec["started"])
+        runs = []
+        for stage, steps in spec["steps"].items():
+            job._step(stage, f"training (second process, {steps} steps)")
+            run = job.train(stage, steps)
+            job._step(stage, "done " + _fmt_metrics(run.metrics))
+            runs.append(run)  # a StageRun pickles (module-level dataclass of plain values and Paths)
+        queue.put(("ok", runs))
+    except BaseException:  # the parent re-raises it with this traceback
+        queue.put(("error", traceback.format_exc()))
 
 
 def demo_modes(
