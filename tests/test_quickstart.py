@@ -40,6 +40,7 @@ def test_quickstart_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "report:" in printed
     side = "syncnet+emotion_classifier: training in a second process"  # beside the visual stages
     assert (side in printed) == ((os.cpu_count() or 1) > 1)
+    assert ("emotion_classifier: training (8/8" in printed) == ((os.cpu_count() or 1) == 1)  # not twice
     _check_learning(summary["learning"], report)
     curve = summary["learning_curve"]  # the score after each visual stage; its ends are the table's two rows
     assert [(c["stage"], c["step"]) for c in curve] == [

@@ -116,8 +116,9 @@ class Quickstart:
     def train_all(self) -> None:
         order = VISUAL + AUDIO
         side = self._start_side() if self.parallel and (os.cpu_count() or 1) > 1 else None
+        elsewhere = set(SIDE) if side is not None else set()
         for i, stage in enumerate(order, 1):
-            if side is not None and stage in SIDE:
+            if stage in elsewhere:
                 continue
             if side is not None and stage not in VISUAL:  # audio2mouth reads the syncnet: join first
                 self.stages += side.join()
