@@ -9,12 +9,12 @@ With `--weights DIR` holding official checkpoints (`EDTalk.pt`, `Audio2Lip.pt`, 
 `EDTalk_lip_pose.pt`), training is skipped and the demo renders with them.
 
 Each stage is an ordinary `edtalk fit STAGE --debug` run (64^2 networks, CPU) under
-`OUT/runs/<stage>/debug/`, with more steps; a rerun reuses the stages that finished. The stages that need
-no generator (`SIDE`: syncnet, emotion_classifier) train in a second process beside the visual stages
-when the machine has a second core (each process uses one thread: these networks gain nothing from two). The default
-`profile="demo"` layers `experiments/demo/<stage>.yaml` (the CPU learning configuration: capacity,
-losses without pretrained files, learning rates) over `--debug`; `profile="debug"` keeps the smoke-test
-networks. Each stage starts from the checkpoint of the stage before it in this run.
+`OUT/runs/<stage>/debug/`, with more steps; a rerun reuses the stages that finished. The stages that
+need no generator (`SIDE`: syncnet, emotion_classifier) train in a second process beside the visual
+stages when the machine has a second core (one thread per process: these networks gain nothing from
+two). The default `profile="demo"` layers `experiments/demo/<stage>.yaml` (the CPU learning
+configuration: capacity, losses without pretrained files, learning rates) over `--debug`;
+`profile="debug"` keeps the smoke-test networks. Each stage starts from the checkpoint of the stage before it in this run.
 
 The report opens with the learning table (`edtalk.apps.learning`): ours vs a random-init floor on the
 held-out speaker, targets beside, a learning curve and a frame strip per generation mode. Emotion
@@ -254,7 +254,7 @@ class Quickstart:
         runs = {s.name: s.run_dir for s in self.stages}
         floor = floor_generator(ours)
         curve_gens, steps = self.stage_generators()
-        # one pass over the frames for every generator: ours is the last visual stage's, the floor the curve's step 0
+        # one pass over the frames for every generator (ours = the last visual stage's, floor = the curve's step 0)
         gens = {"ours": ours, "floor": floor} | {k: g for k, g in curve_gens.items() if k != VISUAL[-1]}
         train, test = collect(gens, shards, "train"), collect(gens, shards, "test")
         pair = {"ours": ours, "floor": floor}
