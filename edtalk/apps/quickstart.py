@@ -14,7 +14,8 @@ need no generator (`SIDE`: syncnet, emotion_classifier) train in a second proces
 stages when the machine has a second core (one thread per process: these networks gain nothing from
 two). The default `profile="demo"` layers `experiments/demo/<stage>.yaml` (the CPU learning
 configuration: capacity, losses without pretrained files, learning rates) over `--debug`;
-`profile="debug"` keeps the smoke-test networks. Each stage starts from the checkpoint of the stage before it in this run.
+`profile="debug"` keeps the smoke-test networks. Each stage starts from the checkpoint of the stage
+before it in this run.
 
 The report opens with the learning table (`edtalk.apps.learning`): ours vs a random-init floor on the
 held-out speaker, targets beside, a learning curve and a frame strip per generation mode. Emotion
@@ -83,7 +84,6 @@ class Quickstart:
     curve: list[dict[str, Any]] = field(default_factory=list)
     strips: dict[str, Path] = field(default_factory=dict)
     emotion_vectors: Path | None = None
-    parallel: bool = True  # SIDE stages in a second process (when there is a second core)
 
     # -- the job ---------------------------------------------------------------------------------
     def run(self) -> Path:
@@ -115,7 +115,7 @@ class Quickstart:
     # -- training --------------------------------------------------------------------------------
     def train_all(self) -> None:
         order = VISUAL + AUDIO
-        side = self._start_side() if self.parallel and (os.cpu_count() or 1) > 1 else None
+        side = self._start_side() if (os.cpu_count() or 1) > 1 else None
         elsewhere = set(SIDE) if side is not None else set()
         for i, stage in enumerate(order, 1):
             if stage in elsewhere:
@@ -366,9 +366,8 @@ class SideProcess:
         import queue as queue_mod
 
         while True:
-            alive = (
-                self.process.is_alive()
-            )  # read before the get: a result put just before exiting is not lost
+            # alive is read before the get, so a result put just before the child exits is still read
+            alive = self.process.is_alive()
             try:
                 kind, payload = self.queue.get(timeout=5)
                 break

@@ -19,8 +19,9 @@ Three terms of our own, off by default (the paper has none of them): `model.loss
 targets' mouth boxes, `edtalk.losses.region`; the CPU demo profile uses it), `model.loss.decorrelation`
 (upstream's `discor`, as in the expression stage, between the mouth and pose weights; measured to lower
 the disentanglement score, experiments/demo/README.md) and `model.loss.invariance` (the latent
-consistency's pairs on the bank weights themselves, scale-free: `edtalk.losses.coefficient_invariance`). Sources are encoded once and the four drivers in one
-batch; the four renders are one batched synthesis call (upstream runs ten encoder passes per step).
+consistency's pairs on the bank weights themselves, scale-free: `edtalk.losses.coefficient_invariance`).
+Sources are encoded once and the four drivers in one batch; the four renders are one batched synthesis
+call (upstream runs ten encoder passes per step).
 Init from `reconstruct` (same lip-pose generator: a strict load, no key surgery). As in the original
 stage 2, the mouth/pose heads (MLN, PLN) and the 512 x 26 bank start fresh on top of stage 1's
 encoder, motion MLP and decoder (`model.fresh_heads: true`); `false` keeps stage 1's heads and bank.
