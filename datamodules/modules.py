@@ -4,7 +4,7 @@
 |---|---|---|
 | `PairDataModule` | reconstruct, finetune | source, target, target_box |
 | `CrossPairDataModule` | mouth_pose | source_a, target_a, source_b, target_b, swap_ab, swap_ba, box_a, box_b |
-| `EmotionDataModule` | expression, emotion_classifier | source, target, target_box, emotion (+ frames) |
+| `EmotionDataModule` | expression, emotion_classifier | source, target, target_box, emotion (+ frames, target2) |
 | `AudioDataModule` | syncnet, audio2mouth, audio2pose, audio2exp | frames, mel, identity, bbox, face_box, emotion (+ mouth, pose, exp) |
 
 Images in the batches are uint8 B x 3 x S x S (B x T x 3 x S x S for clips): a quarter of the bytes
@@ -174,7 +174,8 @@ class CrossPairDataModule(ShardDataModule):
 
 
 class EmotionDataModule(ShardDataModule):
-    """Emotional frame pairs with labels (expression, emotion_classifier); kwarg clip_frames=T adds "frames"."""
+    """Emotional frame pairs with labels (expression, emotion_classifier); kwarg clip_frames=T adds "frames",
+    second_target=True adds "target2" (another frame of the target's clip)."""
 
     sampler_class = EmotionSampler
 

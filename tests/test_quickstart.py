@@ -23,7 +23,7 @@ def test_quickstart_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str
     summary = json.loads((out / "summary.json").read_text())
     stages = ["reconstruct", "mouth_pose", "expression", "syncnet", "audio2mouth", "audio2pose", "audio2exp"]
     assert {*stages, "emotion_classifier"} == set(summary["stages"])
-    expected = {"reconstruct": 20, "mouth_pose": 8, "expression": 4}  # --steps 4 x DEMO_STEP_SCALE (5, 2, 1)
+    expected = {"reconstruct": 20, "mouth_pose": 8, "expression": 8}  # --steps 4 x DEMO_STEP_SCALE (5, 2, 2)
     assert all(summary["stages"][s]["steps"] == expected.get(s, 3) for s in stages)
     assert set(summary["evaluation"]) == {"edtalk_video", "edtalk_audio"}
     assert {"psnr", "ssim", "emotion_acc"} <= set(summary["evaluation"]["edtalk_video"])
@@ -44,7 +44,7 @@ def test_quickstart_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str
     _check_learning(summary["learning"], report)
     curve = summary["learning_curve"]  # the score after each visual stage; its ends are the table's two rows
     assert [(c["stage"], c["step"]) for c in curve] == [
-        ("init", 0), ("reconstruct", 20), ("mouth_pose", 28), ("expression", 32)
+        ("init", 0), ("reconstruct", 20), ("mouth_pose", 28), ("expression", 36)
     ]  # fmt: skip
     assert curve[0]["score"] == summary["learning"]["floor"]["disentanglement_score"]
     assert curve[-1]["score"] == summary["learning"]["disentanglement_score"]

@@ -47,10 +47,11 @@ AUDIO = ("syncnet", "audio2mouth", "audio2pose", "audio2exp", "emotion_classifie
 SIDE = ("syncnet", "emotion_classifier")  # need no generator: trained beside the visual stages
 EXPORTS = {"audio2mouth": "audio2mouth.pt", "audio2pose": "audio2pose.pt", "audio2exp": "audio2exp.pt"}
 # Demo profile: steps of a visual stage = --steps x this. A stage-1 step costs ~1/5 of a mouth_pose step
-# (one render per pair against four); stage 1 reads the mouth after ~1000 steps and mouth_pose separates it
-# from the pose after 400-600 (experiments/demo/README.md, "Optimiser" and "Invariance"); 5x / 2x keep
-# `make demo` within 15 min.
-DEMO_STEP_SCALE = {"reconstruct": 5.0, "mouth_pose": 2.0}
+# (one render per pair against four); stage 1 reads the mouth after ~1000 steps, mouth_pose separates it
+# from the pose after 400-600 and the expression stage's invariance takes its head off mouth and pose
+# after ~400 (experiments/demo/README.md, "Optimiser", "Invariance", "Expression invariance"); the
+# scales keep `make demo` within 15 min.
+DEMO_STEP_SCALE = {"reconstruct": 5.0, "mouth_pose": 2.0, "expression": 2.0}
 # CSIM of the evaluation from this many evenly spaced frames per clip: dlib's face descriptor was 67 of the
 # evaluation's 138 s on every frame (`metrics.runner.MethodScorer`; `edtalk evaluate` keeps every frame).
 CSIM_FRAMES = 8

@@ -14,6 +14,7 @@ emotional clip). With alpha_c = head_c(fc(E(t).w_a)) and Q the joint QR basis [Q
     L = w_vgg VGG(x, t) + w_l1 |x - t|_1 + w_gan GAN_G(x)                       (the paper's objective)
         [+ w_complementary mean(|x - t| * r / mean(r)),   r = stopgrad(mean_rgb |x_mp - t|)]
         [+ w_decorrelation ||corr(alpha_e, [alpha_m, alpha_p])||_F^2 / 10]
+        [+ w_invariance coefficient_invariance(alpha_e(t2), alpha_e(t)),   t2 another frame of t's clip]
 
 * Pairs (EmotionDataModule, `datamodules.samplers.EmotionSampler`): s from a *neutral* clip of the
   speaker, t from an *emotional* clip of the same speaker (the only MEAD pairing upstream released),
@@ -27,6 +28,12 @@ emotional clip). With alpha_c = head_c(fc(E(t).w_a)) and Q the joint QR basis [Q
   each pixel by the residual r that mouth+pose cannot reconstruct (the stage-2 error map), and
   `model.loss.decorrelation` (upstream's unused `discor`, batch-level) keeps alpha_e from re-encoding
   the mouth/pose weights. Either costs an extra term; the complementary one an extra render.
+* `model.loss.invariance` (ours, off by default; needs `data.second_target=true`): the expression
+  weights of two frames of one emotional clip (same emotion, other mouth opening and head pose) must
+  agree, as a fraction of their spread over the batch (`edtalk.losses.coefficient_invariance`, the
+  mouth_pose stage's term applied to the expression head). The fresh expression head is an affine read
+  of the motion code that already encodes mouth and pose, so without it the expression weights read
+  both (measured in experiments/demo/README.md, section "Expression invariance"). Costs one encoder pass.
 * D sees t vs x. Phase 2 (optional, the author's advice in issue #11): `model.trainable=
   '[navigator.exp_fc.*,banks.expression,synthesis.*]'` with init_from the phase-1 checkpoint
   fine-tunes the decoder too.
@@ -41,7 +48,7 @@ from typing import ClassVar
 
 import torch
 
-from edtalk.losses import decorrelation
+from edtalk.losses import coefficient_invariance, decorrelation
 from edtalk.nn.generator import Generator
 from edtalk.stages.base import GANStage, GANStageConfig, LossWeights, StepOutput
 
@@ -50,10 +57,12 @@ PHASE1_TRAINABLE = ["navigator.exp_fc.*", "banks.expression", "synthesis.fineada
 
 @dataclass
 class ExpressionLoss(LossWeights):
-    """Loss weights; `complementary` and `decorrelation` are our options (off: the paper's objective)."""
+    """Loss weights; `complementary`, `decorrelation` and `invariance` are our options (off: the paper's
+    objective)."""
 
     complementary: float = 0.0
     decorrelation: float = 0.0
+    invariance: float = 0.0
 
 
 @dataclass
@@ -101,6 +110,13 @@ class ExpressionStage(GANStage):
             losses["decorrelation"] = decorrelation(
                 r["alpha_exp"], torch.cat([r["alpha_mouth"], r["alpha_pose"]], 1)
             )
+        if loss_w.invariance > 0:
+            if "target2" not in batch:
+                raise ValueError(
+                    "model.loss.invariance needs a second frame of each target clip: set data.second_target=true"
+                )
+            alpha2 = self.generator.coefficients(batch["target2"])["exp"]
+            losses["invariance"] = coefficient_invariance(alpha2, r["alpha_exp"])
         if base is None:
             return StepOutput(losses, fake=fake, real=tgt, samples=[src, tgt, fake])
         with torch.no_grad():

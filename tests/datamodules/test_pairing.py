@@ -156,3 +156,32 @@ def test_mouth_swap_puts_the_donor_mouth_centre_on_the_receiver_mouth_centre(bui
     magenta = (out[..., 0] > 200) & (out[..., 1] < 60) & (out[..., 2] > 200)
     ys, xs = np.nonzero(magenta)
     assert len(xs) > 0 and abs(xs.mean() - centre_a[0]) < 1.5 and abs(ys.mean() - centre_a[1]) < 1.5
+
+
+def test_second_target_is_another_frame_of_the_target_clip(builtin: Path) -> None:
+    """second_target=True adds "target2": a frame of the target's own clip (same emotion, other mouth and
+    pose), with that frame's mouth box; the clips drawn are unchanged."""
+    import torch
+
+    from datamodules.shards import Clip
+
+    urls = shard_urls(builtin, "train")
+    raws = list(clip_pipeline(urls, rank=0, world_size=1))
+    clips = {r["__key__"]: Clip(r) for r in raws}
+    plain = list(EmotionSampler(image_size=S, keys=True, samples_per_clip=3, deterministic=True)(raws))
+    sampler = EmotionSampler(
+        image_size=S, keys=True, samples_per_clip=3, deterministic=True, second_target=True
+    )
+    samples = list(sampler(raws))
+    assert len(samples) == len(plain) > 0
+    differs = 0
+    for s, p in zip(samples, plain, strict=True):
+        assert s["target_key"] == p["target_key"] and s["target"].shape == p["target"].shape
+        clip = clips[s["target_key"]]
+        frames = sampler.image(clip.frames(range(clip.num_frames)))  # -> T x 3 x S x S
+        matches = [k for k in range(clip.num_frames) if torch.equal(frames[k], s["target2"])]
+        assert matches, s["target_key"]  # target2 is a frame of the target's clip
+        boxes = [sampler.box(clip, k, 256) for k in matches]
+        assert any(torch.equal(b, s["target2_box"]) for b in boxes)
+        differs += int(not torch.equal(s["target2"], s["target"]))
+    assert differs > 0.8 * len(samples)

@@ -223,3 +223,32 @@ def test_mouth_pose_invariance_term_pairs_the_swapped_drivers() -> None:
     assert float(mouth_only) > 0 and float(mouth_only) == pytest.approx(float(expected), rel=1e-4)
     module.cfg.loss.invariance = 0.0
     assert "invariance" not in module.generator_step(batch).losses
+
+
+def test_expression_invariance_term_pairs_two_frames_of_the_target_clip() -> None:
+    """0 when the second frame equals the target, equal to the by-hand ratio otherwise, its gradient
+    reaches the expression head only; a batch without "target2" names the data option to set."""
+    from edtalk.losses import coefficient_invariance
+    from tests.stages.helpers import make_batch, make_stage
+
+    module = make_stage("expression", with_d=False, **{"loss.invariance": 1.0, "loss.vgg": 0.0})
+    batch = make_batch("expression", batch=4)
+    target2 = torch.rand_like(batch["target"]) * 2 - 1
+    losses = module.generator_step(batch | {"target2": target2}).losses
+    with torch.no_grad():
+        a1 = module.generator.coefficients(batch["target"])["exp"]
+        a2 = module.generator.coefficients(target2)["exp"]
+        expected = coefficient_invariance(a2, a1)
+    assert float(losses["invariance"]) > 0
+    assert float(losses["invariance"]) == pytest.approx(float(expected), rel=1e-4)
+    module.generator.zero_grad()
+    losses["invariance"].backward()
+    grads = {n: p.grad for n, p in module.generator.named_parameters() if p.grad is not None}
+    assert any("exp_fc." in n and g.abs().sum() > 0 for n, g in grads.items())
+    assert not any(("lip_fc." in n or "pose_fc." in n) and g.abs().sum() > 0 for n, g in grads.items())
+    same = module.generator_step(batch | {"target2": batch["target"]}).losses["invariance"]
+    assert float(same) < 1e-6
+    with pytest.raises(ValueError, match=r"data\.second_target=true"):
+        module.generator_step(batch)
+    module.cfg.loss.invariance = 0.0
+    assert "invariance" not in module.generator_step(batch).losses
