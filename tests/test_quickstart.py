@@ -38,9 +38,19 @@ def test_quickstart_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str
             assert c.streams.video[0].average_rate == 25 and c.streams.video[0].frames > 0
     printed = capsys.readouterr().out
     assert "report:" in printed
-    side = "syncnet+emotion_classifier: training in a second process"  # beside the visual stages
-    assert (side in printed) == ((os.cpu_count() or 1) > 1)
-    assert ("emotion_classifier: training (8/8" in printed) == ((os.cpu_count() or 1) == 1)  # not twice
+    parallel = (os.cpu_count() or 1) > 1
+    for group in ("syncnet+emotion_classifier", "audio2mouth+audio2pose"):  # beside the visual stages
+        assert (f"{group}: training in a second process" in printed) == parallel
+    assert ("emotion_classifier: training (8/8" in printed) == (not parallel)  # not twice
+    assert ("audio2mouth: training (5/8" in printed) == (not parallel)
+    # audio2mouth and audio2pose start after mouth_pose, beside expression (the child's lines skip capsys)
+    if parallel:
+        lines = printed.splitlines()
+        keys = ("mouth_pose: done", "audio2mouth+audio2pose: training", "expression: training")
+        at = [next(i for i, x in enumerate(lines) if key in x) for key in keys]
+        assert at == sorted(at), lines
+    order = ["reconstruct", "mouth_pose", "expression", "syncnet", "audio2mouth", "audio2pose", "audio2exp"]
+    assert list(summary["stages"]) == [*order, "emotion_classifier"]  # the report's order, wherever they ran
     _check_learning(summary["learning"], report)
     curve = summary["learning_curve"]  # the score after each visual stage; its ends are the table's two rows
     assert [(c["stage"], c["step"]) for c in curve] == [

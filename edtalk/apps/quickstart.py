@@ -9,10 +9,10 @@ With `--weights DIR` holding official checkpoints (`EDTalk.pt`, `Audio2Lip.pt`, 
 `EDTalk_lip_pose.pt`), training is skipped and the demo renders with them.
 
 Each stage is an ordinary `edtalk fit STAGE --debug` run (64^2 networks, CPU) under
-`OUT/runs/<stage>/debug/`, with more steps; a rerun reuses the stages that finished. The stages that
-need no generator (`SIDE`: syncnet, emotion_classifier) train in a second process beside the visual
-stages when the machine has a second core (one thread per process: these networks gain nothing from
-two). The default `profile="demo"` layers `experiments/demo/<stage>.yaml` (the CPU learning
+`OUT/runs/<stage>/debug/`, with more steps; a rerun reuses the stages that finished. When the machine
+has a second core, `SIDE` stages train in a second process (one thread per process: these networks gain
+nothing from two): syncnet and the emotion judge (no generator needed) beside the first visual stages,
+then audio2mouth and audio2pose (they read the mouth_pose generator) beside expression and audio2exp. The default `profile="demo"` layers `experiments/demo/<stage>.yaml` (the CPU learning
 configuration: capacity, losses without pretrained files, learning rates) over `--debug`;
 `profile="debug"` keeps the smoke-test networks. Each stage starts from the checkpoint of the stage
 before it in this run.
@@ -44,7 +44,13 @@ from edtalk import io
 VISUAL = ("reconstruct", "mouth_pose", "expression")
 PROFILES = ("demo", "debug")
 AUDIO = ("syncnet", "audio2mouth", "audio2pose", "audio2exp", "emotion_classifier")
-SIDE = ("syncnet", "emotion_classifier")  # need no generator: trained beside the visual stages
+# With a second core, stages trained in a second process, by the stage they wait for (None: from the start):
+# syncnet and the emotion judge need no generator; audio2mouth (it reads the syncnet too) and audio2pose
+# read the mouth_pose generator, so they run beside expression and audio2exp.
+SIDE: dict[str | None, tuple[str, ...]] = {
+    None: ("syncnet", "emotion_classifier"),
+    "mouth_pose": ("audio2mouth", "audio2pose"),
+}
 EXPORTS = {"audio2mouth": "audio2mouth.pt", "audio2pose": "audio2pose.pt", "audio2exp": "audio2exp.pt"}
 # Demo profile: steps of a visual stage = --steps x this. A stage-1 step costs ~1/5 of a mouth_pose step
 # (one render per pair against four); stage 1 reads the mouth after ~1000 steps, mouth_pose separates it
@@ -116,24 +122,28 @@ class Quickstart:
     # -- training --------------------------------------------------------------------------------
     def train_all(self) -> None:
         order = VISUAL + AUDIO
-        side = self._start_side() if (os.cpu_count() or 1) > 1 else None
-        elsewhere = set(SIDE) if side is not None else set()
+        parallel = (os.cpu_count() or 1) > 1
+        elsewhere = {stage for group in SIDE.values() for stage in group} if parallel else set()
+        side = self._start_side(SIDE[None]) if parallel else None
         for i, stage in enumerate(order, 1):
             if stage in elsewhere:
                 continue
-            if side is not None and stage not in VISUAL:  # audio2mouth reads the syncnet: join first
-                self.stages += side.join()
-                side = None
             steps = self.stage_steps(stage)
             self._step(stage, f"training ({i}/{len(order)}, {steps} steps)")
             self.stages.append(self.train(stage, steps))
             self._step(stage, "done " + _fmt_metrics(self.stages[-1].metrics))
+            # a group waiting for this stage starts once the last group is in (audio2mouth reads its syncnet)
+            if side is not None and stage in SIDE:
+                self.stages += side.join()
+                side = self._start_side(SIDE[stage])
         if side is not None:
             self.stages += side.join()
+        rank = {stage: i for i, stage in enumerate(order)}
+        self.stages.sort(key=lambda run: rank.get(run.name, len(order)))  # the report lists them in order
 
-    def _start_side(self) -> SideProcess:
-        steps = {stage: self.stage_steps(stage) for stage in SIDE}
-        self._step("+".join(SIDE), f"training in a second process ({steps})")
+    def _start_side(self, stages: tuple[str, ...]) -> SideProcess:
+        steps = {stage: self.stage_steps(stage) for stage in stages}
+        self._step("+".join(stages), f"training in a second process ({steps})")
         return SideProcess.start(self, steps)
 
     def stage_steps(self, stage: str) -> int:
@@ -350,6 +360,7 @@ class SideProcess:
 
     process: Any
     queue: Any
+    names: tuple[str, ...] = ()
 
     @classmethod
     def start(cls, job: Quickstart, steps: dict[str, int]) -> SideProcess:
@@ -357,10 +368,16 @@ class SideProcess:
 
         ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked torch/Lightning state
         queue = ctx.Queue()
-        spec = {"out": str(job.out), "profile": job.profile, "steps": steps, "started": job.started}
+        spec = {
+            "out": str(job.out),
+            "profile": job.profile,
+            "steps": steps,
+            "started": job.started,
+            "stages": list(job.stages),  # finished runs: `Quickstart._init_from` starts from them there too
+        }
         process = ctx.Process(target=_side_main, args=(spec, queue), name="quickstart-side", daemon=True)
         process.start()
-        return cls(process, queue)
+        return cls(process, queue, tuple(steps))
 
     def join(self) -> list[StageRun]:
         """Wait for the side stages; re-raises a failure there with its traceback."""
@@ -375,11 +392,11 @@ class SideProcess:
             except queue_mod.Empty:
                 if not alive:
                     raise RuntimeError(
-                        f"the side process ({', '.join(SIDE)}) died with exit code {self.process.exitcode}"
+                        f"the side process ({', '.join(self.names)}) died with exit code {self.process.exitcode}"
                     ) from None
         self.process.join()
         if kind == "error":
-            raise RuntimeError(f"a side stage ({', '.join(SIDE)}) failed:\n{payload}")
+            raise RuntimeError(f"a side stage ({', '.join(self.names)}) failed:\n{payload}")
         return list(payload)
 
 
@@ -387,12 +404,15 @@ def _side_main(spec: dict[str, Any], queue: Any) -> None:
     """Entry of the side process: train `spec["steps"]` in order, put ("ok", [StageRun]) or ("error", traceback)."""
     torch.set_num_threads(1)
     try:
-        job = Quickstart(Path(spec["out"]), profile=spec["profile"], started=spec["started"])
+        job = Quickstart(
+            Path(spec["out"]), profile=spec["profile"], started=spec["started"], stages=list(spec["stages"])
+        )
         runs = []
         for stage, steps in spec["steps"].items():
             job._step(stage, f"training (second process, {steps} steps)")
             run = job.train(stage, steps)
             job._step(stage, "done " + _fmt_metrics(run.metrics))
+            job.stages.append(run)
             runs.append(run)  # a StageRun pickles (module-level dataclass of plain values and Paths)
         queue.put(("ok", runs))
     except BaseException:  # the parent re-raises it with this traceback
