@@ -23,7 +23,7 @@ def test_quickstart_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str
     summary = json.loads((out / "summary.json").read_text())
     stages = ["reconstruct", "mouth_pose", "expression", "syncnet", "audio2mouth", "audio2pose", "audio2exp"]
     assert {*stages, "emotion_classifier"} == set(summary["stages"])
-    expected = {"reconstruct": 20, "mouth_pose": 8, "expression": 8}  # --steps 4 x DEMO_STEP_SCALE (5, 2, 2)
+    expected = {"reconstruct": 20, "mouth_pose": 8, "expression": 8, "syncnet": 9}  # x DEMO_STEP_SCALE
     assert all(summary["stages"][s]["steps"] == expected.get(s, 3) for s in stages)
     assert set(summary["evaluation"]) == {"edtalk_video", "edtalk_audio"}
     assert {"psnr", "ssim", "emotion_acc"} <= set(summary["evaluation"]["edtalk_video"])
