@@ -98,6 +98,6 @@ def test_side_process_failure_is_raised_with_its_traceback(tmp_path: Path) -> No
 
     job = Quickstart(tmp_path, log=lambda s: None, profile="no-such-profile")
     side = SideProcess.start(job, {"syncnet": 1})
-    with pytest.raises(RuntimeError, match=r"(?s)a side stage .*failed.*no-such-profile"):
+    with pytest.raises(RuntimeError, match=r"(?s)the second process \(syncnet\) failed.*no-such-profile"):
         side.join()
     assert not side.process.is_alive()

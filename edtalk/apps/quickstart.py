@@ -10,12 +10,13 @@ With `--weights DIR` holding official checkpoints (`EDTalk.pt`, `Audio2Lip.pt`, 
 
 Each stage is an ordinary `edtalk fit STAGE --debug` run (64^2 networks, CPU) under
 `OUT/runs/<stage>/debug/`, with more steps; a rerun reuses the stages that finished. When the machine
-has a second core, `SIDE` stages train in a second process (one thread per process: these networks gain
-nothing from two): syncnet and the emotion judge (no generator needed) beside the first visual stages,
-then audio2mouth and audio2pose (they read the mouth_pose generator) beside expression and audio2exp. The default `profile="demo"` layers `experiments/demo/<stage>.yaml` (the CPU learning
-configuration: capacity, losses without pretrained files, learning rates) over `--debug`;
-`profile="debug"` keeps the smoke-test networks. Each stage starts from the checkpoint of the stage
-before it in this run.
+has a second core, a second process (`SideProcess`; one thread per process: these networks gain nothing
+from two) trains the `SIDE` stages: syncnet and the emotion judge (no generator needed) beside the first
+visual stages, then audio2mouth and audio2pose (they read the mouth_pose generator) beside expression
+and audio2exp; then it runs the evaluation beside the learning table. The default `profile="demo"`
+layers `experiments/demo/<stage>.yaml` (the CPU learning configuration: capacity, losses without
+pretrained files, learning rates) over `--debug`; `profile="debug"` keeps the smoke-test networks. Each
+stage starts from the checkpoint of the stage before it in this run.
 
 The report opens with the learning table (`edtalk.apps.learning`): ours vs a random-init floor on the
 held-out speaker, targets beside, a learning curve and a frame strip per generation mode. Emotion
@@ -414,7 +415,7 @@ class SideProcess:
                     ) from None
         self.process.join()
         if kind == "error":
-            raise RuntimeError(f"a side stage ({', '.join(self.names)}) failed:\n{payload}")
+            raise RuntimeError(f"the second process ({', '.join(self.names)}) failed:\n{payload}")
         return payload
 
 
