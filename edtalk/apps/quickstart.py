@@ -105,7 +105,7 @@ class Quickstart:
         if official is None:
             self.train_all()
             ckpts = self.checkpoints()
-            if (os.cpu_count() or 1) > 1:  # the evaluation in the second process, beside the learning table
+            if second_core():  # the evaluation in the second process, beside the learning table
                 side = SideProcess.start_evaluation(self, ckpts["generator"], shards, ckpts["audio2mouth"])
                 self.measure_learning(ckpts, shards)
                 self.evaluation = side.join()
@@ -129,7 +129,7 @@ class Quickstart:
     # -- training --------------------------------------------------------------------------------
     def train_all(self) -> None:
         order = VISUAL + AUDIO
-        parallel = (os.cpu_count() or 1) > 1
+        parallel = second_core()
         elsewhere = {stage for group in SIDE.values() for stage in group} if parallel else set()
         side = self._start_side(SIDE[None]) if parallel else None
         for i, stage in enumerate(order, 1):
@@ -359,6 +359,11 @@ class Quickstart:
         Image.fromarray(io.read_video(clips[0], max_frames=1)[0]).save(photo)
         speech = io.write_wav(folder / "speech.wav", io.read_audio(clips[1]))
         return {"photo": photo, "speech": speech, "video_a": clips[1], "video_b": clips[2]}
+
+
+def second_core() -> bool:
+    """Whether the job uses a second process (`SideProcess`): the machine has more than one core."""
+    return (os.cpu_count() or 1) > 1
 
 
 @dataclass
