@@ -270,8 +270,8 @@ class EmotionSampler(_SpeakerPairs):
     upstream released); unlabelled clips (HDTF; emotion -1) as two frames of one clip.
     ``pairing="clip"``: two frames of one labelled clip, neutral clips included (the emotion
     classifier). With clip_frames T > 0 also "frames" (T x 3 x S x S consecutive frames of the target
-    clip, for the emotion classifier). With second_target also "target2" and "target2_box": another
-    frame of the target's clip (same emotion, other mouth and pose; the expression stage's
+    clip, for the emotion classifier). With second_target also "target2": another frame of the
+    target's clip (same emotion, other mouth and pose; the expression stage's
     `model.loss.invariance`).
     """
 
@@ -288,9 +288,7 @@ class EmotionSampler(_SpeakerPairs):
         out = self.pair(clip, rng, source)
         out["emotion"] = torch.tensor(int(clip.meta.get("emotion_id", -1)), dtype=torch.long)
         if self.second_target:
-            k = int(rng.integers(clip.num_frames))
-            frame = clip.frame(k)
-            out |= {"target2": self.image(frame), "target2_box": self.box(clip, k, frame.shape[1])}
+            out["target2"] = self.image(clip.frame(int(rng.integers(clip.num_frames))))
         if self.clip_frames:
             start = int(rng.integers(clip.num_frames - self.clip_frames + 1))
             out["frames"] = self.image(clip.frames(range(start, start + self.clip_frames)))

@@ -105,13 +105,14 @@ class Quickstart:
         if official is None:
             self.train_all()
             ckpts = self.checkpoints()
-            if second_core():  # the evaluation in the second process, beside the learning table
-                side = SideProcess.start_evaluation(self, ckpts["generator"], shards, ckpts["audio2mouth"])
-                self.measure_learning(ckpts, shards)
+            args = (ckpts["generator"], shards, ckpts["audio2mouth"])
+            # the evaluation in the second process, beside the learning table
+            side = SideProcess.start_evaluation(self, *args) if second_core() else None
+            if side is None:
+                self.evaluate(*args)
+            self.measure_learning(ckpts, shards)
+            if side is not None:
                 self.evaluation = side.join()
-            else:
-                self.evaluate(ckpts["generator"], shards, ckpts["audio2mouth"])
-                self.measure_learning(ckpts, shards)
             self.emotion_vectors = self.our_emotion_vectors()
         else:
             ckpts = official

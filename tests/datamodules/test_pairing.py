@@ -160,7 +160,7 @@ def test_mouth_swap_puts_the_donor_mouth_centre_on_the_receiver_mouth_centre(bui
 
 def test_second_target_is_another_frame_of_the_target_clip(builtin: Path) -> None:
     """second_target=True adds "target2": a frame of the target's own clip (same emotion, other mouth and
-    pose), with that frame's mouth box; the clips drawn are unchanged."""
+    pose); the clips drawn are unchanged."""
     import torch
 
     from datamodules.shards import Clip
@@ -179,9 +179,6 @@ def test_second_target_is_another_frame_of_the_target_clip(builtin: Path) -> Non
         assert s["target_key"] == p["target_key"] and s["target"].shape == p["target"].shape
         clip = clips[s["target_key"]]
         frames = sampler.image(clip.frames(range(clip.num_frames)))  # -> T x 3 x S x S
-        matches = [k for k in range(clip.num_frames) if torch.equal(frames[k], s["target2"])]
-        assert matches, s["target_key"]  # target2 is a frame of the target's clip
-        boxes = [sampler.box(clip, k, 256) for k in matches]
-        assert any(torch.equal(b, s["target2_box"]) for b in boxes)
+        assert any(torch.equal(f, s["target2"]) for f in frames), s["target_key"]  # a frame of its clip
         differs += int(not torch.equal(s["target2"], s["target"]))
     assert differs > 0.8 * len(samples)
