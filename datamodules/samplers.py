@@ -307,20 +307,20 @@ def mel_windows_of(clip: Clip) -> np.ndarray:
 
 
 class CoefficientCache:
-    """Per-shard coefficient sidecars (`edtalk.coefficients`, which owns the format), opened lazily."""
+    """Per-shard coefficient sidecars (format: `datamodules.sidecars`), opened lazily."""
 
     def __init__(self) -> None:
         self._files: dict[str, Any] = {}
 
     @staticmethod
     def path(url: str) -> Path:
-        from edtalk.coefficients import sidecar_path
+        from datamodules.sidecars import sidecar_path
 
         return sidecar_path(url)
 
     def get(self, clip: Clip) -> dict[str, np.ndarray]:
         """{"mouth": T x 20, "pose": T x 6[, "exp": T x 10]} of `clip`, from its shard's sidecar."""
-        from edtalk.coefficients import open_sidecar
+        from datamodules.sidecars import open_sidecar
 
         if clip.url not in self._files:
             fix = "extract coefficients first (`edtalk extract`) or set coefficients=False"

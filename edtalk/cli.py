@@ -25,6 +25,7 @@ COMMANDS = (
     "edtalk.commands.evaluate",
     "edtalk.commands.generate",
     "edtalk.commands.quickstart",
+    "edtalk.commands.run",
     "edtalk.commands.ui",
 )
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-STEPS = 1200  # a little over the main job's stage 1 (quickstart --steps 200 x DEMO_STEP_SCALE["reconstruct"])
+# a little over the main job's stage 1 (quickstart --steps 200 x the demo scale of reconstruct in experiments/demo/plan.yaml)
+STEPS = 1200
 # With the demo optimiser (lr 4e-3, betas (0.9, 0.999); session 6), seeds 1 / 2: 19.30 / 20.21 dB.
 # Measured with the mouth-region term (the demo profile since 2026-11-30, session 5), seeds 1 / 2: 19.35 / 18.91 dB
 # vs random init 10.89 / 9.91 dB, copying the source 15.77 dB (>= +3.1 dB; the assertion asks +1.0). Before it (pure L1, 400 steps; seeds 0/1/2/3): 17.26 / 16.98 / 17.01 / 17.59 dB vs
@@ -28,13 +29,13 @@ def test_demo_profile_reconstruction_learns(tmp_path: Path) -> None:
 
     from datamodules.synthetic import ensure_builtin
     from edtalk.apps.learning import clip_psnrs, copy_source_psnr, floor_generator
-    from edtalk.apps.quickstart import Quickstart
+    from edtalk.apps.quickstart import main_job
     from edtalk.weights import load_generator
 
     torch.set_num_threads(1)
     root = ensure_builtin()
     seed = int(os.environ.get("EDTALK_TEST_SEED", "0"))
-    job = Quickstart(tmp_path, log=lambda s: None, profile="demo")
+    job = main_job(tmp_path, log=lambda s: None, profile="demo")
     run = job.train("reconstruct", STEPS, [f"seed={seed}"])
     ours = load_generator(run.run_dir / "checkpoints" / "last.ckpt").eval()
     floor = floor_generator(ours, seed)

@@ -23,7 +23,8 @@ def test_quickstart_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str
     summary = json.loads((out / "summary.json").read_text())
     stages = ["reconstruct", "mouth_pose", "expression", "syncnet", "audio2mouth", "audio2pose", "audio2exp"]
     assert {*stages, "emotion_classifier"} == set(summary["stages"])
-    expected = {"reconstruct": 20, "mouth_pose": 8, "expression": 8, "syncnet": 9}  # x DEMO_STEP_SCALE
+    # --steps / --audio-steps x the demo profile's scales (experiments/demo/plan.yaml)
+    expected = {"reconstruct": 20, "mouth_pose": 8, "expression": 8, "syncnet": 9}
     assert all(summary["stages"][s]["steps"] == expected.get(s, 3) for s in stages)
     assert set(summary["evaluation"]) == {"edtalk_video", "edtalk_audio"}
     assert {"psnr", "ssim", "emotion_acc"} <= set(summary["evaluation"]["edtalk_video"])
@@ -94,9 +95,10 @@ def test_quickstart_weights_folder_must_hold_the_official_files(tmp_path: Path) 
 
 def test_side_process_failure_is_raised_with_its_traceback(tmp_path: Path) -> None:
     """A stage that fails in the second process stops the job with the child's traceback, not a hang."""
-    from edtalk.apps.quickstart import Quickstart, SideProcess
+    from edtalk.apps.quickstart import main_job
+    from edtalk.apps.side import SideProcess
 
-    job = Quickstart(tmp_path, log=lambda s: None, profile="no-such-profile")
+    job = main_job(tmp_path, log=lambda s: None, profile="no-such-profile")
     side = SideProcess.start(job, {"syncnet": 1})
     with pytest.raises(RuntimeError, match=r"(?s)the second process \(syncnet\) failed.*no-such-profile"):
         side.join()

@@ -132,7 +132,9 @@ def mouth_open_corr(probe: Any, mouths: list[tuple[np.ndarray, np.ndarray]]) -> 
 def validate_run(run_dir: Path | None, fresh: bool, seed: int = 0) -> float | None:
     """`val/accuracy` of a finished stage run on its validation (= test speaker) data; `fresh`: the same
     stage at initialisation (the floor). None when the run is absent."""
-    if run_dir is None or not (run_dir / "config.yaml").is_file():
+    from edtalk import runs
+
+    if run_dir is None or not runs.config_file(run_dir).is_file():
         return None
     import warnings
 
@@ -143,7 +145,7 @@ def validate_run(run_dir: Path | None, fresh: bool, seed: int = 0) -> float | No
     from edtalk.train import build_datamodule
     from edtalk.weights import load_file
 
-    cfg = OmegaConf.load(run_dir / "config.yaml")
+    cfg = OmegaConf.load(runs.config_file(run_dir))
     assert isinstance(cfg, DictConfig)
     cfg.trainer.limit_val_batches = 1.0
     cls = stage_class(str(cfg.stage))
@@ -151,7 +153,7 @@ def validate_run(run_dir: Path | None, fresh: bool, seed: int = 0) -> float | No
     torch.manual_seed(seed)
     module = cls.build(cfg, resume=True)  # resume: no init_from file is read
     if not fresh:
-        module.load_state_dict(load_file(run_dir / "checkpoints" / "last.ckpt")["state_dict"])
+        module.load_state_dict(load_file(runs.checkpoint(run_dir))["state_dict"])
     trainer = L.Trainer(
         accelerator="cpu",
         devices=1,
@@ -174,8 +176,11 @@ def learning_table(
     root: Path,
     clips: int,
     collected: tuple[dict[str, Any], dict[str, Any]] | None = None,
+    seed: int = 0,
 ) -> dict[str, dict[str, Any]]:
     """{"ours": {KEYS...}, "floor": {KEYS...}} for generators {"ours", "floor"} (see the module docstring).
+
+    `seed`: of the fresh syncnet and emotion judge the floor's validations build.
 
     `collected`: (train, test) of `metrics.disentanglement.collect` already made for these generators
     (the caller's, when it probes more generators than these two); collected here otherwise."""
@@ -190,8 +195,8 @@ def learning_table(
         row["psnr_video"], row["psnr_audio"], mouths = clip_psnrs(gen, audio2lip.get(name), root, clips)
         row["mouth_open_corr_audio"] = mouth_open_corr(mouth_probe_from(train[name]), mouths)
         fresh = name != "ours"
-        row["sync_acc"] = validate_run(runs.get("syncnet"), fresh)
-        row["emotion_judge_acc"] = validate_run(runs.get("emotion_classifier"), fresh)
+        row["sync_acc"] = validate_run(runs.get("syncnet"), fresh, seed)
+        row["emotion_judge_acc"] = validate_run(runs.get("emotion_classifier"), fresh, seed)
         out[name] = {k: row[k] for k in KEYS}
     return out
 

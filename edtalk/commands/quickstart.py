@@ -13,7 +13,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="The main job: built-in dataset -> reconstruct -> mouth_pose -> expression -> "
         "coefficients -> syncnet / audio2mouth / audio2pose / audio2exp / emotion_classifier -> "
         "evaluation -> every generation mode -> OUT/report.md. Tiny 64x64 networks on the CPU. "
-        "A rerun reuses finished stages.",
+        "A rerun reuses finished stages. The job is the plan experiments/demo/plan.yaml (`edtalk run`).",
     )
     p.add_argument("--out", type=Path, default=Path("outputs/quickstart"), help="output folder")
     p.add_argument(
@@ -37,6 +37,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="folder with official EDTalk.pt + Audio2Lip.pt: skip training, render the demo with them",
     )
     p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of every stage (and its data sampling), the learning table's floors and the renders",
+    )
+    p.add_argument(
         "--random-clip",
         action="store_true",
         help="only render a clip with a random-init tiny generator (seconds; a smoke test)",
@@ -47,16 +53,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from edtalk.apps.quickstart import Quickstart, render_random_clip
+    from edtalk.apps.quickstart import main_job, render_random_clip
 
     if args.random_clip:
-        print(f"wrote {render_random_clip(args.out)}")
+        print(f"wrote {render_random_clip(args.out, seed=args.seed)}")
         return 0
     torch.set_num_threads(1)  # tiny networks: a second thread costs more than it gains
-    job = Quickstart(
-        args.out, args.steps, args.audio_steps, args.weights, args.eval_clips, profile=args.profile
+    job = main_job(
+        args.out, args.steps, args.audio_steps, args.weights, args.eval_clips, args.profile, args.seed
     )
-    report = job.run()
+    report = job.run()["report"]
     print(f"report: {report}")
     print(f"videos: {args.out / 'videos'}")
     return 0

@@ -20,28 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-VGG19_FILE = "vgg19-dcbb9e9d.pth"
-VGG19_URL = f"https://download.pytorch.org/models/{VGG19_FILE}"
-# torchvision VGG19 "E" layout up to conv5_1; "M" = max-pool.
-_LAYOUT: tuple[int | str, ...] = (
-    64,
-    64,
-    "M",
-    128,
-    128,
-    "M",
-    256,
-    256,
-    256,
-    256,
-    "M",
-    512,
-    512,
-    512,
-    512,
-    "M",
-    512,
-)
+from edtalk.nn.vgg import VGG19_FILE, VGG19_URL, vgg19_features
+
+__all__ = ["VGG19_FILE", "VGG19_URL", "VGGPyramidLoss", "vgg19_features"]  # the network: edtalk.nn.vgg
+
 # Indices (in torchvision's `features`) after which relu1_1, relu2_1, relu3_1, relu4_1, relu5_1 are taken.
 _TAPS = (1, 6, 11, 20, 29)
 _MEAN = (0.485, 0.456, 0.406)
@@ -69,20 +51,6 @@ def resolve_vgg_path(path: str | Path | None) -> Path:
         f"set model.perceptual.path=/path/{VGG19_FILE} (or EDTALK_VGG19), or use model.perceptual.init=random "
         "for smoke tests only"
     )
-
-
-def vgg19_features(width: float = 1.0) -> nn.Sequential:
-    """torchvision's VGG19 `features[:30]` (same indices, so its state dict loads), channels scaled by width."""
-    layers: list[nn.Module] = []
-    in_ch = 3
-    for item in _LAYOUT:
-        if item == "M":
-            layers.append(nn.MaxPool2d(2, 2))
-            continue
-        out_ch = max(1, round(int(item) * width))
-        layers += [nn.Conv2d(in_ch, out_ch, 3, padding=1), nn.ReLU(inplace=True)]
-        in_ch = out_ch
-    return nn.Sequential(*layers)
 
 
 class AntiAliasDownsample(nn.Module):

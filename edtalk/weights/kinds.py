@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from edtalk.config import BASE_CHANNELS, GeneratorConfig
-from edtalk.losses.perceptual import VGG19_URL
+from edtalk.nn.vgg import VGG19_URL
 from edtalk.weights.files import StateDict
 from edtalk.weights.keymaps import KEY_MAPS, WHERE_TO_GET, KeyMap, infer_generator_config
 from edtalk.weights.registry import Kind, LightningRule, register
@@ -135,7 +135,7 @@ def _emotion_classifier_config(d: dict[str, Any]) -> Any:
 
 # -- the perceptual VGG (a release file of another project, a plain state dict) --------------------
 def _vgg19(cfg: dict[str, Any]) -> nn.Module:
-    from edtalk.losses.perceptual import vgg19_features
+    from edtalk.nn.vgg import vgg19_features
 
     return vgg19_features(float(cfg["width"]))
 

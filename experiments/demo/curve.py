@@ -1,7 +1,7 @@
 """Learning curve of one demo-profile stage: probe table and PSNR on the held-out speaker vs steps.
 
 Trains STAGE exactly as `edtalk quickstart` does (experiments/<stage>.yaml + debug.yaml +
-experiments/demo/<stage>.yaml, through `Quickstart.train`), plus dotlist overrides, keeps a copy of the
+experiments/demo/<stage>.yaml, through `PlanRun.train` of the main plan), plus dotlist overrides, keeps a copy of the
 generator every `--every` steps, then measures each copy and a random-init floor of the same
 architecture: the out-of-sample disentanglement table (`metrics.disentanglement`), the video-driven
 self-reconstruction PSNR on the first `--clips` test clips (`edtalk.apps.learning.clip_psnrs`) and the
@@ -27,7 +27,7 @@ import torch
 
 from edtalk import train as train_mod
 from edtalk.apps.learning import clip_psnrs, floor_generator, target_checks
-from edtalk.apps.quickstart import Quickstart
+from edtalk.apps.quickstart import main_job
 
 
 class Snapshots(L.Callback):
@@ -104,7 +104,7 @@ def main() -> None:
     snaps = Snapshots(args.every, args.out / "snapshots")
     original = train_mod.build_callbacks
     train_mod.build_callbacks = lambda cfg, run_dir: [*original(cfg, run_dir), snaps]
-    job = Quickstart(args.out, log=print, profile=args.profile)
+    job = main_job(args.out, log=print, profile=args.profile)
     run = job.train(args.stage, args.steps, args.overrides)
     train_mod.build_callbacks = original
     saved = load_snapshots(snaps.folder)  # a rerun of a finished stage measures its snapshots again

@@ -9,11 +9,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from metrics.judges.files import judge_file
+from metrics.judges.files import JudgeWeightsMissing, require_file
 
-
-class JudgeWeightsMissing(FileNotFoundError):
-    """A judge's weight file is absent; the message names the file and where to get it."""
+# re-exported: the missing-file error and its check live beside the table of files (metrics.judges.files)
+__all__ = ["FrozenJudge", "JudgeWeightsMissing", "load_state", "plain_config", "require_file"]
 
 
 class FrozenJudge(nn.Module):
@@ -28,14 +27,6 @@ class FrozenJudge(nn.Module):
 
     def train(self, mode: bool = True) -> FrozenJudge:
         return super().train(False)
-
-
-def require_file(path: str | Path | None, name: str) -> Path:
-    """`path` as a Path, or `JudgeWeightsMissing` naming judge file `name` and where to get it (the table)."""
-    if path is None or not Path(path).is_file():
-        row = judge_file(name)
-        raise JudgeWeightsMissing(f"{row.what} not found at {path}; get it: {row.where}")
-    return Path(path)
 
 
 def load_state(path: Path) -> dict[str, torch.Tensor]:

@@ -235,10 +235,20 @@ def package_file(package: str, *parts: str) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations))).joinpath(*parts)
 
 
+class JudgeWeightsMissing(FileNotFoundError):
+    """A judge's weight file is absent; the message names the file and where to get it."""
+
+
+def require_file(path: str | Path | None, name: str) -> Path:
+    """`path` as a Path, or `JudgeWeightsMissing` naming judge file `name` and where to get it (the table)."""
+    if path is None or not Path(path).is_file():
+        row = judge_file(name)
+        raise JudgeWeightsMissing(f"{row.what} not found at {path}; get it: {row.where}")
+    return Path(path)
+
+
 def existing_file(path: str | Path | None) -> Path:
     """A judge that is a file read later (S3FD's detector weights): the path, checked to exist."""
-    from metrics.judges.base import require_file
-
     return require_file(path, "s3fd")
 
 

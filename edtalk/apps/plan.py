@@ -1,0 +1,223 @@
+"""A plan: the stage graph to run (which stage reads which stage's output, which can run beside which).
+
+A plan file (YAML; `experiments/demo/plan.yaml` is the main job, `edtalk quickstart`) declares
+
+    data: builtin                  # build the built-in dataset first (null: the stages' own data.root)
+    debug: true                    # compose each stage with experiments/debug.yaml (`edtalk fit --debug`)
+    generator: expression          # the stage whose generator the tasks evaluate and render
+    budgets: {visual: 200, audio: 120}        # named step counts (`quickstart --steps/--audio-steps`)
+    profiles:                      # config layers: experiments/<layer>/<stage>.yaml + step scales
+      demo: {layer: demo, scale: {reconstruct: 5.0}}
+    stages:                        # in order; `after`: stages whose outputs it reads (init_from, exports)
+      - {name: reconstruct, budget: visual}
+      - {name: syncnet, budget: audio, side: true}       # side: may run in a second process
+      - {name: audio2mouth, budget: audio, after: [mouth_pose, syncnet], side: true}
+    tasks:                         # after training, in order; `needs`: skipped unless these stages ran
+      - {name: evaluate, needs: [expression], beside: learning}   # beside: in a second process meanwhile
+      - report
+
+The graph is read once (`load_plan`); `upstream_of(stage)` answers for the main job's graph. The runner
+that executes a plan is `edtalk.apps.runner.PlanRun`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Tasks a plan may name (or any `package.module:function` taking the PlanRun and returning results).
+TASKS = {
+    "evaluate": "edtalk.apps.tasks:evaluate",
+    "learning": "edtalk.apps.tasks:learning",
+    "emotion_vectors": "edtalk.apps.tasks:emotion_vectors",
+    "render": "edtalk.apps.renders:render",
+    "report": "edtalk.apps.report:report",
+}
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One training stage of a plan: `edtalk fit <experiment>` with the plan's step budget."""
+
+    name: str
+    budget: str | int = "visual"  # a key of `Plan.budgets` or a step count
+    after: tuple[str, ...] = ()
+    side: bool = False
+    overrides: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    needs: tuple[str, ...] = ()
+    beside: str | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A parsed plan file (see the module docstring)."""
+
+    stages: tuple[StageSpec, ...]
+    tasks: tuple[TaskSpec, ...] = ()
+    data: str | None = "builtin"
+    debug: bool = True
+    generator: str | None = None
+    budgets: dict[str, int] = field(default_factory=dict)
+    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    eval_clips: int = 4
+    path: Path | None = None
+
+    def stage(self, name: str) -> StageSpec:
+        for spec in self.stages:
+            if spec.name == name:
+                return spec
+        raise KeyError(f"{self.path}: no stage {name!r}; stages: {[s.name for s in self.stages]}")
+
+    @property
+    def order(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.stages)
+
+    def upstream_of(self, stage: str) -> tuple[str, ...]:
+        """The stages whose outputs `stage` reads (directly)."""
+        return self.stage(stage).after
+
+    def side_groups(self) -> dict[str | None, tuple[str, ...]]:
+        """With a second core, the `side` stages by the main-line stage they wait for (None: from the start).
+
+        A side stage waits for the last main-line stage (in plan order) that it reads, directly or through
+        other side stages; each group starts when that stage is done and the group before it is in."""
+        main = [s.name for s in self.stages if not s.side]
+        groups: dict[str | None, list[str]] = {}
+        for spec in self.stages:
+            if spec.side:
+                waits = [s for s in self._reads(spec.name) if s in main]
+                groups.setdefault(max(waits, key=main.index) if waits else None, []).append(spec.name)
+        return {k: tuple(v) for k, v in groups.items()}
+
+    def lineage(self, stage: str) -> tuple[str, ...]:
+        """`stage` and every stage it reads, transitively, in plan order (the generator's: its visual stages)."""
+        keep = self._reads(stage) | {stage}
+        return tuple(s for s in self.order if s in keep)
+
+    def _reads(self, stage: str) -> set[str]:
+        """Every stage `stage` reads, transitively."""
+        out: set[str] = set()
+        todo = list(self.upstream_of(stage))
+        while todo:
+            name = todo.pop()
+            if name not in out:
+                out.add(name)
+                todo += self.upstream_of(name)
+        return out
+
+    def steps(self, stage: str, profile: str, budgets: dict[str, int] | None = None) -> int:
+        """The stage's step count: its budget, scaled by the profile's `scale` (at least 1)."""
+        budget = self.stage(stage).budget
+        base = budget if isinstance(budget, int) else {**self.budgets, **(budgets or {})}[budget]
+        scale = float(self.profiles.get(profile, {}).get("scale", {}).get(stage, 1.0))
+        return max(1, round(base * scale))
+
+    def layer(self, profile: str) -> str | None:
+        """The config folder under experiments/ the profile layers over each stage (None: none)."""
+        if self.profiles and profile not in self.profiles:
+            raise ValueError(f"--profile must be one of {tuple(self.profiles)}, got {profile!r}")
+        return self.profiles.get(profile, {}).get("layer")
+
+
+def main_plan() -> Path:
+    """The main job's plan file: `experiments/demo/plan.yaml`."""
+    from edtalk.train import experiments_dir
+
+    return experiments_dir() / "demo" / "plan.yaml"
+
+
+def upstream_of(stage: str, plan: Plan | None = None) -> tuple[str, ...]:
+    """The stages whose outputs `stage` reads in `plan` (default: the main job's graph); () for a stage
+    the plan does not list."""
+    plan = plan or load_plan(main_plan())
+    return plan.upstream_of(stage) if stage in plan.order else ()
+
+
+def load_plan(path: Path) -> Plan:
+    """Parse and check a plan file; errors name the file and the key."""
+    import yaml
+
+    if not path.is_file():
+        raise FileNotFoundError(f"plan file {path} not found")
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict) or not raw.get("stages"):
+        raise ValueError(f"{path}: a plan needs a `stages:` list (see edtalk/apps/plan.py)")
+    known = {"stages", "tasks", "data", "debug", "generator", "budgets", "profiles", "eval_clips"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s) {unknown}; a plan has {sorted(known)}")
+    plan = Plan(
+        stages=tuple(_stage(path, item) for item in raw["stages"]),
+        tasks=tuple(_task(path, item) for item in raw.get("tasks") or ()),
+        data=raw.get("data", "builtin"),
+        debug=bool(raw.get("debug", True)),
+        generator=raw.get("generator"),
+        budgets={str(k): int(v) for k, v in (raw.get("budgets") or {}).items()},
+        profiles={str(k): dict(v or {}) for k, v in (raw.get("profiles") or {}).items()},
+        eval_clips=int(raw.get("eval_clips", 4)),
+        path=path,
+    )
+    check(plan)
+    return plan
+
+
+def _stage(path: Path, item: Any) -> StageSpec:
+    item = {"name": item} if isinstance(item, str) else dict(item)
+    unknown = sorted(set(item) - {"name", "budget", "after", "side", "overrides"})
+    if unknown or "name" not in item:
+        raise ValueError(
+            f"{path}: stage entry {item} needs `name` and may have budget, after, side, overrides"
+        )
+    return StageSpec(
+        name=str(item["name"]),
+        budget=item.get("budget", "visual"),
+        after=tuple(item.get("after") or ()),
+        side=bool(item.get("side", False)),
+        overrides=tuple(str(o) for o in item.get("overrides") or ()),
+    )
+
+
+def _task(path: Path, item: Any) -> TaskSpec:
+    item = {"name": item} if isinstance(item, str) else dict(item)
+    unknown = sorted(set(item) - {"name", "needs", "beside"})
+    if unknown or "name" not in item:
+        raise ValueError(f"{path}: task entry {item} needs `name` and may have needs, beside")
+    return TaskSpec(str(item["name"]), tuple(item.get("needs") or ()), item.get("beside"))
+
+
+def check(plan: Plan) -> None:
+    """Every name a plan refers to exists and comes earlier; budgets and tasks resolve."""
+    seen: set[str] = set()
+    for spec in plan.stages:
+        if spec.name in seen:
+            raise ValueError(f"{plan.path}: stage {spec.name!r} is listed twice")
+        late = [a for a in spec.after if a not in seen]
+        if late:
+            raise ValueError(
+                f"{plan.path}: stage {spec.name!r} reads {late}, which the plan does not list before it"
+            )
+        if isinstance(spec.budget, str) and spec.budget not in plan.budgets:
+            raise ValueError(f"{plan.path}: stage {spec.name!r} budget {spec.budget!r} is not in `budgets:`")
+        seen.add(spec.name)
+    if plan.generator is not None and plan.generator not in seen:
+        raise ValueError(f"{plan.path}: generator: {plan.generator!r} is not a stage of the plan")
+    names = [t.name for t in plan.tasks]
+    for i, task in enumerate(plan.tasks):
+        if task.name not in TASKS and ":" not in task.name:
+            raise ValueError(
+                f"{plan.path}: unknown task {task.name!r}; known: {sorted(TASKS)} or module:function"
+            )
+        if [n for n in task.needs if n not in seen]:
+            raise ValueError(
+                f"{plan.path}: task {task.name!r} needs {list(task.needs)}, not all stages of the plan"
+            )
+        if task.beside is not None and task.beside not in names[i + 1 :]:
+            raise ValueError(
+                f"{plan.path}: task {task.name!r} runs beside {task.beside!r}, which is no later task"
+            )

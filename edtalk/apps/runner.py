@@ -1,0 +1,254 @@
+"""Execute a plan: build the data, train its stages in order, then run its tasks (`edtalk run PLAN.yaml`).
+
+Each stage is an ordinary `edtalk fit STAGE` run (`--debug` when the plan says so) under
+`OUT/runs/<stage>/debug/`, with the plan's step count; a rerun reuses the stages that finished with the
+same generator. Each stage starts from the checkpoint of the stage its experiment `requires` when this
+run trained it. When the machine has a second core, a second process (`edtalk.apps.side`; one thread
+per process: these networks gain nothing from two) trains the plan's `side` stages in the groups
+`Plan.side_groups` forms, and runs a task marked `beside` while the task it names runs here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edtalk import runs
+from edtalk.apps.plan import TASKS, Plan, TaskSpec
+
+if TYPE_CHECKING:
+    from edtalk.apps.side import SideProcess
+
+
+@dataclass
+class StageRun:
+    name: str
+    run_dir: Path
+    steps: int
+    seconds: float
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class PlanRun:
+    """One execution of a plan under `out`; `results` collects what the tasks return."""
+
+    plan: Plan
+    out: Path
+    profile: str = "demo"
+    seed: int = 0
+    budgets: dict[str, int] = field(default_factory=dict)  # over the plan's (`quickstart --steps`)
+    eval_clips: int | None = None  # None: the plan's
+    log: Callable[[str], None] = print
+    started: float = field(default_factory=time.perf_counter)
+    stages: list[StageRun] = field(default_factory=list)
+    results: dict[str, Any] = field(default_factory=dict)
+    shards: Path | None = None
+    official: dict[str, Path | None] | None = None  # checkpoints to use instead of trained ones
+
+    @property
+    def clips(self) -> int:
+        return self.plan.eval_clips if self.eval_clips is None else self.eval_clips
+
+    def run(self) -> dict[str, Any]:
+        """Data, stages (unless `official` checkpoints are given), tasks; returns `results`."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.prepare_data()
+        if self.official is None:
+            self.train_all()
+        self.run_tasks()
+        return self.results
+
+    def prepare_data(self) -> None:
+        if self.plan.data == "builtin":
+            from datamodules.synthetic import ensure_builtin
+
+            self.step("data", "building the built-in dataset (shards) if needed")
+            self.shards = ensure_builtin()
+
+    def step(self, name: str, what: str) -> None:
+        elapsed = time.perf_counter() - self.started
+        self.log(f"[{elapsed:6.0f}s] {name}: {what}")
+
+    def done(self, run: StageRun) -> None:
+        self.step(run.name, "done " + fmt_metrics(run.metrics))
+
+    # -- training --------------------------------------------------------------------------------
+    def train_all(self) -> None:
+        """Every stage in plan order; with a second core the `side` groups beside the main line."""
+        order = self.plan.order
+        groups = self.plan.side_groups() if second_core() else {}
+        elsewhere = {stage for group in groups.values() for stage in group}
+        side = self._start_side(groups[None]) if None in groups else None
+        for i, stage in enumerate(order, 1):
+            if stage in elsewhere:
+                continue
+            if side is not None and set(self.plan.upstream_of(stage)) & set(side.names):
+                self.stages += side.join()  # this stage reads one that is still training there
+                side = None
+            steps = self.stage_steps(stage)
+            self.step(stage, f"training ({i}/{len(order)}, {steps} steps)")
+            self.stages.append(self.train(stage, steps))
+            self.done(self.stages[-1])
+            # a group waiting for this stage starts once the last group is in (audio2mouth reads its syncnet)
+            if stage in groups:
+                if side is not None:
+                    self.stages += side.join()
+                side = self._start_side(groups[stage])
+        if side is not None:
+            self.stages += side.join()
+        rank = {stage: i for i, stage in enumerate(order)}
+        self.stages.sort(key=lambda run: rank.get(run.name, len(order)))  # the report lists them in order
+
+    def _start_side(self, stages: tuple[str, ...]) -> SideProcess:
+        from edtalk.apps.side import SideProcess
+
+        steps = {stage: self.stage_steps(stage) for stage in stages}
+        self.step("+".join(stages), f"training in a second process ({steps})")
+        return SideProcess.start(self, steps)
+
+    def stage_steps(self, stage: str) -> int:
+        return self.plan.steps(stage, self.profile, self.budgets)
+
+    def train(self, stage: str, steps: int, extra: list[str] | None = None) -> StageRun:
+        """One stage run (`extra`: dotlist overrides applied last, e.g. a seed)."""
+        from edtalk.train import compose, debug_dependency, fit, runs_of
+
+        every = max(1, steps // 2)
+        overrides = [
+            *profile_overrides(stage, self.plan.layer(self.profile)),
+            *self._init_from(stage),
+            f"run.root={self.out / 'runs'}",
+            f"trainer.max_steps={steps}",
+            f"trainer.val_check_interval={max(1, steps // 4)}",  # 4 points of the PSNR curve per stage
+            f"checkpoint.every_n_steps={every}",
+            *([] if self.plan.debug else [f"run.name={runs.DEBUG_RUN}"]),
+            *(self.plan.stage(stage).overrides if stage in self.plan.order else ()),
+            *(extra or []),
+        ]
+        cfg = compose(stage, overrides, debug=self.plan.debug)
+        seed_config(cfg, self.seed)
+        if "samples_every_n_steps" in cfg.model:
+            cfg.model.samples_every_n_steps = every
+        run_dir = runs_of(cfg) / runs.DEBUG_RUN
+        start = time.perf_counter()
+        if not _finished(run_dir, steps, cfg):
+            if self.plan.debug:
+                debug_dependency(cfg)
+            run_dir = fit(cfg, overwrite=True)
+        return StageRun(stage, run_dir, steps, time.perf_counter() - start, runs.last_metrics(run_dir))
+
+    def _init_from(self, stage: str) -> list[str]:
+        """`init_from=` the finished checkpoint of the stage this one requires, when this run trained it."""
+        from omegaconf import DictConfig, OmegaConf
+
+        from edtalk.train import experiment_file
+
+        exp = OmegaConf.load(experiment_file(stage))
+        requires = exp.get("requires") if isinstance(exp, DictConfig) else None
+        done = self.run_dirs()
+        if not requires or requires not in done:
+            return []
+        return [f"init_from={runs.checkpoint(done[requires])}"]
+
+    def run_dirs(self) -> dict[str, Path]:
+        """The run directory of each stage this run trained."""
+        return {s.name: s.run_dir for s in self.stages}
+
+    def checkpoints(self) -> dict[str, Path | None]:
+        """The generator (the plan's `generator` stage, last.ckpt) and each trained stage's export; or the
+        `official` checkpoints."""
+        if self.official is not None:
+            return self.official
+        done = self.run_dirs()
+        out: dict[str, Path | None] = {}
+        if self.plan.generator in done:
+            out["generator"] = runs.checkpoint(done[self.plan.generator])
+        for stage in ("audio2mouth", "audio2pose", "audio2exp"):  # what the renderer reads
+            out[stage] = runs.export(done[stage], stage) if stage in done else None
+        return out
+
+    # -- tasks -----------------------------------------------------------------------------------
+    def run_tasks(self) -> None:
+        """The plan's tasks in order; a `beside` task runs in a second process while its partner runs."""
+        from edtalk.apps.side import SideProcess
+
+        trained = set(self.run_dirs())
+        side: tuple[TaskSpec, SideProcess] | None = None
+        for task in self.plan.tasks:
+            if not set(task.needs) <= trained:
+                continue
+            if task.beside is not None and second_core():
+                side = (task, SideProcess.start_task(self, task.name))
+                continue
+            self.results.update(self.task(task.name))
+            if side is not None and side[0].beside == task.name:
+                self.results.update(side[1].join())
+                side = None
+        if side is not None:
+            self.results.update(side[1].join())
+
+    def task(self, name: str) -> dict[str, Any]:
+        """Run one task (a name of `TASKS` or `module:function`); returns what it adds to `results`."""
+        module, _, func = TASKS.get(name, name).partition(":")
+        result: dict[str, Any] = getattr(importlib.import_module(module), func)(self)
+        return result
+
+
+def second_core() -> bool:
+    """Whether the job uses a second process: the machine has more than one core."""
+    return (os.cpu_count() or 1) > 1
+
+
+def seed_config(cfg: Any, seed: int) -> None:
+    """The job's seed as the stage's `seed` and, where its DataModule takes one, `data.seed`."""
+    import inspect
+
+    from omegaconf import open_dict
+
+    cfg.seed = seed
+    module, _, name = str(cfg.data.module).rpartition(".")
+    cls = getattr(importlib.import_module(module), name)
+    if seed != 0 and "seed" in inspect.signature(cls).parameters:  # 0: the DataModules' default
+        with open_dict(cfg.data):
+            cfg.data.seed = seed
+
+
+def profile_overrides(stage: str, layer: str | None) -> list[str]:
+    """Dotlist of `experiments/<layer>/<stage>.yaml` ([] without a layer or a file)."""
+    import json
+
+    from omegaconf import OmegaConf
+
+    from edtalk.train import experiments_dir
+
+    path = experiments_dir() / layer / f"{stage}.yaml" if layer else None
+    if path is None or not path.is_file():
+        return []
+    return _dotlist(OmegaConf.to_container(OmegaConf.load(path), resolve=False), "", json.dumps)
+
+
+def _dotlist(node: Any, prefix: str, dumps: Callable[[Any], str]) -> list[str]:
+    if isinstance(node, dict):
+        return [item for k, v in node.items() for item in _dotlist(v, f"{prefix}{k}.", dumps)]
+    value = dumps(node) if isinstance(node, list | str) else ("null" if node is None else str(node))
+    return [f"{prefix[:-1]}={value}"]
+
+
+def _finished(run_dir: Path, steps: int, cfg: Any) -> bool:
+    """A checkpoint of a run that reached `steps`, with the generator `cfg` builds (same profile)."""
+    from omegaconf import OmegaConf
+
+    return runs.finished(run_dir, steps, OmegaConf.to_container(cfg.generator, resolve=True))  # type: ignore[arg-type]
+
+
+def fmt_metrics(metrics: dict[str, float], keys: int = 4) -> str:
+    items = [(k, v) for k, v in metrics.items() if k.startswith("val/") or k in ("PSNR", "SSIM", "F-LMD")]
+    items = items or list(metrics.items())
+    return ", ".join(f"{k}={v:.4g}" for k, v in items[:keys] if math.isfinite(v))

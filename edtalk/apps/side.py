@@ -1,0 +1,84 @@
+"""Part of a plan's run in a second (spawned) process: some stages, or one task.
+
+The parent pickles a copy of its run object (a `PlanRun`: the plan, the options and the stages finished so
+far, so `init_from` resolves there too); the child trains the stages in order (`start`; `join` returns their
+`StageRun`s) or runs one task (`start_task`; `join` returns the task's results). A failure there is raised
+here with the child's traceback; a child that dies without a word is reported with its exit code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class SideProcess:
+    process: Any
+    queue: Any
+    names: tuple[str, ...] = ()
+
+    @classmethod
+    def start(cls, job: Any, steps: dict[str, int]) -> SideProcess:
+        """Train `steps` ({stage: steps}) in order with `job.train`."""
+        return cls._launch(job, {"steps": steps}, tuple(steps))
+
+    @classmethod
+    def start_task(cls, job: Any, task: str) -> SideProcess:
+        """Run `job.task(task)`."""
+        return cls._launch(job, {"task": task}, (task,))
+
+    @classmethod
+    def _launch(cls, job: Any, work: dict[str, Any], names: tuple[str, ...]) -> SideProcess:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked torch/Lightning state
+        queue = ctx.Queue()
+        # the child logs with print (a caller's log function need not pickle) and starts with no results
+        copy = dataclasses.replace(job, log=print, stages=list(job.stages), results={})
+        process = ctx.Process(target=_main, args=(copy, work, queue), name="edtalk-side", daemon=True)
+        process.start()
+        return cls(process, queue, names)
+
+    def join(self) -> Any:
+        """Wait for the side work; re-raises a failure there with its traceback."""
+        import queue as queue_mod
+
+        while True:
+            # alive is read before the get, so a result put just before the child exits is still read
+            alive = self.process.is_alive()
+            try:
+                kind, payload = self.queue.get(timeout=5)
+                break
+            except queue_mod.Empty:
+                if not alive:
+                    raise RuntimeError(
+                        f"the side process ({', '.join(self.names)}) died with exit code {self.process.exitcode}"
+                    ) from None
+        self.process.join()
+        if kind == "error":
+            raise RuntimeError(f"the second process ({', '.join(self.names)}) failed:\n{payload}")
+        return payload
+
+
+def _main(job: Any, work: dict[str, Any], queue: Any) -> None:
+    """Entry of the side process: put ("ok", [StageRun]) or ("ok", task results); ("error", traceback)."""
+    import torch
+
+    torch.set_num_threads(1)
+    try:
+        if "task" in work:
+            queue.put(("ok", job.task(work["task"])))
+            return
+        runs = []
+        for stage, steps in work["steps"].items():
+            job.step(stage, f"training (second process, {steps} steps)")
+            run = job.train(stage, steps)
+            job.done(run)
+            job.stages.append(run)
+            runs.append(run)  # a StageRun pickles (module-level dataclass of plain values and Paths)
+        queue.put(("ok", runs))
+    except BaseException:  # the parent re-raises it with this traceback
+        queue.put(("error", traceback.format_exc()))

@@ -1,0 +1,136 @@
+"""The main job's measurement tasks on the built-in data: evaluation, the learning table, emotion vectors.
+
+Each task takes the `PlanRun` (its trained stages, the shards, the options) and returns what it adds to
+the run's results (`evaluation`; `learning` + `learning_curve`; `emotion_vectors`), which the report reads.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edtalk import runs
+from edtalk.apps.runner import fmt_metrics
+
+# CSIM of the evaluation from this many evenly spaced frames per clip: dlib's face descriptor was 67 of the
+# evaluation's 138 s on every frame (`metrics.runner.MethodScorer`; `edtalk evaluate` keeps every frame).
+CSIM_FRAMES = 8
+
+
+def evaluate(job: Any) -> dict[str, Any]:
+    """Video- and audio-driven reconstruction of `job.clips` built-in test clips through `metrics`."""
+    from itertools import islice
+
+    from metrics.render import render_split
+    from metrics.runner import evaluate, ground_truth, load_judges, write_report
+
+    ckpts = job.checkpoints()
+    generator, audio2lip, shards = ckpts["generator"], ckpts.get("audio2mouth"), job.shards
+    job.step("evaluate", f"video- and audio-driven reconstruction of {job.clips} built-in test clips")
+    out = job.out / "evaluation"
+    folders, extras = render_split(
+        generator, "builtin", shards, out, job.clips, audio2lip=audio2lip, probes=False
+    )
+    methods = {"edtalk_video": folders["video"]} | (
+        {"edtalk_audio": folders["audio"]} if "audio" in folders else {}
+    )
+    judges_dir = job.out / "weights"  # the emotion judge we trained; metrics without judges are skipped
+    judges_dir.mkdir(exist_ok=True)
+    trained = job.run_dirs()
+    judge = runs.checkpoint(trained.get("emotion_classifier", Path()), "emotion_classifier.pt")
+    if judge.is_file():
+        shutil.copyfile(judge, judges_dir / "emotion_classifier.ckpt")
+    judges = load_judges(judges_dir)
+    clips = islice(ground_truth("builtin", shards), job.clips)
+    report = evaluate(methods, clips, judges, lse_crop=False, log=lambda s: None, csim_frames=CSIM_FRAMES)
+    report.extras.update(extras)
+    files = write_report(report, out)
+    evaluation = {
+        "summary": report.summary,
+        "skipped": report.skipped,
+        "table": files["table"],
+        "plots": sorted((out / "plots").glob("*.png")),
+    }
+    job.step("evaluate", "done " + fmt_metrics(report.summary["edtalk_video"]))
+    return {"evaluation": evaluation}
+
+
+def learning(job: Any) -> dict[str, Any]:
+    """The learning table (ours vs random-init floor) and the disentanglement curve over the generator's
+    stages (`edtalk.apps.learning`); the floors are seeded with the job's seed."""
+    import torch
+
+    from edtalk.apps.learning import floor_audio2lip, floor_generator, learning_table
+    from edtalk.weights import load_generator
+    from metrics.disentanglement import collect, probe_heatmap, scores
+
+    job.step("learning", "probes on the training speakers, scored on the held-out speaker")
+    ckpts, shards = job.checkpoints(), job.shards
+    ours = load_generator(ckpts["generator"]).eval()
+    a2l_path = ckpts.get("audio2mouth")
+    a2l: dict[str, torch.nn.Module | None] = {"ours": None, "floor": None}
+    if a2l_path is not None:
+        from edtalk.pipeline import load_audio_model
+
+        a2l = {"ours": load_audio_model(a2l_path, "audio2lip"), "floor": floor_audio2lip(a2l_path, job.seed)}
+    floor = floor_generator(ours, job.seed)
+    curve_gens, steps = stage_generators(job)
+    last = job.plan.generator
+    # one pass over the frames for every generator (ours = the last visual stage's, floor = the curve's step 0)
+    gens = {"ours": ours, "floor": floor} | {k: g for k, g in curve_gens.items() if k != last}
+    train, test = collect(gens, shards, "train"), collect(gens, shards, "test")
+    pair = {"ours": ours, "floor": floor}
+    collected = ({k: train[k] for k in pair}, {k: test[k] for k in pair})
+    table = learning_table(pair, a2l, job.run_dirs(), shards, job.clips, collected=collected, seed=job.seed)
+    row = {**table["ours"], "floor": table["floor"]}
+    probe_heatmap({k: table[k] for k in ("ours", "floor")}, job.out / "plots" / "disentanglement_probes.png")
+    alias = {"init": "floor", last: "ours"}
+    curve = [
+        {
+            "stage": k,
+            "step": steps[k],
+            "score": scores(train[alias.get(k, k)], test[alias.get(k, k)])["disentanglement_score"],
+        }
+        for k in ["init", *curve_gens]
+    ]
+    job.step("learning", "done " + fmt_learning(row))
+    return {"learning": row, "learning_curve": curve}
+
+
+def stage_generators(job: Any) -> tuple[dict[str, Any], dict[str, int]]:
+    """The generator after each of the generator's stages this run trained, and the cumulative steps at
+    its end (`steps["init"]` = 0: the random-init floor)."""
+    from edtalk.weights import load_generator
+
+    visual = job.plan.lineage(job.plan.generator)
+    gens: dict[str, Any] = {}
+    steps, total = {"init": 0}, 0
+    for st in job.stages:
+        if st.name in visual:
+            total += st.steps
+            gens[st.name] = load_generator(runs.checkpoint(st.run_dir)).eval()
+            steps[st.name] = total
+    return gens, steps
+
+
+def emotion_vectors(job: Any) -> dict[str, Any]:
+    """<emotion>.npy from our expression generator's coefficients (audio2exp's extracted shards)."""
+    from edtalk.coefficients import emotion_vectors as vectors
+
+    run = job.run_dirs().get("audio2exp")
+    data = runs.coefficient_data(run) if run is not None else None
+    if data is None:
+        return {"emotion_vectors": None}
+    folder = job.out / "emotion_vectors"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, entry in vectors(data, ("train",)).items():
+        np.save(folder / f"{name}.npy", entry["weights"])
+    return {"emotion_vectors": folder}
+
+
+def fmt_learning(row: dict[str, Any]) -> str:
+    keys = ("psnr_video", "psnr_audio", "disentanglement_score", "sync_acc", "emotion_judge_acc")
+    return ", ".join(f"{k}={row[k]:.3g}" for k in keys if isinstance(row.get(k), float))
