@@ -10,8 +10,10 @@ from (`root`):
 * a video file of face crops (resampled to 25 fps on read, kept in memory as JPEG);
 * a shard directory (``edtalk preprocess`` output, or the built-in dataset when `root` is None): the
   frames of the clips of one `clip` id or video name (``<video>`` takes ``<video>#0``, ``<video>#1``,
-  ... in order) or of one `speaker`; with neither, the speaker of the first test clip (a person the
-  other stages did not train on). A raw, uncropped video goes through ``edtalk preprocess`` first.
+  ... in order), of the listed `clips` (ids or video names, joined in natural order), or of one
+  `speaker`; with none of these, the speaker of the first test clip (a person the other stages did
+  not train on). A raw, uncropped video goes through ``edtalk preprocess`` first. Shard frames carry
+  their mouth boxes: batches then hold "target_box" (pixels of the sample) for `model.loss.mouth`.
 
 Training pairs: every training frame is a target once per epoch (shuffled; split over DDP ranks by
 Lightning's distributed sampler), its source another training frame drawn from torch's RNG (seeded
@@ -49,10 +51,19 @@ def natural_key(path: Path) -> list[Any]:
 class FrameSource:
     """The frames of one video: files on disk or JPEG bytes in memory, all of one square size."""
 
-    def __init__(self, name: str, paths: Sequence[Path] = (), jpegs: Sequence[bytes] = ()) -> None:
+    def __init__(
+        self,
+        name: str,
+        paths: Sequence[Path] = (),
+        jpegs: Sequence[bytes] = (),
+        boxes: np.ndarray | None = None,
+    ) -> None:
         if bool(paths) == bool(jpegs):
             raise ValueError("FrameSource takes either paths or jpegs")
         self.name, self.paths, self.jpegs = name, list(paths), list(jpegs)
+        self.boxes = boxes  # N x 4 mouth boxes (x1, y1, x2, y2) in pixels of the stored frames, or None
+        if boxes is not None and len(boxes) != len(self):
+            raise ValueError(f"{name}: {len(boxes)} mouth boxes for {len(self)} frames")
 
     def __len__(self) -> int:
         return len(self.paths) or len(self.jpegs)
@@ -117,33 +128,42 @@ def video_frames(path: Path) -> FrameSource:
     return FrameSource(path.stem, jpegs=jpegs)
 
 
-def shard_frames(root: Path, clip: str | None = None, speaker: str | None = None) -> FrameSource:
-    """The frames of one video (`clip`: a clip id or a video name) or one `speaker` from shards.
+def shard_frames(
+    root: Path, clip: str | None = None, speaker: str | None = None, clips: Sequence[str] = ()
+) -> FrameSource:
+    """The frames of one video (`clip`: a clip id or a video name), of the listed `clips` or of one
+    `speaker` from shards, with their mouth boxes.
 
     Streams the shards once and keeps only the chosen clips' JPEG bytes; clips join in natural order
     of their ids (``<video>#2`` before ``<video>#10``).
     """
     splits = [s for s in SPLITS if read_index(root)["splits"].get(s)]
-    if clip is None and speaker is None:  # the person of the first test clip (else of the first clip)
+    names = [clip] if clip is not None else list(clips)
+    if not names and speaker is None:  # the person of the first test clip (else of the first clip)
         first = next(iter_clips(root, "test" if "test" in splits else splits[0]))
         speaker = str(first.meta.get("speaker"))
 
     def wanted(c: Clip) -> bool:
-        if clip is not None:
-            return c.key == clip or c.key.startswith(f"{clip}#")
+        if names:
+            return any(c.key == n or c.key.startswith(f"{n}#") for n in names)
         return str(c.meta.get("speaker")) == speaker
 
     picked = {
-        c.key: [c.jpeg(i) for i in range(c.num_frames)]
+        c.key: ([c.jpeg(i) for i in range(c.num_frames)], c.bbox[: c.num_frames])
         for s in splits
         for c in iter_clips(root, s)
         if wanted(c)
     }
-    if not picked:
-        what = f"clip {clip!r}" if clip is not None else f"speaker {speaker!r}"
+    missing = [n for n in names if not any(k == n or k.startswith(f"{n}#") for k in picked)]
+    if missing or not picked:
+        what = f"clips {missing}" if missing else f"speaker {speaker!r}"
         raise ValueError(f"no clips of {what} in {root / INDEX_NAME}; its shard list names the clip ids")
     keys = sorted(picked, key=lambda k: natural_key(Path(k)))
-    return FrameSource(clip or str(speaker), jpegs=[j for k in keys for j in picked[k]])
+    return FrameSource(
+        "+".join(names) if names else str(speaker),
+        jpegs=[j for k in keys for j in picked[k][0]],
+        boxes=np.concatenate([picked[k][1] for k in keys]).astype(np.float32),
+    )
 
 
 class FramePairs(Dataset[dict[str, torch.Tensor]]):
@@ -176,7 +196,11 @@ class FramePairs(Dataset[dict[str, torch.Tensor]]):
             source = int(self.pool[k])
         images = np.stack([self.frames.frame(source), self.frames.frame(target)])
         tensor = to_image_tensor(images, self.image_size)  # -> 2 x 3 x S x S uint8
-        return {"source": tensor[0], "target": tensor[1]}
+        item = {"source": tensor[0], "target": tensor[1]}
+        if self.frames.boxes is not None:  # stored-frame pixels -> pixels of the S x S sample
+            scale = self.image_size / images.shape[2]
+            item["target_box"] = torch.from_numpy(self.frames.boxes[target] * scale).float()
+        return item
 
 
 class FramesDataModule(L.LightningDataModule):
@@ -192,6 +216,7 @@ class FramesDataModule(L.LightningDataModule):
         val_source: index of the fixed source frame of the validation pairs.
         clip, speaker: which frames of a shard directory (ignored for folders and videos).
         val_batch_size: validation batch size.
+        clips: several clip ids or video names of a shard directory (instead of `clip`).
     """
 
     def __init__(
@@ -206,6 +231,7 @@ class FramesDataModule(L.LightningDataModule):
         clip: str | None = None,
         speaker: str | None = None,
         val_batch_size: int | None = None,
+        clips: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         if not 0 < train_fraction < 1:
@@ -214,6 +240,9 @@ class FramesDataModule(L.LightningDataModule):
         self.image_size, self.batch_size, self.num_workers = image_size, batch_size, num_workers
         self.train_fraction, self.samples_per_epoch = train_fraction, samples_per_epoch
         self.val_source, self.clip, self.speaker = val_source, clip, speaker
+        if clip is not None and clips:
+            raise ValueError(f"give data.clip or data.clips, not both (clip={clip!r}, clips={list(clips)})")
+        self.clips = list(clips or ())
         self.val_batch_size = val_batch_size or batch_size
         self.frames: FrameSource | None = None
 
@@ -227,7 +256,7 @@ class FramesDataModule(L.LightningDataModule):
             self.root = ensure_builtin()
         root = Path(self.root)
         if (root / INDEX_NAME).is_file():
-            self.frames = shard_frames(root, self.clip, self.speaker)
+            self.frames = shard_frames(root, self.clip, self.speaker, self.clips)
         elif root.is_dir():
             self.frames = folder_frames(root)
         elif root.is_file() and root.suffix.lower() in VIDEO_SUFFIXES:

@@ -19,6 +19,7 @@ COMMANDS = (
     "edtalk.commands.weights",
     "edtalk.commands.preprocess",
     "edtalk.commands.fit",
+    "edtalk.commands.finetune",
     "edtalk.commands.extract",
     "edtalk.commands.hubert",
     "edtalk.commands.sweep",
