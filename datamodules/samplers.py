@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import zlib
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,11 @@ class _Base:
     seed: int = 0
     _count: int = field(default=0, init=False, repr=False)
 
+    def set_epoch(self, epoch: int) -> None:
+        """Worker-seeded draws of epoch `epoch` continue from a counter of their own, so that a resumed run
+        draws what an uninterrupted one does (loader workers get a fresh copy every epoch anyway)."""
+        self._count = epoch << 32
+
     def rng(self, key: str) -> np.random.Generator:
         """Clip-seeded generator (deterministic) or worker-seeded with a running counter."""
         if self.deterministic:
@@ -77,12 +82,12 @@ class _Base:
         return torch.from_numpy(clip.bbox[index] * (self.image_size / stored_width)).float()
 
 
-def is_labelled(clip: Clip) -> bool:
+def is_labelled(clip: Any) -> bool:
     """The clip has an emotion label (MEAD, the built-in data); HDTF and plain folders have none."""
     return int(clip.meta.get("emotion_id", -1)) >= 0
 
 
-def is_neutral(clip: Clip) -> bool:
+def is_neutral(clip: Any) -> bool:
     return clip.meta.get("emotion") == "neutral"
 
 
@@ -122,10 +127,15 @@ class NeutralPool:
 class _SpeakerPairs(_Base):
     """Shared stream logic of the identity-frame pairings (stage 1 and the expression stage).
 
-    Labelled clips (MEAD) take their identity frame from a *neutral* clip of the same speaker: neutral
-    clips fill a `NeutralPool`; a target clip whose speaker has no neutral frame yet waits (at most
-    `pending` clips, then the oldest is paired within itself, as are leftovers at the end of a finite
-    stream). Unlabelled clips (HDTF, folders) pair two frames of one clip, or are dropped with
+    Labelled clips (MEAD) take their identity frame from a *neutral* clip of the same speaker. With
+    `neutral_bank` (the path of a `datamodules.shards.NeutralBank` file; the DataModules pass the one
+    beside the shards) every stream can draw a neutral frame of any speaker from its first sample, so the
+    pairing does not depend on which clips a rank or loader worker happens to read: a target pairs within
+    its own clip only when its speaker has no neutral clip at all. Without a bank, neutral clips fill a
+    `NeutralPool` as they pass; a target whose speaker has no neutral frame yet waits (at most `pending`
+    clips, then the oldest is paired within itself, as are leftovers at the end of a finite stream).
+    Either way such a fallback is counted in `fallbacks` and marked in the sample ("pair_fallback", bool).
+    Unlabelled clips (HDTF, folders) pair two frames of one clip, or are dropped with
     ``unlabelled="drop"``. ``pairing="clip"`` pairs every clip within itself (the previous behaviour).
     With ``keys=True`` samples also carry "source_key" / "target_key" (clip ids, for inspection).
 
@@ -136,8 +146,10 @@ class _SpeakerPairs(_Base):
     unlabelled: str = "same_clip"
     pending: int = 16
     neutral_frames: int = 4
+    neutral_bank: str | None = None
     keys: bool = False
     fallbacks: int = field(default=0, init=False)
+    _bank: Any = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.pairing not in ("neutral", "clip"):
@@ -147,49 +159,94 @@ class _SpeakerPairs(_Base):
         if self.unlabelled not in ("same_clip", "drop"):
             raise ValueError(f"unlabelled={self.unlabelled!r}: use 'same_clip' or 'drop'")
 
-    def is_target(self, clip: Clip) -> bool:
+    def is_target(self, clip: Any) -> bool:
         return True
 
     def make(self, clip: Clip, rng: np.random.Generator, source: tuple[np.ndarray, str] | None) -> Sample:
         raise NotImplementedError
 
-    def _emit(self, clip: Clip, pool: NeutralPool | None) -> Iterator[Sample]:
-        rng = self.rng(clip.key)
-        speaker = clip.meta.get("speaker")
-        for _ in range(self.samples_per_clip):
-            source = pool.draw(speaker, rng) if pool is not None and pool.has(speaker) else None
-            yield self.make(clip, rng, source)
+    def schedule(
+        self, clips: Iterable[Any], has: Callable[[Any], bool], add: Callable[[Any], None], bank: bool
+    ) -> Iterator[tuple[Any, bool]]:
+        """(target clip, whether its identity frame comes from a neutral clip) in emission order.
 
-    def __call__(self, src: Iterable[dict[str, Any]]) -> Iterator[Sample]:
-        pool = NeutralPool(self.neutral_frames, 4 * self.neutral_frames)
-        waiting: deque[Clip] = deque()
-        for raw in src:
-            clip = Clip(raw)
+        The whole pairing decision, on anything with `key`, `meta` and `num_frames` (a `Clip`, or the
+        metadata `edtalk data pairing` simulates with): `has(clip)` says whether a neutral frame of the
+        clip's speaker is available, `add(clip)` offers a neutral clip to the stream's pool; with `bank`
+        the availability is known from the start and nothing waits.
+        """
+        waiting: deque[Any] = deque()
+        for clip in clips:
             if not self.usable(clip):
                 continue
             if not is_labelled(clip) or self.pairing == "clip":
-                yield from self._emit(clip, None)
+                yield clip, False
                 continue
-            if is_neutral(clip):
-                pool.add(clip, self.rng(clip.key + "#pool"))
-                ready = [c for c in waiting if pool.has(c.meta.get("speaker"))]
+            if is_neutral(clip) and not bank:
+                add(clip)
+                ready = [c for c in waiting if has(c)]
                 for c in ready:
                     waiting.remove(c)
-                    yield from self._emit(c, pool)
+                    yield c, True
             if not self.is_target(clip):
                 continue
-            if pool.has(clip.meta.get("speaker")):
-                yield from self._emit(clip, pool)
+            if bank or has(clip):
+                yield clip, has(clip)
                 continue
             waiting.append(clip)
             if len(waiting) > self.pending:
-                self.fallbacks += 1
-                yield from self._emit(waiting.popleft(), None)
-        self.fallbacks += len(waiting)
+                yield waiting.popleft(), False
         for c in waiting:
-            yield from self._emit(c, None)
+            yield c, False
 
-    def usable(self, clip: Clip) -> bool:
+    def _emit(
+        self, clip: Clip, draw: Callable[..., tuple[np.ndarray, str]] | None, fallback: bool
+    ) -> Iterator[Sample]:
+        rng = self.rng(clip.key)
+        speaker = clip.meta.get("speaker")
+        for _ in range(self.samples_per_clip):
+            out = self.make(clip, rng, draw(speaker, rng, clip.key) if draw is not None else None)
+            out["pair_fallback"] = torch.tensor(fallback)
+            yield out
+
+    def _draw_bank(self, speaker: Any, rng: np.random.Generator, key: str) -> tuple[np.ndarray, str]:
+        from datamodules.shards import decode_jpeg
+
+        rows = self._bank.candidates(speaker, exclude=key)
+        jpeg, source_key = self._bank.jpeg(rows[int(rng.integers(len(rows)))])
+        return decode_jpeg(jpeg), source_key
+
+    def __call__(self, src: Iterable[dict[str, Any]]) -> Iterator[Sample]:
+        from datamodules.shards import NeutralBank
+
+        if self.neutral_bank and self._bank is None:
+            self._bank = NeutralBank(self.neutral_bank)  # once per process (loader workers load their own)
+        pool = NeutralPool(self.neutral_frames, 4 * self.neutral_frames)
+        if self._bank is not None:
+            bank = self._bank
+
+            def has(c: Clip) -> bool:
+                return bool(bank.candidates(c.meta.get("speaker")))
+
+            draw: Callable[..., tuple[np.ndarray, str]] = self._draw_bank
+        else:
+
+            def has(c: Clip) -> bool:
+                return pool.has(c.meta.get("speaker"))
+
+            def draw(speaker: Any, rng: np.random.Generator, key: str) -> tuple[np.ndarray, str]:
+                return pool.draw(speaker, rng)
+
+        def add(c: Clip) -> None:
+            pool.add(c, self.rng(c.key + "#pool"))
+
+        clips = (Clip(raw) for raw in src)
+        for clip, neutral in self.schedule(clips, has, add, bank=self._bank is not None):
+            fallback = not neutral and is_labelled(clip) and self.pairing == "neutral"
+            self.fallbacks += int(fallback)
+            yield from self._emit(clip, draw if neutral else None, fallback)
+
+    def usable(self, clip: Any) -> bool:
         """Whether the clip takes part at all (long enough, labelled when unlabelled='drop')."""
         return clip.num_frames >= 2 and (is_labelled(clip) or self.unlabelled != "drop")
 
@@ -278,10 +335,10 @@ class EmotionSampler(_SpeakerPairs):
     clip_frames: int = 0
     second_target: bool = False
 
-    def usable(self, clip: Clip) -> bool:
+    def usable(self, clip: Any) -> bool:
         return super().usable(clip) and clip.num_frames >= self.clip_frames
 
-    def is_target(self, clip: Clip) -> bool:
+    def is_target(self, clip: Any) -> bool:
         return not is_neutral(clip)
 
     def make(self, clip: Clip, rng: np.random.Generator, source: tuple[np.ndarray, str] | None) -> Sample:
@@ -429,3 +486,86 @@ class AudioSampler(_Base):
         }
         out.update({k: torch.from_numpy(np.asarray(v[span], np.float32)) for k, v in coeffs.items()})
         return out
+
+
+def _availability(
+    bank: Any, seen: dict[str, set[str]]
+) -> tuple[Callable[[Any], bool], Callable[[Any], bool]]:
+    """(has, own_only) of a simulated stream: whether a neutral frame of the clip's speaker is at hand, and
+    whether the only one at hand is of the clip itself (from the bank, or from the neutral clips `seen`)."""
+    if bank is not None:
+
+        def has(c: Any) -> bool:
+            return bool(bank.candidates(c.meta.get("speaker")))
+
+        def own_only(c: Any) -> bool:
+            rows = bank.candidates(c.meta.get("speaker"), exclude=c.key)
+            return all(bank.keys[r] == c.key for r in rows)
+
+        return has, own_only
+
+    def seen_has(c: Any) -> bool:
+        return bool(seen.get(str(c.meta.get("speaker"))))
+
+    def seen_own_only(c: Any) -> bool:
+        return seen.get(str(c.meta.get("speaker"))) == {c.key}
+
+    return seen_has, seen_own_only
+
+
+def simulate_pairing(
+    sampler: _SpeakerPairs,
+    shards: dict[str, list[Any]],
+    world_size: int,
+    workers: int,
+    bank: Any = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """One training epoch's identity pairing over `world_size` ranks x `workers` loader workers, on metadata.
+
+    Each of the world_size x workers streams reads shards drawn with replacement (as the resampled training
+    pipeline does, seeded per rank and worker) until it has yielded its share of the epoch (one sample per
+    clip, split evenly), and runs `sampler.schedule` on them: with `bank` (a `NeutralBank`) every speaker's
+    neutral frames are there from the start; without, each stream pools the neutral clips it has read.
+
+    Args:
+        sampler: the stage's sampler (its pairing options are used; no media is decoded).
+        shards: per shard URL, its clips' metadata (`datamodules.shards.clip_infos`).
+        world_size, workers: ranks and loader workers per rank (workers >= 1).
+        bank: the neutral bank, or None for the stream pools.
+        seed: seed of the simulated shard draws.
+
+    Returns:
+        {"targets", "same_clip" (targets whose identity frame comes from their own clip), "fraction",
+        "fallbacks" (labelled targets with no neutral frame at hand), "unlabelled" (HDTF-style targets,
+        same-clip by design), "streams", "world_size", "workers", "bank"}.
+    """
+    import random
+    from itertools import islice
+
+    urls = sorted(shards)
+    total = sum(len(v) for v in shards.values())
+    streams = world_size * max(1, workers)
+    per_stream = max(1, -(-total // streams))
+    counts = {"targets": 0, "same_clip": 0, "fallbacks": 0, "unlabelled": 0}
+    for stream in range(streams):
+        rng = random.Random(f"{seed}/{stream // max(1, workers)}/{stream % max(1, workers)}")
+        seen: dict[str, set[str]] = {}
+
+        def endless(rng: random.Random = rng) -> Iterator[Any]:
+            for _ in range(10 * (len(urls) + per_stream)):  # bounded: a split may hold no target at all
+                yield from shards[urls[rng.randrange(len(urls))]]
+
+        def add(c: Any, seen: dict[str, set[str]] = seen) -> None:
+            seen.setdefault(str(c.meta.get("speaker")), set()).add(c.key)
+
+        has, own_only = _availability(bank, seen)
+        plan = sampler.schedule(endless(), has, add, bank=bank is not None)
+        for clip, neutral in islice(plan, per_stream):
+            labelled = is_labelled(clip) and sampler.pairing == "neutral"
+            counts["targets"] += 1
+            counts["unlabelled"] += int(not is_labelled(clip))
+            counts["fallbacks"] += int(labelled and not neutral)
+            counts["same_clip"] += int(not neutral or own_only(clip))
+    fraction = counts["same_clip"] / max(1, counts["targets"])
+    return {**counts, "fraction": fraction, "streams": streams, "world_size": world_size, "workers": workers}

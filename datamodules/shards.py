@@ -462,6 +462,10 @@ class ResampledShards(IterableDataset[dict[str, str]]):
         self.urls, self.seed, self.rank = list(urls), seed, rank
         self.epoch = 0
 
+    def set_epoch(self, epoch: int) -> None:
+        """The next pass is epoch `epoch` (a resumed run reads the same shards as an uninterrupted one)."""
+        self.epoch = epoch
+
     def __iter__(self) -> Iterator[dict[str, str]]:
         self.epoch += 1
         rng = stream_rng(self.seed, self.rank, self.epoch)
@@ -475,6 +479,10 @@ class Shuffle:
     def __init__(self, bufsize: int, seed: int, rank: int) -> None:
         self.bufsize, self.seed, self.rank = bufsize, seed, rank
         self.passes = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """The next pass is epoch `epoch` (see `ResampledShards.set_epoch`)."""
+        self.passes = epoch
 
     def __call__(self, src: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         from webdataset.filters import _shuffle
@@ -696,3 +704,105 @@ def iter_clips(root: str | Path, split: str) -> Iterator[Clip]:
     pipeline = clip_pipeline(shard_urls(root, split), rank=0, world_size=1)
     for sample in pipeline:
         yield Clip(sample)
+
+
+# -- the neutral bank: identity frames of every speaker, readable by every worker from the start ------
+NEUTRAL_BANK = "neutral-{split}.npz"
+BANK_FRAMES = 4  # frames kept per neutral clip
+
+
+def neutral_bank_path(root: str | Path, split: str) -> Path:
+    """``<root>/neutral-<split>.npz``: the bank beside a local shard directory."""
+    return Path(root) / NEUTRAL_BANK.format(split=split)
+
+
+def _is_neutral_meta(meta: dict[str, Any]) -> bool:
+    return int(meta.get("emotion_id", -1)) >= 0 and meta.get("emotion") == "neutral"
+
+
+def write_neutral_bank(
+    root: str | Path, split: str, out: str | Path | None = None, frames_per_clip: int = BANK_FRAMES
+) -> Path:
+    """Write the neutral bank of a split: `frames_per_clip` evenly spaced JPEG frames (stored bytes, no
+    re-encoding) of every labelled neutral clip, with its speaker and clip id.
+
+    One pass over the split's shards (local or URLs). The file is an ``.npz`` of plain arrays: "jpgs"
+    (uint8, the JPEGs back to back), "offsets" (int64, n + 1), "speakers" and "keys" (str, n). MEAD's
+    48 speakers x ~40 neutral clips x 4 frames are about 20 MB.
+    """
+    jpgs: list[bytes] = []
+    speakers: list[str] = []
+    keys: list[str] = []
+    for raw in clip_pipeline(shard_urls(root, split), rank=0, world_size=1):
+        meta = json.loads(raw["json"])
+        if not _is_neutral_meta(meta):
+            continue
+        clip = Clip(raw)
+        for i in np.linspace(0, clip.num_frames - 1, min(frames_per_clip, clip.num_frames)).round():
+            jpgs.append(clip.jpeg(int(i)))
+            speakers.append(str(meta.get("speaker")))
+            keys.append(clip.key)
+    path = Path(out) if out is not None else neutral_bank_path(root, split)
+    offsets = np.cumsum([0, *(len(j) for j in jpgs)]).astype(np.int64)
+    blob = np.frombuffer(b"".join(jpgs), np.uint8)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    with tmp.open("wb") as f:  # np.savez on a path would append ".npz" to the temporary name
+        np.savez(f, jpgs=blob, offsets=offsets, speakers=np.array(speakers, str), keys=np.array(keys, str))
+    os.replace(tmp, path)
+    return path
+
+
+def ensure_neutral_bank(root: str | Path, split: str) -> Path | None:
+    """The bank of a local shard directory, (re)written when missing or older than ``index.json``
+    (appended shards); None for URL roots (pass ``data.neutral_bank=PATH``, see `write_neutral_bank`)."""
+    if is_url(root):
+        return None
+    path = neutral_bank_path(root, split)
+    index = Path(root) / INDEX_NAME
+    if not path.is_file() or path.stat().st_mtime < index.stat().st_mtime:
+        write_neutral_bank(root, split)
+    return path
+
+
+class NeutralBank:
+    """Per speaker, the neutral frames of a bank file (`write_neutral_bank`), loaded once per process."""
+
+    def __init__(self, path: str | Path) -> None:
+        with np.load(path, allow_pickle=False) as data:
+            self.jpgs, self.offsets = data["jpgs"], data["offsets"]
+            speakers, self.keys = data["speakers"], data["keys"]
+        self.rows: dict[str, list[int]] = {}
+        for row, speaker in enumerate(speakers.tolist()):
+            self.rows.setdefault(str(speaker), []).append(row)
+
+    def candidates(self, speaker: Any, exclude: str = "") -> list[int]:
+        """Rows of `speaker`'s neutral frames, those of clip `exclude` left out when others exist."""
+        rows = self.rows.get(str(speaker), [])
+        other = [r for r in rows if self.keys[r] != exclude]
+        return other or rows
+
+    def jpeg(self, row: int) -> tuple[bytes, str]:
+        """(JPEG bytes, clip id) of a row."""
+        lo, hi = self.offsets[row : row + 2]
+        return self.jpgs[lo:hi].tobytes(), str(self.keys[row])
+
+
+@dataclass
+class ClipInfo:
+    """A clip's id and metadata without its media (what pairing decisions read)."""
+
+    key: str
+    meta: dict[str, Any]
+    url: str = ""
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.meta["num_frames"])
+
+
+def clip_infos(root: str | Path, split: str) -> dict[str, list[ClipInfo]]:
+    """Per shard URL of `split`, its clips' metadata in stored order (one pass reading the json members)."""
+    out: dict[str, list[ClipInfo]] = {}
+    for url in shard_urls(root, split):
+        out[url] = [ClipInfo(s["__key__"], json.loads(s["json"]), url) for s in _shard_samples(url)]
+    return out
