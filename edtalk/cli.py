@@ -20,6 +20,7 @@ COMMANDS = (
     "edtalk.commands.preprocess",
     "edtalk.commands.data",
     "edtalk.commands.fit",
+    "edtalk.commands.finetune",
     "edtalk.commands.extract",
     "edtalk.commands.hubert",
     "edtalk.commands.sweep",
