@@ -83,6 +83,9 @@ def compose(experiment: str, overrides: list[str] | None = None, debug: bool = F
     OmegaConf.set_struct(base, True)
     with open_dict(base.data):  # DataModule kwargs are checked against its signature later
         cfg = _merge(base, exp, str(exp_path))
+    if OmegaConf.is_missing(exp, "init_from"):
+        # a merge keeps the default over `???`; a declared mandatory start point must stay missing
+        cfg.init_from = "???"
     OmegaConf.set_struct(cfg, True)
     if debug:
         cfg = _merge(cfg, OmegaConf.load(experiments_dir() / "debug.yaml"), "experiments/debug.yaml")
@@ -152,6 +155,64 @@ def plain(node: Any) -> dict[str, Any]:
 
 def to_yaml(cfg: DictConfig) -> str:
     return OmegaConf.to_yaml(cfg, resolve=True)
+
+
+# -- start points --------------------------------------------------------------------------------------
+def start_point(experiment: str) -> tuple[str | None, bool]:
+    """(the experiment it continues from, whether that start point is mandatory), as its file declares them.
+
+    `requires: NAME` names the experiment whose checkpoint it continues from; `init_from: ???` makes that
+    start point mandatory for `edtalk fit` (`check_start_point`). The plan runner's stage graph is checked
+    against this declaration.
+    """
+    exp = OmegaConf.load(experiment_file(experiment))
+    if not isinstance(exp, DictConfig):
+        return None, False
+    requires = exp.get("requires", None)
+    return (str(requires) if requires else None), OmegaConf.is_missing(exp, "init_from")
+
+
+def start_chain(cfg: DictConfig) -> list[str]:
+    """The declared stage chain of a composed config, newest first: "experiment (init_from=...)" each, e.g.
+    ["expression (init_from=???)", "mouth_pose (init_from=???)", "reconstruct (init_from=None)"] (the earlier
+    experiments as their files declare them; `start_point`)."""
+    out = [f"{cfg.experiment} (init_from={_init_text(cfg)})"]
+    name, seen = cfg.get("requires"), {str(cfg.experiment)}
+    while name and str(name) not in seen and len(out) < 16:
+        seen.add(str(name))
+        exp = OmegaConf.load(experiment_file(str(name)))
+        init = OmegaConf.select(exp, "init_from", default=None, throw_on_missing=False)
+        out.append(f"{name} (init_from={'???' if OmegaConf.is_missing(exp, 'init_from') else init})")
+        name = start_point(str(name))[0]
+    return out
+
+
+def _init_text(cfg: DictConfig) -> str:
+    return "???" if OmegaConf.is_missing(cfg, "init_from") else str(cfg.init_from)
+
+
+def check_start_point(cfg: DictConfig, resuming: bool) -> None:
+    """Refuse to train a stage that continues from another (`init_from: ???`) without its checkpoint.
+
+    A resumed run takes its weights from the checkpoint it resumes, so there `init_from` may stay unset.
+
+    Raises:
+        ConfigError: one line naming `init_from`, the stage it comes from and an example.
+    """
+    from edtalk.config import ConfigError
+
+    if not OmegaConf.is_missing(cfg, "init_from"):
+        return
+    if resuming:
+        cfg.init_from = None
+        return
+    prev = cfg.get("requires")
+    source = f"the {prev} stage (requires: {prev})" if prev else "a trained generator"
+    example = f"runs/{prev}/<run>/checkpoints/last.ckpt" if prev else "ckpts/EDTalk.pt"
+    raise ConfigError(
+        f"init_from is not set: experiment {cfg.experiment} continues from {source}; pass its checkpoint, "
+        f"e.g. edtalk fit {cfg.experiment} init_from={example}"
+    )
 
 
 # -- run directories -----------------------------------------------------------------------------------
@@ -287,18 +348,107 @@ def prepare_generator_config(cfg: DictConfig) -> None:
         )
 
 
+# -- world size: one rule for devices/num_nodes -> processes -> strategy ----------------------------------
+def devices_per_node(cfg: DictConfig) -> int:
+    """Processes per node that `trainer.devices` starts on this machine, resolved as Lightning resolves it:
+    an int is that many (CPU processes or GPUs), a list or "0,1" string counts its entries, and `auto`
+    (or -1) is every visible GPU when the accelerator may be a GPU, else 1."""
+    t = cfg.trainer
+    devices = t.devices
+    if isinstance(devices, str) and "," in devices:
+        return len([d for d in devices.split(",") if d.strip()])
+    if not isinstance(devices, (int, str)):  # a list of device indices
+        return len(list(devices))
+    if str(devices) in ("auto", "-1"):
+        return _visible_gpus() if str(t.accelerator) in ("auto", "gpu", "cuda") else 1
+    return int(devices)
+
+
+def _visible_gpus() -> int:
+    import torch
+
+    return max(1, torch.cuda.device_count()) if torch.cuda.is_available() else 1
+
+
+def world_size(cfg: DictConfig) -> int:
+    """Training processes in all: `devices_per_node` x `trainer.num_nodes`."""
+    return devices_per_node(cfg) * int(cfg.trainer.num_nodes)
+
+
 def _strategy(cfg: DictConfig) -> Any:
+    """`trainer.strategy` auto or ddp: DDP (our settings) when `world_size(cfg)` > 1 or ddp is asked for,
+    else a single process; any other strategy is passed to Lightning as written."""
     t = cfg.trainer
     if t.strategy not in ("ddp", "auto"):
         return t.strategy
-    multi = t.num_nodes > 1 or (isinstance(t.devices, int) and (t.devices > 1 or t.devices == -1))
-    if t.strategy == "auto" and not multi:
+    if t.strategy == "auto" and world_size(cfg) == 1:
         return "auto"
     from lightning.pytorch.strategies import DDPStrategy
 
     # D is toggled off during the G step (and G during the D step): those parameters get no gradient.
     # No BatchNorm anywhere, so buffers need no per-step broadcast.
     return DDPStrategy(find_unused_parameters=True, broadcast_buffers=False)
+
+
+def learning_rates(cfg: DictConfig, world: int) -> tuple[dict[str, float], bool]:
+    """({"model.optim.g_lr": value in force, ...}, scaled): the stage's learning rates after the DDP policy
+    `model.optim.scale_lr_with_world_size` (lr x world size when on; `edtalk.stages.params.world_lr_scale`)."""
+    optim = cfg.model.get("optim") if "model" in cfg else None
+    if not isinstance(optim, DictConfig):
+        return {}, False
+    scaled = bool(optim.get("scale_lr_with_world_size", False))
+    k = world if scaled else 1
+    values = {str(name): v for name, v in optim.items()}
+    lrs = {f"model.optim.{name}": float(v) * k for name, v in values.items() if name.endswith("lr")}
+    return lrs, scaled
+
+
+def steps_per_epoch(cfg: DictConfig, world: int) -> int | None:
+    """Optimiser steps per epoch per rank when the data can tell without being read (None otherwise)."""
+    from datamodules.modules import ShardDataModule
+
+    kwargs = plain(cfg.data)
+    cls = _import(str(kwargs.pop("module")))
+    if not (isinstance(cls, type) and issubclass(cls, ShardDataModule)) or kwargs.get("root") is None:
+        return None
+    try:
+        return int(cls(**kwargs).steps_per_epoch(world))
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def run_summary(cfg: DictConfig) -> list[str]:
+    """The multi-GPU semantics of a run, one fact per line (`edtalk fit` logs them; --print-config shows them
+    as comments): world size and how it came about, batch per device and in all, learning rates in force,
+    steps and epochs."""
+    per_node, nodes = devices_per_node(cfg), int(cfg.trainer.num_nodes)
+    world = per_node * nodes
+    batch = int(cfg.data.batch_size)
+    lrs, scaled = learning_rates(cfg, world)
+    how = "scaled x world_size" if scaled else "not scaled"
+    lr_text = " ".join(f"{k}={v:.6g}" for k, v in lrs.items()) or "(none)"
+    per_epoch = steps_per_epoch(cfg, world)
+    epoch_text = (
+        f"{per_epoch} steps per epoch per rank"
+        if per_epoch
+        else "steps per epoch known once the data is read"
+    )
+    strategy = _strategy(cfg)
+    return [
+        f"world_size: {world} (trainer.num_nodes={nodes} x {per_node} per node from "
+        f"trainer.devices={cfg.trainer.devices}, accelerator {cfg.trainer.accelerator}); "
+        f"strategy: {strategy if isinstance(strategy, str) else type(strategy).__name__}",
+        f"per_device_batch: {batch}; global_batch: {batch * world} (data.batch_size x world_size)",
+        f"lr: {lr_text} ({how}: model.optim.scale_lr_with_world_size={str(scaled).lower()})",
+        f"steps: trainer.max_steps={cfg.trainer.max_steps}, trainer.max_epochs={cfg.trainer.max_epochs}; "
+        f"{epoch_text}",
+    ]
+
+
+def print_config(cfg: DictConfig) -> str:
+    """`--print-config`: the resolved config, then the start-point chain and `run_summary` as YAML comments."""
+    notes = [f"start point: {' <- '.join(start_chain(cfg))}", *run_summary(cfg)]
+    return to_yaml(cfg) + "".join(f"# {line}\n" for line in notes)
 
 
 def build_loggers(cfg: DictConfig, run_dir: Path) -> list[Any]:
@@ -355,7 +505,95 @@ def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[Any]:
         auto_insert_metric_name=False,
     )
     policy = str(cfg.faults.on_nonfinite) if "faults" in cfg else "stop"
-    return [NonFiniteGuard(policy, ckpt_dir), last, best, FinalCheckpoint(ckpt_dir / "last.ckpt")]
+    preemption = Preemption(ckpt_dir / "last.ckpt")
+    return [
+        NonFiniteGuard(policy, ckpt_dir),
+        PairingFallbacks(),
+        preemption,
+        last,
+        best,
+        FinalCheckpoint(ckpt_dir / "last.ckpt", preemption),
+    ]
+
+
+class Preemption(Callback):
+    """SIGTERM or SIGUSR1 (a cluster's pre-emption notice, e.g. SLURM `--signal=USR1@120`, or its time
+    limit): at the end of the batch in progress write `last.ckpt` and stop, so that the requeued job resumes
+    with `ckpt_path=last` at that step (docs/cluster.md). Rank 0's notice is broadcast, so every rank stops
+    at the same step. The handlers are ours for the duration of the fit (Lightning's SLURM auto-requeue,
+    which would write a separate hpc checkpoint, then stays out of the way) and restored afterwards."""
+
+    SIGNALS = ("SIGTERM", "SIGUSR1")
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.notice: str | None = None
+        self.stopped = False  # the fit ended on a notice (FinalCheckpoint then keeps our mid-epoch file)
+        self._previous: dict[Any, Any] = {}
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        import signal
+
+        self.notice = signal.Signals(signum).name
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        import signal
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers can only be set from the main thread
+        for name in self.SIGNALS:
+            sig = getattr(signal, name, None)
+            if sig is not None:
+                self._previous[sig] = signal.signal(sig, self._handler)
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        import signal
+
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        noticed = self.notice is not None
+        if trainer.world_size > 1:
+            noticed = bool(trainer.strategy.broadcast(noticed, src=0))
+        if not noticed or trainer.should_stop:
+            return
+        trainer.save_checkpoint(self.path)
+        from lightning.pytorch.utilities import rank_zero_info
+
+        rank_zero_info(
+            f"pre-emption ({self.notice or 'rank 0'}): wrote {self.path} at step {trainer.global_step}; "
+            "stopping (resume with ckpt_path=last)"
+        )
+        trainer.should_stop = True
+        self.stopped = True
+        # Lightning's own SIGTERM flag would end the fit with a SystemExit instead of this orderly stop
+        trainer._signal_connector.received_sigterm = False
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        self.teardown(trainer, pl_module, "fit")
+
+
+class PairingFallbacks(Callback):
+    """Per epoch, summed over ranks: `data/pair_fallbacks`, the labelled targets paired within their own clip
+    because no neutral frame of their speaker was available (the samples' "pair_fallback" flag), and
+    `data/pair_targets`, the samples that carry the flag (stage 1 and the expression stage)."""
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        flags = batch.get("pair_fallback") if isinstance(batch, dict) else None
+        if flags is None:
+            return
+        opts: dict[str, Any] = {"on_step": False, "on_epoch": True, "reduce_fx": "sum", "sync_dist": True}
+        pl_module.log("data/pair_fallbacks", flags.sum().float(), **opts)
+        pl_module.log("data/pair_targets", float(flags.numel()), **opts)
 
 
 class NonFiniteGuard(Callback):
@@ -419,12 +657,19 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
 
 
 class FinalCheckpoint(Callback):
-    """Write `last.ckpt` when training ends, whatever step that is (ModelCheckpoint saves every N steps)."""
+    """Write `last.ckpt` when training ends, whatever step that is (ModelCheckpoint saves every N steps).
 
-    def __init__(self, path: Path) -> None:
+    Not after a pre-emption stop: `Preemption` wrote it inside the epoch, where a resume continues the
+    epoch's data; written again here, after Lightning has closed the stopped epoch, a resume would start
+    the next epoch instead."""
+
+    def __init__(self, path: Path, preemption: Preemption | None = None) -> None:
         self.path = Path(path)
+        self.preemption = preemption
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.preemption is not None and self.preemption.stopped:
+            return
         trainer.save_checkpoint(self.path)
 
 
@@ -434,6 +679,7 @@ def fit(cfg: DictConfig, overwrite: bool = False) -> Path:
     from edtalk.stages import stage_class
 
     run_dir, ckpt = resolve_run(cfg)
+    check_start_point(cfg, resuming=ckpt is not None)
     fresh_run_check(run_dir, ckpt is not None, overwrite)
     prepare_generator_config(cfg)
     L.seed_everything(int(cfg.seed), workers=True)
@@ -443,6 +689,9 @@ def fit(cfg: DictConfig, overwrite: bool = False) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(to_yaml(cfg))
     trainer = build_trainer(cfg, run_dir)
+    from lightning.pytorch.utilities import rank_zero_info
+
+    rank_zero_info(f"{cfg.experiment}: " + " | ".join(run_summary(cfg)))
     with warnings.catch_warnings():
         # by design: the stage's hook turns the DataModule's uint8 images into float on the device
         warnings.filterwarnings("ignore", message=r"You have overridden `on_after_batch_transfer`")

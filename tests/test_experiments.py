@@ -35,7 +35,7 @@ from edtalk.nn.generator import Generator
 from edtalk.nn.syncnet import SyncNet
 from edtalk.stages import stage_class
 from edtalk.stages.base import GANStage
-from edtalk.train import EXPERIMENTS, build_datamodule, compose, prepare_generator_config
+from edtalk.train import EXPERIMENTS, build_datamodule, compose, prepare_generator_config, start_point
 
 NAMES = sorted(p.stem for p in EXPERIMENTS.glob("*.yaml") if p.stem not in ("defaults", "debug"))
 DEMO = sorted(p.stem for p in (EXPERIMENTS / "demo").glob("*.yaml"))
@@ -82,6 +82,8 @@ def compose_buildable(name: str, mode: str, weight_file: WeightFile, tmp_path: P
     generator config, a lip-sync expert file, a random VGG at plain size (no VGG weights ship) and a
     data root that does not exist."""
     extra = [f"data.root={tmp_path / 'no_shards'}"]
+    if start_point(name)[1] and name not in NEEDS_GENERATOR_FILE:
+        extra.append("init_from=null")  # a declared start point (`init_from: ???`): build from scratch here
     cfg = compose_mode(name, mode, ["init_from=x.pt", *extra])
     if name in NEEDS_GENERATOR_FILE:
         gen = GeneratorConfig.from_dict(_section(cfg, "generator"))

@@ -50,12 +50,12 @@ def _split_flags(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edtalk.train import compose, debug_dependency, fit, to_yaml
+    from edtalk.train import compose, debug_dependency, fit, print_config
 
     _split_flags(args)
     cfg = compose(args.experiment, args.overrides, debug=args.debug)
     if args.print_config:
-        print(to_yaml(cfg), end="")
+        print(print_config(cfg), end="")
         return 0
     if args.debug:
         debug_dependency(cfg)

@@ -337,7 +337,9 @@ def test_scale_lr_with_world_size_policy(flag: bool, factor: float) -> None:
 def test_no_orthogonality_uses_the_plain_banks_and_is_saved_with_the_generator() -> None:
     from edtalk.stages.expression import ExpressionStage
 
-    stage = ExpressionStage.build(compose("expression_no_orthogonality", ["model.loss.vgg=0"], debug=True))
+    stage = ExpressionStage.build(
+        compose("expression_no_orthogonality", ["model.loss.vgg=0", "init_from=null"], debug=True)
+    )
     gen = stage.generator
     assert gen.cfg.orthogonal_banks is False
     w = torch.cat([gen.banks.mouth_pose, gen.banks.expression], 1)
@@ -352,7 +354,7 @@ def test_no_orthogonality_uses_the_plain_banks_and_is_saved_with_the_generator()
 def test_no_eem_leaves_the_decoder_features_unmodulated() -> None:
     from edtalk.stages.expression import ExpressionStage, expression_reconstruct
 
-    cfg = compose("expression_no_eem", ["model.loss.vgg=0"], debug=True)
+    cfg = compose("expression_no_eem", ["model.loss.vgg=0", "init_from=null"], debug=True)
     assert cfg.model.ablation.no_eem is True and cfg.model.ablation.no_orthogonality is False
     batch = make_batch("expression", batch=2, seed=2)
 
