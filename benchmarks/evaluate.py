@@ -1,6 +1,6 @@
 """Seconds per clip of the whole evaluation suite on CPU, and the projection for MEAD's 2,293 test clips.
 
-Run: .venv/bin/python benchmarks/evaluate.py [--clips 2] [--weights-dir DIR] [--protocol ours|eat]
+Run: .venv/bin/python benchmarks/evaluate.py [--clips 2] [--weights-dir DIR] [--protocol ours|eat] [--json]
 
 Scores the built-in test clips against themselves (a result folder of re-encoded ground truth) with
 every metric. Judges whose real weights are absent get random weights of the right architecture, so
@@ -14,6 +14,8 @@ the projection for MEAD's test split and EAT's 985-video list.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import tempfile
 import time
 from itertools import islice
@@ -55,7 +57,17 @@ def main() -> None:
     ap.add_argument("--clips", type=int, default=2)
     ap.add_argument("--weights-dir", default=None)
     ap.add_argument("--protocol", choices=("ours", "eat"), default="ours")
+    ap.add_argument(
+        "--json",
+        action="store_true",
+        help="only the runner against today's path (cold, then a second method with the ground truth "
+        "cached on disk); the last line is {seconds_per_clip, seconds_per_clip_cached_gt, "
+        "baseline_seconds_per_clip, ratio, projected_hours}",
+    )
     args = ap.parse_args()
+    if args.json:
+        print(json.dumps(runner_vs_baseline(args.protocol, args.clips, args.weights_dir)))
+        return
     if args.protocol == "eat":
         eat_main(args.clips, args.weights_dir)
         return
@@ -161,6 +173,84 @@ def eat_main(n_clips: int, weights_dir: str | None) -> None:
     print(f"whole suite: {total:.2f} s/clip ({total / frames:.3f} s/frame)")
     for name, n in (("MEAD test split", MEAD_TEST_CLIPS), ("EAT's 985-video list", EAT_LIST_CLIPS)):
         print(f"{name} ({n} clips): {total * n / 3600:.1f} h at this clip length on this CPU")
+
+
+HDTF_TEST_VIDEOS = 77
+
+
+def runner_vs_baseline(protocol: str, n_clips: int, weights_dir: str | None) -> dict[str, Any]:
+    """Seconds per clip of `metrics.runner.evaluate` (per-clip store, the ground truth's side cached on
+    disk) for a first method (cold caches) and a second one (the ground truth's side read back), against
+    today's path (one scorer, nothing cached: what `evaluate` did before), all in this process.
+
+    Every judge runs (random weights where the real files are absent); the results are the ground truth
+    re-encoded. The projections scale the cold time by clip count (MEAD test 2,293 clips, EAT's list 985)
+    and, for HDTF's 77 test videos, by frames (hours per minute of video).
+    """
+    from edtalk.io import write_video
+    from metrics.runner import MethodScorer, PresetScorer, Store, evaluate, ground_truth, load_judges
+
+    tmp = Path(tempfile.mkdtemp(prefix="edtalk-bench-json-"))
+    if weights_dir is None:
+        (_random_eat_judges if protocol == "eat" else _random_judges)(tmp)
+    judges = load_judges(weights_dir or tmp, protocol=protocol)
+    clips = list(islice(ground_truth("builtin"), n_clips))
+    methods = {}
+    for name in ("a", "b"):
+        for c in clips:
+            write_video(tmp / name / f"{c.clip_id}.mp4", c.frames, audio=c.wav)
+        methods[name] = tmp / name
+
+    def fresh() -> None:  # an empty ground-truth disk cache, nothing kept in the clips
+        os.environ["EDTALK_CACHE"] = tempfile.mkdtemp(prefix="cache-", dir=tmp)
+        for c in clips:
+            c.cache.clear()
+            c.lmk = None
+
+    def today() -> float:
+        fresh()
+        scorer = MethodScorer(judges) if protocol == "ours" else PresetScorer(judges, protocol)
+        start = time.perf_counter()
+        for gt in clips:
+            scorer.add_video(gt, methods["a"] / f"{gt.clip_id}.mp4")
+            gt.cache.clear()
+        scorer.summary()
+        return (time.perf_counter() - start) / len(clips)
+
+    def runner(name: str) -> float:
+        for c in clips:
+            c.cache.clear()
+            c.lmk = None
+        start = time.perf_counter()
+        evaluate({name: methods[name]}, iter(clips), judges, log=lambda s: None, protocol=protocol,
+                 store=Store(tmp / f"out-{name}"))  # fmt: skip
+        return (time.perf_counter() - start) / len(clips)
+
+    base = today()
+    fresh()
+    cold = runner("a")
+    cached = runner("b")  # the same split, a second method: the ground truth's side comes from disk
+    frames = sum(len(c.frames) for c in clips) / len(clips)
+    return {
+        "protocol": protocol,
+        "clips": len(clips),
+        "frames_per_clip": frames,
+        "threads": torch.get_num_threads(),
+        "seconds_per_clip": round(cold, 3),
+        "seconds_per_clip_cached_gt": round(cached, 3),
+        "baseline_seconds_per_clip": round(base, 3),
+        "ratio": round(base / cold, 3),
+        "ratio_cached_gt": round(base / cached, 3),
+        "projected_hours": {
+            "mead_test_2293_clips": round(cold * MEAD_TEST_CLIPS / 3600, 2),
+            "mead_test_second_method": round(cached * MEAD_TEST_CLIPS / 3600, 2),
+            "eat_list_985_clips": round(cold * EAT_LIST_CLIPS / 3600, 2),
+            "hdtf_test_77_videos_per_minute_of_video": round(
+                cold / frames * 25 * 60 * HDTF_TEST_VIDEOS / 3600, 2
+            ),
+        },
+        "note": "CPU shared with other jobs: compare the ratios, measured in this one process",
+    }
 
 
 if __name__ == "__main__":

@@ -55,8 +55,12 @@ def reencode_25fps(src: str | Path, dst: str | Path, crf: int = 23) -> Path:
     """`ffmpeg -i SRC -r 25 DST.mp4` with FFmpeg's default x264 (crf 23, preset medium), through PyAV.
 
     Frames are taken as they are stored (a 25 fps clip passes frame for frame; other rates: the last
-    frame shown at each 1/25 s tick) and encoded in their own pixel format when x264 takes it
-    (yuv420p/422p/444p; else yuv420p), as the FFmpeg CLI does. Audio is not needed by image metrics.
+    frame shown at each 1/25 s tick). The pixel format is negotiated as the CLI does it: a filter graph
+    whose sink takes only the formats libx264 accepts, so FFmpeg picks the least lossy one (YUV input
+    keeps its format and range, yuvj* included; RGB input such as PNG or rgb24 becomes limited-range
+    yuv444p, x264's High 4:4:4 Predictive). As the CLI, frames reach the encoder without the decoder's
+    picture types (an all-intra source such as PNG would otherwise be encoded all-intra).
+    Audio is not needed by image metrics.
     """
     src, dst = Path(src), Path(dst)
     with av.open(str(src)) as inp, av.open(str(dst), mode="w", format="mp4") as out:
@@ -64,17 +68,49 @@ def reencode_25fps(src: str | Path, dst: str | Path, crf: int = 23) -> Path:
             raise ValueError(f"{src} has no video stream")
         stream = inp.streams.video[0]
         stream.thread_type = "AUTO"
-        enc = out.add_stream("libx264", rate=Fraction(FPS))
-        enc.width, enc.height = stream.width - stream.width % 2, stream.height - stream.height % 2
-        enc.options = {"crf": str(crf)}
-        fmt = stream.format.name if stream.format else "yuv420p"
-        enc.pix_fmt = fmt if fmt in ("yuv420p", "yuv422p", "yuv444p") else "yuv420p"
-        for i, frame in enumerate(_at_25fps(inp.decode(stream))):
-            frame = frame.reformat(width=enc.width, height=enc.height, format=enc.pix_fmt)
+        graph = _x264_format_graph(stream)
+        enc: Any = None
+        for i, decoded in enumerate(_at_25fps(inp.decode(stream))):
+            graph.push(decoded)
+            frame = graph.vpull()
+            if enc is None:
+                enc = _x264_stream(out, frame, crf)
+            if (frame.width, frame.height) != (enc.width, enc.height):  # odd size, subsampled chroma
+                frame = frame.reformat(width=enc.width, height=enc.height)
             frame.pts, frame.time_base = i, Fraction(1, FPS)
+            frame.pict_type = av.video.frame.PictureType.NONE
             out.mux(enc.encode(frame))
+        if enc is None:
+            raise ValueError(f"{src} has no video frames")
         out.mux(enc.encode(None))
     return dst
+
+
+def _x264_format_graph(stream: Any) -> av.filter.Graph:
+    """buffer -> format(libx264's pixel formats) -> sink: FFmpeg's own choice of the encoder's format."""
+    formats = "|".join(f.name for f in av.codec.Codec("libx264", "w").video_formats or [])
+    graph = av.filter.Graph()
+    buf = graph.add_buffer(template=stream)
+    fmt = graph.add("format", f"pix_fmts={formats}")
+    sink = graph.add("buffersink")
+    buf.link_to(fmt)
+    fmt.link_to(sink)
+    graph.configure()
+    return graph
+
+
+def _x264_stream(out: Any, frame: av.VideoFrame, crf: int) -> Any:
+    """The libx264 stream for frames like `frame` (4:2:0 / 4:2:2 need even sizes: cut to even)."""
+    enc = out.add_stream("libx264", rate=Fraction(FPS))
+    subsampled = frame.format.name.startswith(("yuv420", "yuvj420", "yuv422", "yuvj422", "nv"))
+    w, h = frame.width, frame.height
+    enc.width, enc.height = (w - w % 2, h - h % 2) if subsampled else (w, h)
+    enc.pix_fmt = frame.format.name
+    enc.options = {"crf": str(crf)}
+    enc.thread_type = "FRAME"  # x264's frame threads, as the CLI (PyAV's default, slices, codes worse)
+    if frame.color_range:  # full-range YUV (yuvj*) is flagged as such, as the CLI does
+        enc.codec_context.color_range = frame.color_range
+    return enc
 
 
 def _at_25fps(frames: Iterator[av.VideoFrame]) -> Iterator[av.VideoFrame]:
@@ -335,12 +371,21 @@ class EatScorer:
     fid_real: list[np.ndarray] = field(default_factory=list)
     emotion_hits: list[bool] = field(default_factory=list)
     rows: list[dict[str, Any]] = field(default_factory=list)
+    part: dict[str, Any] = field(default_factory=dict)  # the last clip's contribution (see `restore`)
 
     def gt_crops(self, gt: Any) -> np.ndarray:
         """The ground truth's aligned crops after the MP4V round trip (computed once per clip)."""
-        if "eat_crops" not in gt.cache:
-            gt.cache["eat_crops"] = mp4v_roundtrip(self.judges.aligner.crops(gt.frames), self.workdir)
-        crops: np.ndarray = gt.cache["eat_crops"]
+        import cv2
+        import dlib
+
+        from metrics.clips import gt_cached
+
+        kind = f"eat-crops-dlib{dlib.__version__}-cv{cv2.__version__}"
+        files = [dlib_model_file("shape_predictor_68_face_landmarks.dat")]
+        crops = gt_cached(
+            gt, kind, files, lambda: mp4v_roundtrip(self.judges.aligner.crops(gt.frames), self.workdir)
+        )
+        gt.cache["eat_crops"] = crops
         return crops
 
     def result_crops(self, video: Path) -> np.ndarray:
@@ -355,18 +400,33 @@ class EatScorer:
         """Score one result video against its ground-truth clip; returns the per-clip row."""
         fake, real = self.result_crops(video), self.gt_crops(gt)
         row: dict[str, Any] = {"clip_id": gt.clip_id, "frames": min(len(fake), len(real))}
+        self.part = {}
         if len(fake) and len(real):
             psnrs, ssims = psnr_ssim_frames(fake, real)
-            self.psnr += psnrs
-            self.ssim += ssims
+            self.part.update(psnr=psnrs, ssim=ssims)
             row.update(psnr=float(np.mean(psnrs)), ssim=float(np.mean(ssims)))
             row.update(self._lmd(fake, real))
             if self.judges.inception is not None:
                 self._fid(fake, real)
+        elif not len(fake):
+            row["note"] = "no face found in the result video (EAT's image metrics skip it)"
         if self.judges.emotion_fan is not None:
             row.update(self._emotion(gt.clip_id, video))
+        self.restore(self.part)
         self.rows.append(row)
         return row
+
+    def restore(self, part: dict[str, Any]) -> None:
+        """Add one clip's contribution (`part` after `add`, or read back from disk) to the totals."""
+        self.psnr += [float(v) for v in part.get("psnr", [])]
+        self.ssim += [float(v) for v in part.get("ssim", [])]
+        if part.get("lmd") is not None:
+            self.lmd.append((float(part["lmd"][0]), float(part["lmd"][1])))
+        if part.get("fid_fake") is not None:
+            self.fid_fake.append(np.asarray(part["fid_fake"]))
+            self.fid_real.append(np.asarray(part["fid_real"]))
+        if part.get("emotion_hit") is not None:
+            self.emotion_hits.append(bool(part["emotion_hit"]))
 
     def _lmd(self, fake: np.ndarray, real: np.ndarray) -> dict[str, float]:
         marks = self.judges.aligner.landmarks
@@ -378,7 +438,7 @@ class EatScorer:
         value = lmd_clip(fake_lmk, gt_lmk)
         if value is None:
             return {}
-        self.lmd.append(value)
+        self.part["lmd"] = value
         return {"m_lmd": value[0], "f_lmd": value[1]}
 
     def _fid(self, fake: np.ndarray, real: np.ndarray) -> None:
@@ -386,8 +446,8 @@ class EatScorer:
         idx = fid_indices(len(f))
         net = self.judges.inception
         assert net is not None
-        self.fid_fake.append(net(fid_inputs(f[idx])).numpy())
-        self.fid_real.append(net(fid_inputs(g[idx])).numpy())
+        self.part["fid_fake"] = net(fid_inputs(f[idx])).numpy()
+        self.part["fid_real"] = net(fid_inputs(g[idx])).numpy()
 
     def _emotion(self, clip_id: str, video: Path) -> dict[str, Any]:
         fan, prep = self.judges.emotion_fan, self.judges.fan_inputs
@@ -396,13 +456,17 @@ class EatScorer:
         if not len(faces):
             return {}
         pred = int(fan(faces).argmax())
-        self.emotion_hits.append(pred == emotion_fan_label(clip_id))
+        self.part["emotion_hit"] = pred == emotion_fan_label(clip_id)
         from metrics.judges.emotion_fan import EMOTION_FAN_LABELS
 
         return {"emotion_fan_pred": EMOTION_FAN_LABELS[pred]}
 
     def summary(self) -> dict[str, float]:
         """Protocol values: psnr, ssim (frame means), m_lmd, f_lmd (clip means), fid, emotion_fan_acc (%)."""
+        return self.fold(self.judges.inception is not None, self.judges.emotion_fan is not None)
+
+    def fold(self, with_fid: bool, with_fan: bool) -> dict[str, float]:
+        """`summary` from the totals alone (FID / Acc_emo reported when their judge ran)."""
         out: dict[str, float] = {}
         if self.psnr:
             out.update(psnr=float(np.mean(self.psnr)), ssim=float(np.mean(self.ssim)))
@@ -410,13 +474,13 @@ class EatScorer:
             out.update(
                 m_lmd=float(np.mean([m for m, _ in self.lmd])), f_lmd=float(np.mean([f for _, f in self.lmd]))
             )
-        if self.judges.inception is not None:
+        if with_fid:
             fake, real = (
                 np.concatenate(self.fid_fake or [np.zeros((0, 2048))]),
                 np.concatenate(self.fid_real or [np.zeros((0, 2048))]),
             )
             out["fid"] = frechet_distance(fake, real) if len(fake) >= 2 else math.nan
-        if self.judges.emotion_fan is not None:
+        if with_fan:
             out["emotion_fan_acc"] = (
                 100.0 * float(np.mean(self.emotion_hits)) if self.emotion_hits else math.nan
             )

@@ -13,9 +13,13 @@ class EmotionAccuracy(MeanMetric):
 
     higher_is_better = True
 
-    def update(self, logits: torch.Tensor, labels: torch.Tensor | int) -> None:
+    def values(self, logits: torch.Tensor, labels: torch.Tensor | int) -> torch.Tensor:
+        """Per-video hits (1.0 / 0.0)."""
         pred = video_prediction(logits.detach().float()).reshape(-1)
         target = torch.as_tensor(labels, device=pred.device).reshape(-1)
         if pred.shape != target.shape:
             raise ValueError(f"{pred.numel()} video predictions but {target.numel()} labels")
-        self._add((pred == target).double())
+        return (pred == target).double()
+
+    def update(self, logits: torch.Tensor, labels: torch.Tensor | int) -> None:
+        self._add(self.values(logits, labels))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torchmetrics import Metric
 
@@ -45,6 +46,12 @@ class FID(Metric):
             self.add_state(f"{side}_sum", torch.zeros(dim, dtype=torch.float64), dist_reduce_fx="sum")
             self.add_state(f"{side}_outer", torch.zeros(dim, dim, dtype=torch.float64), dist_reduce_fx="sum")
             self.add_state(f"{side}_n", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    @torch.no_grad()
+    def features(self, images: torch.Tensor, batch_size: int = 32) -> np.ndarray:
+        """The network's features of `images` (N x D, its dtype), in batches of `batch_size`."""
+        feats = [self.net(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+        return torch.cat(feats).numpy() if feats else np.zeros((0, len(self.real_sum)), np.float32)
 
     @torch.no_grad()
     def update(self, images: torch.Tensor, real: bool, batch_size: int = 32) -> None:

@@ -16,5 +16,9 @@ class CSIM(MeanMetric):
 
     higher_is_better = True
 
+    def values(self, source: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        """Per-frame cosine similarity to the source (T,)."""
+        return csim(source, frames)
+
     def update(self, source: torch.Tensor, frames: torch.Tensor) -> None:
-        self._add(csim(source, frames))
+        self._add(self.values(source, frames))

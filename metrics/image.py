@@ -31,8 +31,12 @@ class PSNR(MeanMetric):
 
     higher_is_better = True
 
+    def values(self, preds: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Per-frame PSNR (N,)."""
+        return _chunked(psnr, preds, target)
+
     def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
-        self._add(_chunked(psnr, preds, target))
+        self._add(self.values(preds, target))
 
 
 class SSIM(MeanMetric):
@@ -44,8 +48,12 @@ class SSIM(MeanMetric):
         super().__init__(**kwargs)
         self.gaussian = gaussian
 
+    def values(self, preds: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Per-frame SSIM (N,)."""
+        return _chunked(ssim, preds, target, gaussian=self.gaussian)
+
     def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
-        self._add(_chunked(ssim, preds, target, gaussian=self.gaussian))
+        self._add(self.values(preds, target))
 
 
 class LPIPS(MeanMetric):
@@ -60,7 +68,11 @@ class LPIPS(MeanMetric):
         self.net = net if net is not None else LPIPSAlex.from_files(alexnet_path)
 
     @torch.no_grad()
-    def update(self, preds: torch.Tensor, target: torch.Tensor, batch_size: int = 32) -> None:
+    def values(self, preds: torch.Tensor, target: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
+        """Per-frame LPIPS (N,), in batches of `batch_size` frames."""
         p, t = _frames(preds), _frames(target)
         vals = [self.net(p[i : i + batch_size], t[i : i + batch_size]) for i in range(0, len(p), batch_size)]
-        self._add(torch.cat(vals))
+        return torch.cat(vals)
+
+    def update(self, preds: torch.Tensor, target: torch.Tensor, batch_size: int = 32) -> None:
+        self._add(self.values(preds, target, batch_size))

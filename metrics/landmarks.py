@@ -21,5 +21,9 @@ class LMD(MeanMetric):
             raise ValueError(f"LMD region must be 'mouth' or 'face', got {region!r}")
         self.region = region
 
+    def values(self, preds: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The video's LMD as a 1-element tensor (one item per video)."""
+        return lmd(preds, target, self.region).reshape(1)
+
     def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
-        self._add(lmd(preds, target, self.region).reshape(1))
+        self._add(self.values(preds, target))

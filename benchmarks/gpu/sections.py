@@ -459,6 +459,41 @@ def inference_section(rec: Recorder, dry_run: bool, deadline: float) -> None:
         files = inference_inputs(Path(tmp), plan)
         for precision in ("fp32", "bf16"):
             rec.append("rows", infer_precision(gen, files, plan, precision, deadline))
+        for precision in ("fp32", "bf16"):
+            rec.append("stream_rows", stream_row(gen, files, plan, precision, deadline))
+
+
+def stream_row(
+    gen: Generator, files: dict[str, Path], plan: InferPlan, precision: str, deadline: float
+) -> dict[str, Any]:
+    """`edtalk stream`'s loop on this device: the timed speech paced at real time, frames back on the CPU.
+
+    Reports the JSON line of `edtalk stream` (first-frame latency, real-time factor, frames, dropped)."""
+    from PIL import Image
+
+    from edtalk.io import from_uint8
+    from edtalk.nn.audio2lip import Audio2Lip
+    from edtalk.pipeline.live import LiveSession, LiveStats, PcmReader
+    from edtalk.pipeline.render import Renderer
+
+    row: dict[str, Any] = {"precision": precision, "size": plan.size, "seconds": plan.seconds}
+    if left(deadline) < plan.seconds + (5 if plan.tiny else 30):
+        return row | {"skipped": "time"}
+    try:
+        device = next(gen.parameters()).device
+        torch.manual_seed(1)
+        renderer = Renderer(gen, chunk_size=2)
+        image = from_uint8(np.array(Image.open(files["source"]).convert("RGB")))[None].to(device)
+        stats = LiveStats()
+        with torch.inference_mode(), autocast(device, precision == "bf16"):
+            session = LiveSession(renderer, Audio2Lip().eval().to(device), renderer.still(image), None)
+            session.warm_up()
+            with open(files["audio"], "rb") as fh:
+                session.run(PcmReader(fh, "speech", realtime=True).start(), lambda f, a: None, stats)
+        row |= stats.report()
+    except Exception as err:
+        row["error"] = error_text(err)
+    return row
 
 
 def infer_precision(
@@ -609,6 +644,8 @@ def evaluation_section(rec: Recorder, dry_run: bool, deadline: float) -> None:
         rec.set(skipped=skipped)
         secs, summary_s, summary = score_seconds(judges, plan, device)
         rec.set(s_per_clip=round(secs, 3), summary_s=round(summary_s, 3), metrics=sorted(summary))
+        # MEAD test split (2,293 clips) at this clip length (plan.frames); the target is <= 2 h on one GPU
+        rec.set(projected_hours_mead_test=round(secs * 2293 / 3600, 2))
         rec.set(summary={k: round(v, 4) for k, v in summary.items()})
         if device.type == "cuda" and left(deadline) > 40:  # the same suite on this machine's CPUs, 1 clip
             cpu_judges, _ = load_judges_on(Path(tmp), torch.device("cpu"), plan)

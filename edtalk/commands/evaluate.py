@@ -6,16 +6,24 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "evaluate",
         help="score result videos (or a checkpoint) on a split: PSNR, SSIM, LPIPS, FID, CSIM, LMD, LSE, emotion",
-        description="Writes metrics.json, table.md (methods x metrics, ↑/↓), per_clip.csv and plots/ under --out.",
+        description="Writes metrics.json, table.md (methods x metrics, ↑/↓), paper_table.md/.tex (the papers' "
+        "columns, best bold, protocol/judges/clip count as caption), per_clip.csv and plots/ under --out. Each "
+        "clip's result is kept under --out/clips as it finishes: a rerun skips what is done.",
     )
     p.add_argument(
-        "--videos", nargs="+", default=[], metavar="NAME=DIR", help="result folders, <clip id>.mp4 each"
+        "--videos",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="NAME=DIR",
+        help="result folders, <clip id>.mp4 each (repeatable: --videos A=DIR --videos B=DIR)",
     )
     p.add_argument(
         "--checkpoint", default=None, help="render the split with this generator (self-reconstruction)"
@@ -60,7 +68,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "'acc_emo (Emotion-FAN)' (default under --protocol eat: <weights-dir>/self_relation-attention_61_84.3655)",
     )
     p.add_argument("--device", default="cpu", help="device for --checkpoint rendering")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes scoring clips side by side (each with its own judges)",
+    )
+    p.add_argument(
+        "--shard",
+        default=None,
+        metavar="I/N",
+        help="score only clips I, I+N, I+2N, ... of the split (0 <= I < N, e.g. $SLURM_ARRAY_TASK_ID/4); "
+        "then `edtalk evaluate-merge DIR ...` makes the table of the whole split",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(func=run)
+
+    m = subparsers.add_parser(
+        "evaluate-merge",
+        help="one table from the shards of `edtalk evaluate --shard I/N` (the same table as one machine)",
+        description="Reads each folder's shards/*.json and clips/, folds every clip in the split's order and "
+        "writes the files `edtalk evaluate` writes under --out.",
+    )
+    m.add_argument(
+        "folders", nargs="+", type=Path, help="the --out folders of the shards (one may hold several)"
+    )
+    m.add_argument("--out", required=True, help="output folder of the merged report")
+    m.set_defaults(func=run_merge)
 
     q = subparsers.add_parser("lse", help="syncnet_python-style AV offset, LSE-D and LSE-C of one video")
     q.add_argument("video")
@@ -110,15 +144,12 @@ def _parse_methods(items: list[str]) -> dict[str, Path]:
 def run(args: argparse.Namespace) -> int:
     from itertools import islice
 
-    from metrics.runner import (
-        evaluate,
-        ground_truth,
-        load_judges,
-        markdown_table,
-        read_clip_list,
-        write_report,
-    )
+    from metrics.runner import Store, evaluate, ground_truth, load_judges, read_clip_list
+    from metrics.store import parse_shard
 
+    shard = parse_shard(args.shard)
+    if args.workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {args.workers}")
     methods = _parse_methods(args.videos)
     if not methods and not args.checkpoint:
         raise ValueError("give --videos NAME=DIR ... and/or --checkpoint FILE")
@@ -139,20 +170,32 @@ def run(args: argparse.Namespace) -> int:
     judges = load_judges(args.weights_dir, protocol=args.protocol, emotion_judge=args.emotion_judge)
     for metric, why in judges.skipped().items():
         print(f"skipping {metric}: {why}", file=sys.stderr)
-    clips = islice(ground_truth(args.split, args.gt, listed), args.max_clips)
-    report = evaluate(
+    total = _clip_count(args.split, args.gt, listed, args.max_clips)
+    if args.workers > 1:
+        _score_in_workers(args, methods, shard, total)
+
+    report = evaluate(  # with --workers: every clip is on disk already, this folds them in order
         methods,
-        clips,
+        islice(ground_truth(args.split, args.gt, listed), args.max_clips),
         judges,
         args.fid_frames,
         not args.no_lse_crop,
         log=lambda s: None,
         protocol=args.protocol,
+        store=Store(out, shard),
+        total=total,
+        progress=not args.no_progress and args.workers == 1,
     )
     if args.protocol != "ours":
         report.extras["protocol"] = args.protocol
     report.extras.update(extras)
-    for name in methods:
+    return _write(report, out)
+
+
+def _write(report: Any, out: Path) -> int:
+    from metrics.runner import markdown_table, write_report
+
+    for name in report.summary:
         if report.missing[name]:
             print(
                 f"{name}: missing {len(report.missing[name])} clips: {report.missing[name][:5]}",
@@ -162,10 +205,91 @@ def run(args: argparse.Namespace) -> int:
             print(
                 f"{name}: {len(report.extra[name])} extra videos: {report.extra[name][:5]}", file=sys.stderr
             )
+    for name, bad in report.failed.items():
+        for clip, why in list(bad.items())[:5]:
+            print(f"{name}: could not score {clip}: {why}", file=sys.stderr)
     files = write_report(report, out)
     print(markdown_table(report.summary))
-    print(f"wrote {files['json']}, {files['table']}, {files['csv']}")
+    print(
+        f"wrote {files['json']}, {files['table']}, {files['paper_md']}, {files['paper_tex']}, {files['csv']}"
+    )
     return 0
+
+
+def _clip_count(split: str, gt: str | None, listed: list[str] | None, max_clips: int | None) -> int | None:
+    """How many clips the run scores (for the progress bar's ETA), from the shard index; None if unknown."""
+    from metrics.clips import clip_ids
+
+    ids = listed if listed is not None else clip_ids(split, gt)
+    if ids is None:
+        return None
+    return min(len(ids), max_clips) if max_clips else len(ids)
+
+
+def _score_in_workers(
+    args: argparse.Namespace, methods: dict[str, Path], shard: tuple[int, int], total: int | None
+) -> None:
+    """Score the shard's clips in `--workers` spawned processes (their results land under --out/clips)."""
+    import multiprocessing as mp
+    import os
+    import time
+    from concurrent.futures import ProcessPoolExecutor
+
+    from metrics.runner import Progress
+
+    threads = max(1, (os.cpu_count() or 1) // args.workers)
+    with ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn")) as pool:
+        jobs = [
+            pool.submit(_worker, vars(args) | {"methods": methods}, shard, (k, args.workers), threads)
+            for k in range(args.workers)
+        ]
+        bar = Progress(total if shard == (0, 1) else None, not args.no_progress)
+        done = 0
+        while not all(j.done() for j in jobs):
+            time.sleep(2)
+            now = (
+                sum(len(list(p.glob("*.npz"))) for p in Path(args.out, "clips").glob("*/*"))
+                if Path(args.out, "clips").is_dir()
+                else 0
+            )
+            for _ in range(max(0, now // max(1, len(methods)) - done)):
+                bar.step("")
+            done = max(done, now // max(1, len(methods)))
+        bar.close()
+        for job in jobs:
+            job.result()  # a worker's error stops the run here, with its traceback
+
+
+def _worker(options: dict[str, Any], shard: tuple[int, int], worker: tuple[int, int], threads: int) -> None:
+    """One worker process: its judges, its share of the clips, results written under --out/clips."""
+    from itertools import islice
+
+    import torch
+
+    from metrics.runner import Store, evaluate, ground_truth, load_judges, read_clip_list
+
+    torch.set_num_threads(threads)
+    args = argparse.Namespace(**options)
+    listed = read_clip_list(args.clips) if args.clips else None
+    judges = load_judges(args.weights_dir, protocol=args.protocol, emotion_judge=args.emotion_judge)
+    clips = islice(ground_truth(args.split, args.gt, listed), args.max_clips)
+    store = Store(Path(args.out), shard, worker)
+    evaluate(
+        args.methods,
+        clips,
+        judges,
+        args.fid_frames,
+        not args.no_lse_crop,
+        lambda s: None,
+        args.protocol,
+        store=store,
+    )
+
+
+def run_merge(args: argparse.Namespace) -> int:
+    from metrics.runner import merge
+
+    return _write(merge(list(args.folders)), Path(args.out))
 
 
 def run_lse(args: argparse.Namespace) -> int:

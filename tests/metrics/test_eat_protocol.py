@@ -267,22 +267,87 @@ def test_inception_features_match_torchvision_mixed_7c_hook(tmp_path: Path) -> N
 
 
 # -- re-encode ------------------------------------------------------------------------------------------
-@pytest.mark.skipif(FFMPEG is None, reason=NO_FFMPEG)
-def test_reencode_matches_the_ffmpeg_cli(tmp_path: Path, face: np.ndarray) -> None:
-    import subprocess
+# The containers RGB exports and image-sequence tools write, and YUV ones: (name, ffmpeg output args).
+REENCODE_INPUTS = {
+    "png_sequence": None,  # the PNG files themselves (image2 demuxer)
+    "rgb24_mov": ("in.mov", "-c:v", "qtrle"),
+    "png_mkv": ("in.mkv", "-c:v", "png"),
+    "yuv420p_mp4": ("in.mp4", "-pix_fmt", "yuv420p"),
+    "yuvj422p_avi": ("in.avi", "-c:v", "mjpeg", "-pix_fmt", "yuvj422p"),
+}
 
-    frames = np.stack([np.roll(face, 3 * i, axis=1) for i in range(10)])
-    src = write_video(tmp_path / "in.mp4", frames)
-    ours = read_video(eat.reencode_25fps(src, tmp_path / "ours.mp4"), fps=None)
-    assert FFMPEG is not None
-    subprocess.run(
-        [FFMPEG, "-loglevel", "error", "-y", "-i", str(src), "-r", "25", str(tmp_path / "cli.mp4")],
-        check=True,
-    )
-    cli = read_video(tmp_path / "cli.mp4", fps=None)
-    assert ours.shape == cli.shape
-    # same x264 settings (crf 23, preset medium); the wheel's and the system's x264 builds differ slightly
-    assert peak_signal_noise_ratio(cli, ours) > 35
+
+def _encoded(path: Path) -> tuple[str, str | None, int]:
+    """(pixel format, H.264 profile, colour range) of a video's first stream."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frame = next(container.decode(stream))
+        return frame.format.name, stream.codec_context.profile, int(frame.color_range)
+
+
+def _source(tmp_path: Path, frames: np.ndarray, kind: str) -> Path:
+    """`frames` stored as `kind` (REENCODE_INPUTS) by the ffmpeg CLI, from a PNG sequence."""
+    from tests.avclips import ffmpeg
+
+    for i, frame in enumerate(frames):
+        cv2.imwrite(str(tmp_path / f"f{i:03d}.png"), frame[..., ::-1])
+    pattern = str(tmp_path / "f%03d.png")
+    spec = REENCODE_INPUTS[kind]
+    if spec is None:
+        return Path(pattern)
+    ffmpeg("-framerate", "25", "-i", pattern, *spec[1:], str(tmp_path / spec[0]))
+    return tmp_path / spec[0]
+
+
+@pytest.mark.skipif(FFMPEG is None, reason=NO_FFMPEG)
+@pytest.mark.parametrize("kind", list(REENCODE_INPUTS))
+def test_reencode_matches_the_ffmpeg_cli(tmp_path: Path, face: np.ndarray, kind: str) -> None:
+    """`reencode_25fps` = `ffmpeg -i X -r 25 Y.mp4`: the same pixel format, profile and range (RGB input:
+    yuv444p, High 4:4:4 Predictive, limited range), the same quality against the source."""
+    from tests.avclips import ffmpeg
+
+    frames = np.stack([np.roll(face[::2, ::2], 3 * i, axis=1) for i in range(10)])  # 10 x 128 x 128 x 3
+    src = _source(tmp_path, frames, kind)
+    ours = eat.reencode_25fps(src, tmp_path / "ours.mp4")
+    ffmpeg("-i", str(src), "-r", "25", str(tmp_path / "cli.mp4"))
+    assert _encoded(ours) == _encoded(tmp_path / "cli.mp4")
+    if kind in ("png_sequence", "rgb24_mov", "png_mkv"):
+        assert _encoded(ours) == ("yuv444p", "High 4:4:4 Predictive", 0)
+    source = read_video(src, fps=None)
+    a, b = read_video(ours, fps=None), read_video(tmp_path / "cli.mp4", fps=None)
+    assert a.shape == b.shape == source.shape
+    # the same x264 settings (crf 23, preset medium, frame threads): bit-identical here (x264 164 CLI, 165 wheel);
+    # other builds may differ slightly.
+    # The bug this guards against (RGB read as limited range, all-intra) cost 7 dB here.
+    assert abs(peak_signal_noise_ratio(source, a) - peak_signal_noise_ratio(source, b)) < 0.1
+    assert np.array_equal(a, b) or peak_signal_noise_ratio(b, a) > 40
+
+
+@pytest.mark.skipif(FFMPEG is None, reason=NO_FFMPEG)
+def test_rgb_result_shorter_than_its_ground_truth_pairs_by_linspace(
+    tmp_path: Path, face: np.ndarray, aligner: eat.EatAligner
+) -> None:
+    """A lossless RGB result 3 frames shorter than its ground truth: EAT's PSNR/SSIM = a rewrite that
+    re-encodes with the ffmpeg CLI and pairs frame int(i * 13 / 10) of the truth with frame i."""
+    from types import SimpleNamespace
+
+    from tests.avclips import ffmpeg
+
+    truth = np.stack([np.roll(face, i, axis=1) for i in range(13)])
+    result = truth[:10]
+    src = _source(tmp_path, result, "rgb24_mov")
+    gt = SimpleNamespace(clip_id="W015#sad#level_3#005", frames=truth, cache={})
+    row = eat.EatScorer(eat.EatJudges(aligner)).add(gt, src)
+    assert row["frames"] == 10
+    ffmpeg("-i", str(src), "-r", "25", str(tmp_path / "cli.mp4"))
+    fake = eat.mp4v_roundtrip(aligner.crops(read_video(tmp_path / "cli.mp4", fps=None)))
+    real = eat.mp4v_roundtrip(aligner.crops(truth))
+    pairs = [(fake[i], real[int(i * (13 / 10))]) for i in range(10)]
+    psnr = np.mean([peak_signal_noise_ratio(g, f) for f, g in pairs])
+    ssim = np.mean([structural_similarity(g, f, channel_axis=-1) for f, g in pairs])
+    assert row["psnr"] == pytest.approx(psnr, abs=0.3) and row["ssim"] == pytest.approx(ssim, abs=0.005)
 
 
 # -- clip names and the whole protocol ------------------------------------------------------------------
