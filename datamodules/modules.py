@@ -62,6 +62,9 @@ class ShardDataModule(L.LightningDataModule):
         val_batch_size: validation batch size.
         bad_shards: a truncated or corrupt shard stops training with an error naming it ("stop"), or is
             skipped from the damage on with a warning naming it ("skip").
+        resample: draw training shards with replacement per rank and worker (True), or read every shard
+            once per epoch split over ranks and workers (False; `datamodules.shards.EpochShards`: every clip
+            exactly once when the clips divide evenly over ranks x workers).
     """
 
     sampler_class: type[Any] = PairSampler
@@ -78,10 +81,11 @@ class ShardDataModule(L.LightningDataModule):
         seed: int = 0,
         val_batch_size: int | None = None,
         bad_shards: Literal["stop", "skip"] = "stop",
+        resample: bool = True,
         **sampler_kwargs: Any,
     ) -> None:
         super().__init__()
-        self.bad_shards = bad_shards
+        self.bad_shards, self.resample = bad_shards, resample
         self.root = root
         self.image_size, self.batch_size, self.num_workers = image_size, batch_size, num_workers
         self.samples_per_epoch, self.samples_per_clip = samples_per_epoch, samples_per_clip
@@ -150,6 +154,7 @@ class ShardDataModule(L.LightningDataModule):
             shard_urls(self.shard_root(), "train"),
             self.sampler(deterministic=False, split="train"),
             resampled=True,
+            epoch_shards=not self.resample,
             samples_per_worker=per_worker,
             shuffle=self.shuffle_buffer,
             seed=self.seed,

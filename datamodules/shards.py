@@ -473,6 +473,40 @@ class ResampledShards(IterableDataset[dict[str, str]]):
             yield {"url": self.urls[rng.randrange(len(self.urls))]}
 
 
+class EpochShards(IterableDataset[dict[str, str]]):
+    """Every training shard once per epoch over all ranks and loader workers (`data.resample: false`).
+
+    Each pass shuffles the shard list with a seed per (seed, pass) that every rank and worker shares, gives
+    rank r every world_size-th shard from r (node split) and worker w of those every num_workers-th from w
+    (worker split), and reads them once. `clip_pipeline`'s epoch length repeats the pass when a stream's
+    shards hold fewer samples than its share (shards of unequal size), so every rank still yields the same
+    number of batches; when the clips divide evenly over the streams, every clip is read exactly once.
+    """
+
+    def __init__(self, urls: Sequence[str], seed: int, rank: int, world_size: int) -> None:
+        self.urls, self.seed, self.rank, self.world_size = list(urls), seed, rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """The next pass is epoch `epoch` (see `ResampledShards.set_epoch`)."""
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[dict[str, str]]:
+        self.epoch += 1
+        order = list(self.urls)
+        random.Random(f"{self.seed}/{self.epoch}").shuffle(order)  # the same on every rank and worker
+        worker, workers = _worker()
+        mine = order[self.rank :: self.world_size][worker::workers]
+        if not mine:
+            raise ValueError(
+                f"{len(self.urls)} training shards for {self.world_size} ranks x {workers} loader workers: "
+                "data.resample=false needs a shard per worker; write smaller shards (edtalk preprocess "
+                "--shard-clips N), lower data.num_workers, or use data.resample=true"
+            )
+        for url in mine:
+            yield {"url": url}
+
+
 class Shuffle:
     """Shuffle buffer stage (`wds.shuffle`) with a fresh `stream_rng` on every pass."""
 
@@ -612,6 +646,7 @@ def clip_pipeline(
     world_size: int | None = None,
     split_nodes: bool = True,
     bad_shards: str = "stop",
+    epoch_shards: bool = False,
 ) -> Any:
     """A `wds.DataPipeline` of raw clip samples (``__key__`` + member bytes), optionally transformed.
 
@@ -626,6 +661,8 @@ def clip_pipeline(
         rank, world_size: process group position (default: `dist_info()` now).
         split_nodes: give each rank a disjoint slice of the shards (ignored when resampled).
         bad_shards: "stop" (a truncated/corrupt shard is an error naming it) or "skip" (warn, go on).
+        epoch_shards: with `resampled`, read every shard once per pass split over ranks and workers
+            (`EpochShards`) instead of drawing shards with replacement.
 
     Returns:
         An IterableDataset yielding dicts.
@@ -635,7 +672,9 @@ def clip_pipeline(
     if rank is None or world_size is None:
         rank, world_size = dist_info()
     stages: list[Any]
-    if resampled:
+    if resampled and epoch_shards:
+        stages = [EpochShards(urls, seed, rank, world_size)]
+    elif resampled:
         stages = [ResampledShards(urls, seed, rank)]
     else:
         stages = [wds.SimpleShardList(list(urls))]

@@ -529,12 +529,14 @@ class Preemption(Callback):
         self.path = Path(path)
         self.notice: str | None = None
         self.stopped = False  # the fit ended on a notice (FinalCheckpoint then keeps our mid-epoch file)
+        self.signum = 0
         self._previous: dict[Any, Any] = {}
 
     def _handler(self, signum: int, frame: Any) -> None:
         import signal
 
         self.notice = signal.Signals(signum).name
+        self.signum = signum
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         import signal
@@ -699,7 +701,17 @@ def fit(cfg: DictConfig, overwrite: bool = False) -> Path:
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
         finally:
             finish_wandb(trainer.loggers)
+    stop_if_preempted(trainer)
     return run_dir
+
+
+def stop_if_preempted(trainer: L.Trainer) -> None:
+    """After a fit that `Preemption` stopped, end the process as the signal would have (exit status 128 +
+    signal: 138 for SIGUSR1, 143 for SIGTERM), so that a job running several fits (a plan, a sweep) stops
+    too instead of starting the next one; the checkpoint to resume from is written."""
+    for callback in getattr(trainer, "callbacks", []):
+        if isinstance(callback, Preemption) and callback.stopped:
+            raise SystemExit(128 + (callback.signum or 15))
 
 
 def finish_wandb(loggers: list[Any]) -> None:

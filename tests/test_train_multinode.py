@@ -75,7 +75,7 @@ def test_two_nodes_train_in_step_and_resume_at_world_size_two(tmp_path: Path) ->
         "trainer.val_check_interval=2", "checkpoint.every_n_steps=2", "logger.wandb=false",
         "model.samples_every_n_steps=0",
     ]  # fmt: skip
-    four = [*common, "trainer.devices=2", "trainer.num_nodes=2", "trainer.max_steps=2"]
+    four = [*common, "trainer.devices=2", "trainer.num_nodes=2", "trainer.max_steps=2", "data.resample=false"]
     port = _port()
     out = _wait([_torchrun(2, r, port, tmp_path / "w4", four) for r in (0, 1)])
     assert "world_size: 4 (trainer.num_nodes=2 x 2 per node" in out and "global_batch: 4 " in out

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from datamodules import EmotionDataModule
+from datamodules import EmotionDataModule, PairDataModule
 from datamodules.samplers import EmotionSampler, simulate_pairing
 from datamodules.shards import (
     ClipRecord,
@@ -23,6 +23,7 @@ from datamodules.shards import (
     clip_pipeline,
     ensure_neutral_bank,
     neutral_bank_path,
+    read_index,
     shard_urls,
 )
 from edtalk.cli import main
@@ -136,3 +137,27 @@ def test_simulation_runs_the_samplers_own_schedule(mead_shaped: Path) -> None:
     assert clip["fraction"] == 1.0
     first = next(islice(iter(shards.values()), 1))
     assert first and all(c.url for c in first)
+
+
+@pytest.mark.parametrize(("world", "workers"), [(2, 2), (4, 2)])
+def test_resample_false_reads_every_training_clip_once_per_epoch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, world: int, workers: int
+) -> None:
+    """data.resample=false: the node split and the worker split together read every clip exactly once
+    (16 clips in 8 shards; each rank a DataModule as under DDP, each with real loader worker processes)."""
+    from tests.test_train_multinode import _shards
+
+    root = _shards(tmp_path / "shards")
+    seen: list[str] = []
+    batches = []
+    for rank in range(world):
+        monkeypatch.setenv("RANK", str(rank))
+        monkeypatch.setenv("WORLD_SIZE", str(world))
+        dm = PairDataModule(root, image_size=16, batch_size=2, num_workers=workers, resample=False, keys=True)
+        rank_batches = list(dm.train_dataloader())
+        batches.append(len(rank_batches))
+        seen += [key for b in rank_batches for key in b["target_key"]]
+    assert len(set(batches)) == 1  # every rank the same number of steps
+    assert sorted(seen) == sorted(
+        c for s in read_index(root)["shards"] if s["split"] == "train" for c in s["clips"]
+    )
