@@ -1,21 +1,35 @@
 """Rendering speed: the original demos' per-frame way vs ours, same weights, same process.
 
-Path measured: audio + predefined emotion weights (`demo_EDTalk_A_using_predefined_exp_weights.py`),
-full generator at 256^2, random weights. Mouth weights come from audio (precomputed, negligible), pose
-from a driving video (one encoder pass per frame in both), expression from a fixed weight vector.
+Every mode of `edtalk generate`, float32 and bf16 autocast.
 
-(a) baseline, the original structure: per frame, batch 1, re-encode the source, encode the pose
+Modes (`--mode`, one per original demo script; `all` runs each):
+| mode              | original demo script                              | mouth | pose  | expression      |
+|-------------------|---------------------------------------------------|-------|-------|-----------------|
+| audio_weights     | demo_EDTalk_A_using_predefined_exp_weights.py     | audio | video | emotion weights |
+| audio_exp_video   | demo_EDTalk_A.py                                  | audio | video | video           |
+| lip_pose          | demo_lip_pose.py (lip-pose generator)             | audio | video | none            |
+| lip_video         | demo_lip_pose_V.py (lip-pose generator)           | video | video | none            |
+| video_driven      | demo_EDTalk_V.py                                  | video | video | video           |
+Mouth weights from audio are precomputed (Audio2Lip is negligible); each driver video is its own
+tensor (the original encodes every driver frame, so do we, in chunks).
+
+(a) baseline, the original structure: per frame, batch 1, re-encode the source, encode every driver
     frame, QR twice, modulated convs as grouped convolutions, EEM with its discarded conv1/AdaIN_1
     branch, sampling grids rebuilt every call — first with glibc's default allocator (as users run
     it), then with the tuned allocator (the original's best case, SPEC section 9).
-(b) ours: source encoded once (EEM's expression-independent half cached), Q once, pose frames and
+(b) ours: source encoded once (EEM's expression-independent half cached), Q once, driver frames and
     synthesis in chunks of 2 in the channels-last layout, derived weights cached, conv epilogues fused,
-    tuned allocator.
+    tuned allocator; float32, then (c) the same under bfloat16 autocast (`edtalk generate --bf16`),
+    compared with (b) frame by frame: PSNR (pixels clamped to [-1, 1], peak-to-peak 2) and mean |diff|.
 
-    python benchmarks/render.py --frames 24 [--json]
+    python benchmarks/render.py --frames 24 [--mode all] [--weights parity] [--json]
 
-Prints fps of each and the ratios; with --json the last line is
-{"baseline_fps", "baseline_tuned_fps", "ours_fps", "ratio", "ratio_tuned", "max_abs_diff"}.
+`--weights parity` rebuilds the parity weights (shared/upstream/parity recipes, 256^2); the default is a
+seeded random model with tamed heads (`tame`). The machine may be shared: only ratios measured in one
+process mean anything. With --json the last line is
+{"baseline_fps", "baseline_tuned_fps", "ours_fps", "ratio", "ratio_tuned", "max_abs_diff", "gemm_gflops",
+ "bf16_fps", "bf16_ratio", "bf16_psnr_vs_fp32", "bf16_mae_vs_fp32", "bf16_speedup", "mode", "modes"}: the
+top-level keys are the first mode's, "modes" holds every measured mode's.
 """
 
 from __future__ import annotations
@@ -24,6 +38,10 @@ import argparse
 import json
 import math
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -111,8 +129,7 @@ class UpstreamStyle:
 
     def __init__(self, gen: Generator) -> None:
         self.gen = gen
-        # The released EEM computes conv1 -> AdaIN_1 -> LeakyReLU and then discards it.
-        assert gen.synthesis.fineadainresblock is not None
+        # The released EEM computes conv1 -> AdaIN_1 -> LeakyReLU and then discards it (full model only).
         device = next(gen.parameters()).device  # the dead branch lives where the model does (CPU or GPU)
         self.dead = [
             (
@@ -121,7 +138,7 @@ class UpstreamStyle:
                     b.conv2.in_channels, b.norm2.mlp_shared[0].in_features, b.norm2.mlp_gamma.in_features
                 ).to(device),
             )
-            for b in gen.synthesis.fineadainresblock
+            for b in gen.synthesis.eem_blocks
         ]
 
     def styled(self, layer: StyledConv, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -141,18 +158,17 @@ class UpstreamStyle:
         warped = F.grid_sample(feat, flow, align_corners=False) * mask
         return warped, warped + x * (1 - mask), logits
 
-    def synthesis(self, w: torch.Tensor, feats: list[torch.Tensor], e: torch.Tensor) -> torch.Tensor:
+    def synthesis(self, w: torch.Tensor, feats: list[torch.Tensor], e: torch.Tensor | None) -> torch.Tensor:
         syn = self.gen.synthesis
-        assert syn.fineadainresblock is not None
         out = self.styled(syn.conv1, syn.input(w.shape[0]), w)
         rgb, skip = None, None
         for j, feat in enumerate(feats):
             out = self.styled(syn.convs[2 * j], out, w)
             out = self.styled(syn.convs[2 * j + 1], out, w)
-            blk = syn.fineadainresblock[j]
-            conv1, norm1 = self.dead[j]
-            _ = F.leaky_relu(norm1(conv1(feat), e), 0.01)  # computed, then overwritten upstream
-            feat = blk(feat, e)
+            if self.dead and e is not None:
+                conv1, norm1 = self.dead[j]
+                _ = F.leaky_relu(norm1(conv1(feat), e), 0.01)  # computed, then overwritten upstream
+                feat = syn.eem_blocks[j](feat, e)
             warped, out, skip = self.to_flow(syn.to_flows[j], out, w, feat, skip)
             to_rgb: ToRGB = syn.to_rgbs[j]
             out_rgb = conv_layer(to_rgb.conv, warped) + to_rgb.bias
@@ -163,17 +179,24 @@ class UpstreamStyle:
         return rgb
 
     @torch.no_grad()
+    def frame_mode(self, source: torch.Tensor, drive: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One frame as the original demos compute it: every image in `drive` (1 x 3 x H x W) is
+        encoded, every 1 x d tensor is used as weights; components missing from `drive` are not rendered."""
+        gen = self.gen
+        w_a, feats = encoder(gen.encoder, source)  # the source, re-encoded every frame
+        alpha = {}
+        for comp, x in drive.items():
+            alpha[comp] = gen.navigator(encoder(gen.encoder, x)[0])[comp] if x.ndim == 4 else x
+        gen.basis()  # the original computes QR twice per frame
+        w, e = gen.latent(w_a, alpha)
+        return self.synthesis(w, feats, e)
+
+    @torch.no_grad()
     def frame(
         self, source: torch.Tensor, mouth: torch.Tensor, pose_img: torch.Tensor, exp: torch.Tensor
     ) -> torch.Tensor:
-        gen = self.gen
-        w_a, feats = encoder(gen.encoder, source)  # the source, re-encoded every frame
-        h_pose, _ = encoder(gen.encoder, pose_img)
-        pose = gen.navigator(h_pose)["pose"]
-        gen.basis()  # the original computes QR twice per frame
-        w, e = gen.latent(w_a, {"mouth": mouth, "pose": pose, "exp": exp})
-        assert e is not None
-        return self.synthesis(w, feats, e)
+        """audio_weights: mouth weights 1 x 20, a pose image, expression weights 1 x 10."""
+        return self.frame_mode(source, {"mouth": mouth, "pose": pose_img, "exp": exp})
 
 
 @torch.no_grad()
@@ -219,6 +242,135 @@ def tame(gen: Generator, factor: float = 0.01) -> Generator:
     return gen
 
 
+# mode -> (generator variant, {component: where its motion comes from}); "audio"/"weights" are
+# precomputed bank weights, "video" a driver video encoded frame by frame.
+MODES: dict[str, tuple[str, dict[str, str]]] = {
+    "audio_weights": ("full", {"mouth": "audio", "pose": "video", "exp": "weights"}),
+    "audio_exp_video": ("full", {"mouth": "audio", "pose": "video", "exp": "video"}),
+    "lip_pose": ("lip_pose", {"mouth": "audio", "pose": "video"}),
+    "lip_video": ("lip_pose", {"mouth": "video", "pose": "video"}),
+    "video_driven": ("full", {"mouth": "video", "pose": "video", "exp": "video"}),
+}
+
+
+@dataclass
+class Case:
+    """One mode's model and inputs: a source photo, and per component T x d weights or T x 3 x S x S frames."""
+
+    name: str
+    gen: Generator
+    source: torch.Tensor
+    drive: dict[str, torch.Tensor]
+    frames: int
+
+    def frame_inputs(self, i: int) -> dict[str, torch.Tensor]:
+        """Frame i's drivers as the original demo gets them (weights 1 x d broadcast, images 1 x 3 x S x S)."""
+        return {k: v[i : i + 1] if len(v) > 1 or v.ndim == 4 else v for k, v in self.drive.items()}
+
+
+def make_case(name: str, gens: dict[str, Generator], frames: int, size: int) -> Case:
+    variant, spec = MODES[name]
+    g = torch.Generator().manual_seed(1)
+    source = torch.rand(1, 3, size, size, generator=g) * 2 - 1
+    dims = {"mouth": 20, "pose": 6, "exp": 10}
+    drive: dict[str, torch.Tensor] = {}
+    for comp, kind in spec.items():
+        if kind == "video":
+            drive[comp] = torch.rand(frames, 3, size, size, generator=g) * 2 - 1
+        elif kind == "audio":
+            drive[comp] = torch.randn(frames, dims[comp], generator=g)
+        else:
+            drive[comp] = torch.randn(1, dims[comp], generator=g) * 2
+    return Case(name, gens[variant], source, drive, frames)
+
+
+@torch.no_grad()
+def render_case(case: Case, chunk: int, frames: int) -> torch.Tensor:
+    """Ours, as `edtalk.pipeline` renders a mode: driver videos -> coefficients in chunks (MotionResolver),
+    then the source encoded once and the clip rendered in chunks (Renderer)."""
+    renderer = Renderer(case.gen, chunk_size=chunk)
+    motion: dict[str, torch.Tensor | None] = {}
+    for comp, x in case.drive.items():
+        if x.ndim == 4:
+            coeffs = [renderer.coefficients(x[i : i + chunk])[comp] for i in range(0, frames, chunk)]
+            motion[comp] = torch.cat(coeffs)
+        else:
+            motion[comp] = x[:frames] if len(x) > 1 else x.expand(frames, -1)
+    chunks = renderer.stream(renderer.still(case.source), motion, frames)
+    return torch.cat([c[0] for c in chunks])
+
+
+def quality(test: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:
+    """(worst frame PSNR in dB, worst frame mean |diff|) with pixels clamped to [-1, 1] (peak-to-peak 2)."""
+    a, b = test.float().clamp(-1, 1), ref.float().clamp(-1, 1)
+    mse = (a - b).pow(2).mean(dim=(1, 2, 3))
+    psnr = 10 * torch.log10(4 / mse.clamp_min(1e-12))
+    return float(psnr.min()), float((a - b).abs().mean(dim=(1, 2, 3)).max())
+
+
+def timed(fn: Callable[[], torch.Tensor], frames: int) -> tuple[float, torch.Tensor]:
+    start = time.perf_counter()
+    out = fn()
+    return frames / (time.perf_counter() - start), out
+
+
+def baseline_fps(case: Case, frames: int) -> tuple[float, torch.Tensor]:
+    base = UpstreamStyle(case.gen)
+    base.frame_mode(case.source, case.frame_inputs(0))  # warm-up
+    return timed(
+        lambda: torch.cat([base.frame_mode(case.source, case.frame_inputs(i)) for i in range(frames)]),
+        frames,
+    )
+
+
+def measure(case: Case, default_fps: float, args: argparse.Namespace) -> dict[str, Any]:
+    """Tuned baseline, ours in float32 and under bf16 autocast, for one mode (allocator already tuned)."""
+    n, nb = case.frames, min(args.baseline_frames or case.frames, case.frames)
+    tuned_fps, ref = baseline_fps(case, nb)
+    render_case(case, args.chunk, args.chunk)  # warm-up
+    ours_fps, ours = timed(lambda: render_case(case, args.chunk, n), n)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        render_case(case, args.chunk, args.chunk)
+        bf16_fps, bf = timed(lambda: render_case(case, args.chunk, n), n)
+    psnr, mae = quality(bf, ours)
+    diff = float((ours[:nb] - ref).abs().max())
+    assert math.isfinite(diff)
+    return {
+        "baseline_fps": round(default_fps, 3),
+        "baseline_tuned_fps": round(tuned_fps, 3),
+        "ours_fps": round(ours_fps, 3),
+        "ratio": round(ours_fps / default_fps, 2),
+        "ratio_tuned": round(ours_fps / tuned_fps, 2),
+        "max_abs_diff": diff,
+        "bf16_fps": round(bf16_fps, 3),
+        "bf16_ratio": round(bf16_fps / default_fps, 2),
+        "bf16_speedup": round(bf16_fps / ours_fps, 2),
+        "bf16_psnr_vs_fp32": round(psnr, 2),
+        "bf16_mae_vs_fp32": round(mae, 5),
+    }
+
+
+def generators(weights: str, size: int) -> dict[str, Generator]:
+    """Both variants: the parity weights (official layout, 256^2) or a seeded random model with tamed heads."""
+    if weights == "parity":
+        import json as _json
+
+        from edtalk.apps.parity import build_state_dict
+        from edtalk.weights import generator_from_official
+
+        folder = Path(__file__).resolve().parents[2] / "shared" / "upstream" / "parity"
+        out = {}
+        for variant, kind in (("full", "edtalk_full"), ("lip_pose", "edtalk_lip_pose")):
+            recipe = _json.loads((folder / f"recipe_{kind}.json").read_text())
+            out[variant] = generator_from_official(build_state_dict(recipe), kind).eval()
+        return out
+    torch.manual_seed(0)
+    full = tame(Generator(GeneratorConfig(size=size, variant="full"))).eval()
+    torch.manual_seed(0)
+    lip = tame(Generator(GeneratorConfig(size=size, variant="lip_pose"))).eval()
+    return {"full": full, "lip_pose": lip}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -231,54 +383,38 @@ def main() -> None:
     )
     parser.add_argument("--chunk", type=int, default=2)
     parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--mode", choices=(*MODES, "all"), default="audio_weights")
+    parser.add_argument("--weights", choices=("tame", "parity"), default="tame")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    gen = tame(Generator(GeneratorConfig(size=args.size, variant="full"))).eval()
-    n, nb = args.frames, args.baseline_frames or args.frames
-    g = torch.Generator().manual_seed(1)
-    source = torch.rand(1, 3, args.size, args.size, generator=g) * 2 - 1
-    pose_frames = torch.rand(n, 3, args.size, args.size, generator=g) * 2 - 1
-    mouth = torch.randn(n, 20, generator=g)
-    exp = torch.randn(1, 10, generator=g) * 2
-    base = UpstreamStyle(gen)
-
-    def run_baseline(frames: int) -> tuple[float, torch.Tensor]:
-        base.frame(source, mouth[:1], pose_frames[:1], exp)  # warm-up
-        t = time.perf_counter()
-        imgs = [base.frame(source, mouth[i : i + 1], pose_frames[i : i + 1], exp) for i in range(frames)]
-        return frames / (time.perf_counter() - t), torch.cat(imgs)
-
+    gens = generators(args.weights, args.size)
+    size = gens["full"].cfg.size
+    names = list(MODES) if args.mode == "all" else [args.mode]
+    cases = [make_case(name, gens, args.frames, size) for name in names]
+    nb = args.baseline_frames or args.frames
     gflops_before = gemm_gflops()
-    baseline_fps, ref = run_baseline(nb)
+    default = {c.name: baseline_fps(c, min(nb, c.frames))[0] for c in cases}  # glibc's default allocator
     tuned = tune_cpu_allocator()
-    baseline_tuned_fps, _ = run_baseline(nb)
-    render_ours(gen, source, mouth[: args.chunk], pose_frames[: args.chunk], exp, args.chunk)  # warm-up
-    t = time.perf_counter()
-    ours = render_ours(gen, source, mouth, pose_frames, exp, args.chunk)
-    ours_fps = n / (time.perf_counter() - t)
-    diff = float((ours[:nb] - ref).abs().max())
-    gflops_after = gemm_gflops()
-    result = {
-        "baseline_fps": round(baseline_fps, 3),
-        "baseline_tuned_fps": round(baseline_tuned_fps, 3),
-        "ours_fps": round(ours_fps, 3),
-        "ratio": round(ours_fps / baseline_fps, 2),
-        "ratio_tuned": round(ours_fps / baseline_tuned_fps, 2),
-        "max_abs_diff": diff,
-        "gemm_gflops": [round(gflops_before, 1), round(gflops_after, 1)],
-    }
+    modes = {c.name: measure(c, default[c.name], args) for c in cases}
+    result: dict[str, Any] = {**modes[names[0]], "mode": names[0]}
+    result["gemm_gflops"] = [round(gflops_before, 1), round(gemm_gflops(), 1)]
+    result["modes"] = modes
     print(
-        f"threads={torch.get_num_threads()} size={args.size} frames={n} chunk={args.chunk} allocator_tuned={tuned}"
+        f"threads={torch.get_num_threads()} size={size} frames={args.frames} chunk={args.chunk} "
+        f"weights={args.weights} allocator_tuned={tuned} (a shared machine: compare ratios, not fps)"
     )
-    print(f"(a) original per-frame, default malloc: {baseline_fps:.2f} frames/s")
-    print(f"(a) original per-frame, tuned malloc:   {baseline_tuned_fps:.2f} frames/s")
-    print(f"(b) ours:                               {ours_fps:.2f} frames/s")
-    print(f"ratio {result['ratio']:.2f}x (vs tuned {result['ratio_tuned']:.2f}x), max |a-b| = {diff:.2e}")
-    assert math.isfinite(diff)
+    print(
+        f"{'mode':16s} {'orig fps':>8s} {'tuned':>7s} {'ours':>7s} {'ratio':>6s} {'bf16':>7s} {'ratio':>6s} {'PSNR':>6s} {'MAE':>8s}"
+    )
+    for name, r in modes.items():
+        print(
+            f"{name:16s} {r['baseline_fps']:8.3f} {r['baseline_tuned_fps']:7.3f} {r['ours_fps']:7.3f} "
+            f"{r['ratio']:5.2f}x {r['bf16_fps']:7.3f} {r['bf16_ratio']:5.2f}x {r['bf16_psnr_vs_fp32']:6.2f} "
+            f"{r['bf16_mae_vs_fp32']:8.5f}  max |a-b| fp32 {r['max_abs_diff']:.2e}"
+        )
     if args.json:
         print(json.dumps(result))
 

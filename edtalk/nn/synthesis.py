@@ -55,10 +55,12 @@ class ToFlow(nn.Module):
         logits = self.conv(x, style) + self.bias
         if skip is not None:
             logits = logits + self.upsample(skip)
-        grid = self.grid(x.shape[-1], x.device, x.dtype)
-        flow = torch.tanh(logits[:, :2]).permute(0, 2, 3, 1) + grid  # -> B x H x W x 2
+        # sampling coordinates stay at least float32 under bf16 (a bf16 grid is off by up to 1/2 pixel at 256^2)
+        coord = torch.promote_types(x.dtype, torch.float32)
+        grid = self.grid(x.shape[-1], x.device, coord)
+        flow = torch.tanh(logits[:, :2].to(coord)).permute(0, 2, 3, 1) + grid  # -> B x H x W x 2
         mask = torch.sigmoid(logits[:, 2:3])
-        sampled = F.grid_sample(feat, flow, mode="bilinear", padding_mode="zeros", align_corners=False)
+        sampled = F.grid_sample(feat.to(flow.dtype), flow, mode="bilinear", padding_mode="zeros", align_corners=False)
         # under autocast grid_sample runs in float32 while x may be bfloat16; lerp needs one dtype (no-op in fp32)
         sampled, mask = same_layout(sampled, x).to(x.dtype), mask.to(x.dtype)
         # warped = sampled * mask; new feature = warped + x * (1 - mask) = lerp(x, sampled, mask)

@@ -52,8 +52,10 @@ from edtalk.pipeline.render import (
     Renderer,
     StillSource,
     autocast,
+    bf16_native,
     default_chunk_size,
     pick_device,
+    precision_note,
 )
 from edtalk.pipeline.writer import legacy_frames, write_chunks
 
@@ -80,6 +82,7 @@ __all__ = [
     "Result",
     "StillSource",
     "autocast",
+    "bf16_native",
     "check_inputs",
     "default_chunk_size",
     "emotion_vector",
@@ -89,6 +92,7 @@ __all__ = [
     "load_audio_model",
     "load_models",
     "pick_device",
+    "precision_note",
     "read_image",
     "read_speech",
     "write_chunks",

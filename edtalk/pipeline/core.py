@@ -16,7 +16,7 @@ from edtalk.nn.generator import Generator
 from edtalk.pipeline.inputs import Available, Inputs, Result, check_inputs
 from edtalk.pipeline.media import Media
 from edtalk.pipeline.motion import AudioModels, MotionResolver, Plan
-from edtalk.pipeline.render import Renderer, autocast, default_chunk_size, pick_device
+from edtalk.pipeline.render import Renderer, autocast, default_chunk_size, pick_device, precision_note
 from edtalk.pipeline.writer import legacy_frames, write_chunks
 
 AUDIO_KINDS = ("audio2lip", "audio2pose", "audio2exp")
@@ -32,7 +32,9 @@ class Pipeline:
         audio2exp: `Audio2Exp`; needed for `emotion="auto"`.
         device: "auto" (CUDA, MPS, CPU) or a torch device string.
         chunk_size: frames per render batch (default: 2 on CPU, 32 on CUDA).
-        bf16: run the networks under bfloat16 autocast (GPUs, and CPUs with bf16 units).
+        bf16: run the encoder, synthesis and EEM under bfloat16 autocast (GPUs, CPUs with bf16 units);
+            bases, latents, motion heads and flow sampling stay float32. Off by default: on the parity
+            weights it costs ~32 dB PSNR vs float32 (benchmarks/render.py), see README's speed table.
         crop: auto-crop inputs (photo: template alignment; video: tracked tube crop).
         progress: show a progress bar.
         name: label of the generator checkpoint in error messages.
@@ -67,6 +69,7 @@ class Pipeline:
         self.bf16, self.crop, self.progress, self.name = bf16, crop, progress, name
         self.size = generator.cfg.size
         self.renderer = Renderer(self.generator, self.chunk_size)
+        self.precision = precision_note(self.device, bf16)  # which numeric path renders, in words
 
     @classmethod
     def from_checkpoints(

@@ -48,6 +48,28 @@ def default_chunk_size(device: torch.device) -> int:
     return {"cuda": 32, "mps": 8}.get(device.type, 2)
 
 
+def bf16_native(device: torch.device) -> bool:
+    """Whether `device` has bfloat16 arithmetic units: CUDA with bf16 support, CPUs with AVX-512 BF16 or AMX."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device.type == "cpu":
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    return False
+
+
+def precision_note(device: torch.device, bf16: bool) -> str:
+    """The numeric path a render takes, in words (the CLI prints it)."""
+    if not bf16:
+        return "float32"
+    units = "bf16 units" if bf16_native(device) else "no bf16 units: emulated, slower"
+    return f"bfloat16 autocast ({device.type}, {units}; flow grids and bases in float32)"
+
+
+def float32(module: torch.nn.Module) -> contextlib.AbstractContextManager[Any]:
+    """Autocast off on `module`'s device (its float32 parameters compute in float32)."""
+    return torch.autocast(next(module.parameters()).device.type, enabled=False)
+
+
 def autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager[Any]:
     """bfloat16 autocast on `device` when asked, else a no-op context."""
     if not bf16:
@@ -91,7 +113,13 @@ class Renderer:
 
     def coefficients(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
         """frames: B x 3 x H x W -> bank weights per component (B x d), in one generator call."""
-        return self.generator.coefficients(self.layout(frames))
+        w, _ = self.generator.encoder(self.layout(frames), with_features=False)
+        return self.navigate(w)
+
+    def navigate(self, w_a: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Bank weights of appearance latents B x S (the motion heads run in float32 under autocast)."""
+        with float32(self.generator):
+            return self.generator.navigator(w_a.float())
 
     def still(self, image: torch.Tensor) -> StillSource:
         """A photo (1 x 3 x H x W) as a source: encoded once, its own coefficients for every frame."""
@@ -105,12 +133,26 @@ class Renderer:
         `motion=None` renders every component from the source's coefficients.
         """
         gen = self.generator
-        q = gen.basis()
+        with float32(gen):
+            q = gen.basis()
         for start in range(0, num_frames, self.chunk_size):
             stop = min(start + self.chunk_size, num_frames)
             enc, own = source.take(start, stop)
             alpha = _chunk_motion(own, motion, start, stop)
-            yield gen.animate(enc, alpha, q), alpha
+            yield self._animate(enc, alpha, q), alpha
+
+    def chunk_frames(self, source: Source, motion: Motion, q: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """Frames [start, start + n) of a clip whose motion tensors (n x d, None = the source's) cover
+        exactly those frames (the live renderer's unit of work); `q` = `generator.basis()`."""
+        n = _motion_length(motion)
+        enc, own = source.take(start, start + n)
+        return self._animate(enc, _chunk_motion(own, motion, 0, n), q)
+
+    def _animate(self, enc: SourceEncoding, alpha: dict[str, torch.Tensor], q: torch.Tensor) -> torch.Tensor:
+        gen = self.generator
+        with float32(gen):  # latent arithmetic in float32 under bf16 autocast: only E, G and EEM run in bf16
+            w, e = gen.latent(enc.w_a.float(), alpha, q)
+        return gen.render(enc, w, e)
 
     def __call__(
         self, source: torch.Tensor, motion: Motion | None = None, drivers: torch.Tensor | None = None
@@ -160,7 +202,7 @@ class StillSource:
 
     def __init__(self, renderer: Renderer, image: torch.Tensor) -> None:
         self.enc = renderer.encode(image)
-        self.own = renderer.generator.navigator(self.enc.w_a)
+        self.own = renderer.navigate(self.enc.w_a)
 
     def take(self, start: int, stop: int) -> tuple[SourceEncoding, dict[str, torch.Tensor]]:
         n = stop - start
@@ -176,7 +218,7 @@ class FrameSource:
 
     def take(self, start: int, stop: int) -> tuple[SourceEncoding, dict[str, torch.Tensor]]:
         enc = self.renderer.encode(self.load(start, stop))
-        return enc, self.renderer.generator.navigator(enc.w_a)
+        return enc, self.renderer.navigate(enc.w_a)
 
 
 class DrivenSource:
