@@ -26,6 +26,7 @@ COMMANDS = (
     "edtalk.commands.sweep",
     "edtalk.commands.evaluate",
     "edtalk.commands.generate",
+    "edtalk.commands.stream",
     "edtalk.commands.quickstart",
     "edtalk.commands.run",
     "edtalk.commands.ui",

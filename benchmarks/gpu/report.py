@@ -90,7 +90,14 @@ def inference_md(sec: dict[str, Any]) -> list[str]:
         for r in sec.get("rows", [])
     ]
     chunks = [f"{k}: {v}" for r in sec.get("rows", []) for k, v in r.items() if k.startswith("batched_fps_")]
-    return _table(header, rows) + (["", ", ".join(chunks)] if chunks else [])
+    live = [
+        [r.get("precision"), r.get("first_frame_latency_s"), r.get("rtf"), r.get("frames"), r.get("dropped"),
+         r.get("skipped") or (r.get("error") or "")[:60]]
+        for r in sec.get("stream_rows", [])
+    ]  # fmt: skip
+    stream = ["", "`edtalk stream` (speech paced at real time):", ""] if live else []
+    stream += _table(["precision", "first frame s", "rtf", "frames", "dropped", "note"], live) if live else []
+    return _table(header, rows) + (["", ", ".join(chunks)] if chunks else []) + stream
 
 
 def evaluation_md(sec: dict[str, Any]) -> list[str]:
