@@ -19,7 +19,7 @@ import os
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -95,6 +95,24 @@ class Request:
     crop: bool = True
     face_sr: bool = False
     model: str = DEMO_MODEL
+
+
+# How the page's request maps onto `edtalk.pipeline.Inputs` (checked both ways by tests/test_request_shape.py):
+# Inputs field -> the `Request` fields that set it, or why the page does not offer it.
+REQUEST_MAP: dict[str, tuple[str, ...] | str] = {
+    "source": ("source",),
+    "audio": ("audio",),
+    "lip": "not offered: the page drives the mouth from speech (use `edtalk generate --lip`)",
+    "pose": ("pose",),
+    "exp": ("exp",),
+    "emotion": ("emotion", "intensity", "mix_with", "mix"),  # via emotion_spec
+    "fix_pose": ("fix_pose",),
+    "no_expression": ("emotion",),  # the NO_EXPRESSION choice
+    "extend": "not offered: shorter driver videos ping-pong (the default)",
+    "pose_temperature": "not offered: no Audio2Pose control on the page (default 1.0)",
+    "seed": "not offered: Audio2Pose draws use seed 0",
+}
+PAGE_ONLY = ("crop", "face_sr", "model")  # Request fields that are rendering options, not Inputs
 
 
 def emotion_spec(emotion: str, intensity: float, mix_with: str, mix: float) -> str | None:
@@ -279,20 +297,7 @@ def build_app(studio: Studio) -> gr.Blocks:
     return app
 
 
-_REQUEST_FIELDS = (
-    "source",
-    "audio",
-    "pose",
-    "exp",
-    "emotion",
-    "intensity",
-    "mix_with",
-    "mix",
-    "fix_pose",
-    "crop",
-    "face_sr",
-    "model",
-)
+_REQUEST_FIELDS = tuple(f.name for f in fields(Request))  # widget order = the dataclass' field order
 
 
 def _input_widgets(gr: Any, studio: Studio) -> dict[str, Any]:

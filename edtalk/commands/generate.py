@@ -82,7 +82,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     perf = p.add_argument_group("performance")
     perf.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:1, mps")
     perf.add_argument("--chunk-size", type=int, help="frames per batch (default 2 on CPU, 32 on GPU)")
-    perf.add_argument("--bf16", action="store_true", help="bfloat16 autocast (GPU; CPUs with bf16 units)")
+    perf.add_argument(
+        "--bf16",
+        action="store_true",
+        help="bfloat16 autocast for encoder, synthesis and EEM (GPU; CPUs with bf16 units); "
+        "off by default (it misses the quality bar on the parity weights; README, speed table)",
+    )
     perf.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")
     perf.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -114,19 +119,7 @@ def run(args: argparse.Namespace) -> int:
     _tune_cpu()
     if args.threads:
         torch.set_num_threads(args.threads)
-    inputs = Inputs(
-        source=args.source,
-        audio=args.audio,
-        lip=args.lip,
-        pose=args.pose,
-        exp=args.exp,
-        emotion=_emotion(args.emotion),
-        fix_pose=args.fix_pose,
-        no_expression=args.no_expression,
-        extend=args.extend,
-        pose_temperature=args.pose_temperature,
-        seed=args.seed,
-    )
+    inputs = Inputs.from_values(vars(args), emotion=_emotion(args.emotion))  # every field is a flag's dest
     pipe = Pipeline.from_checkpoints(
         args.checkpoint,
         audio2lip=args.audio2lip,
@@ -145,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     drivers = ", ".join(f"{k}: {v}" for k, v in result.sources.items())
     print(
         f"wrote {result.path} ({result.num_frames} frames, {result.num_frames / result.fps:.2f} s at "
-        f"{result.fps} fps; {result.fps_rendered:.2f} frames/s on {pipe.device}) [{drivers}]",
+        f"{result.fps} fps; {result.fps_rendered:.2f} frames/s on {pipe.device}, {pipe.precision}) [{drivers}]",
         file=sys.stderr,
     )
     return 0

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -76,6 +78,24 @@ class Inputs:
     extend: Extend = "pingpong"
     pose_temperature: float = 1.0
     seed: int = 0
+
+    @classmethod
+    def fields(cls) -> tuple[str, ...]:
+        """The request's field names: the one shape `edtalk generate`'s flags (same dest), the page's
+        controls (`edtalk.apps.ui.REQUEST_MAP`) and the demo's modes map onto (tests/test_request_shape.py)."""
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any], **overrides: Any) -> Inputs:
+        """An `Inputs` from a mapping holding every field (e.g. `vars(args)` of `edtalk generate`).
+
+        Raises:
+            KeyError: naming the fields the mapping lacks (a new field without a flag).
+        """
+        missing = [name for name in cls.fields() if name not in values and name not in overrides]
+        if missing:
+            raise KeyError(f"request fields without a value: {missing}; add them where the request is built")
+        return cls(**{name: values[name] for name in cls.fields() if name not in overrides}, **overrides)
 
     def __post_init__(self) -> None:
         for name in ("source", "audio", "lip", "pose", "exp"):
