@@ -60,7 +60,9 @@ class ToFlow(nn.Module):
         grid = self.grid(x.shape[-1], x.device, coord)
         flow = torch.tanh(logits[:, :2].to(coord)).permute(0, 2, 3, 1) + grid  # -> B x H x W x 2
         mask = torch.sigmoid(logits[:, 2:3])
-        sampled = F.grid_sample(feat.to(flow.dtype), flow, mode="bilinear", padding_mode="zeros", align_corners=False)
+        sampled = F.grid_sample(
+            feat.to(flow.dtype), flow, mode="bilinear", padding_mode="zeros", align_corners=False
+        )
         # under autocast grid_sample runs in float32 while x may be bfloat16; lerp needs one dtype (no-op in fp32)
         sampled, mask = same_layout(sampled, x).to(x.dtype), mask.to(x.dtype)
         # warped = sampled * mask; new feature = warped + x * (1 - mask) = lerp(x, sampled, mask)
