@@ -111,6 +111,21 @@ class Plan:
                 todo += self.upstream_of(name)
         return out
 
+    def graph_table(self) -> str:
+        """The stage graph as a markdown table (experiments/demo/README.md holds the main plan's)."""
+        groups = self.side_groups()
+        wait = {stage: key for key, group in groups.items() for stage in group}
+        lines = ["| stage | reads the output of | with a second core | budget |", "|---|---|---|---|"]
+        for spec in self.stages:
+            reads = ", ".join(spec.after) or "–"
+            where = "main process"
+            if spec.side:
+                where = "second process, " + (
+                    f"after {wait[spec.name]}" if wait[spec.name] else "from the start"
+                )
+            lines.append(f"| {spec.name} | {reads} | {where} | {spec.budget} |")
+        return "\n".join(lines) + "\n"
+
     def steps(self, stage: str, profile: str, budgets: dict[str, int] | None = None) -> int:
         """The stage's step count: its budget, scaled by the profile's `scale` (at least 1)."""
         budget = self.stage(stage).budget
@@ -120,7 +135,7 @@ class Plan:
 
     def layer(self, profile: str) -> str | None:
         """The config folder under experiments/ the profile layers over each stage (None: none)."""
-        if self.profiles and profile not in self.profiles:
+        if profile and profile not in self.profiles:
             raise ValueError(f"--profile must be one of {tuple(self.profiles)}, got {profile!r}")
         return self.profiles.get(profile, {}).get("layer")
 

@@ -34,6 +34,8 @@ from typing import Any
 
 import yaml
 
+from edtalk import runs as run_layout
+
 METHODS = ("grid", "random", "bayes")
 DISTRIBUTIONS = ("categorical", "constant", "uniform", "log_uniform_values", "int_uniform", "q_uniform")
 
@@ -244,19 +246,10 @@ def last_value(metrics_csv: Path, name: str) -> float | None:
     return value
 
 
-def metric_files(run_dir: Path) -> list[Path]:
-    """A run's CSV logs in session order: `logs/metrics.csv`, then `logs/version_N/metrics.csv` by N."""
-    logs = run_dir / "logs"
-    versions = [p for p in logs.glob("version_*/metrics.csv") if p.parent.name[8:].isdigit()]
-    versions.sort(key=lambda p: int(p.parent.name[8:]))
-    flat = logs / "metrics.csv"
-    return ([flat] if flat.is_file() else []) + versions
-
-
 def run_metric(run_dir: Path, name: str) -> float | None:
     """The last value of `name` a run logged, over all its sessions (resumes)."""
     value = None
-    for path in metric_files(run_dir):
+    for path in run_layout.metric_files(run_dir):
         found = last_value(path, name)
         value = found if found is not None else value
     return value

@@ -18,6 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=Path("outputs/run"), help="output folder")
     p.add_argument("--profile", default=None, help="a profile of the plan (default: its first)")
     p.add_argument("--seed", type=int, default=0, help="seed of every stage and of the tasks")
+    p.add_argument("--graph", action="store_true", help="print the plan's stage graph (markdown) and exit")
     p.set_defaults(func=run)
 
 
@@ -28,6 +29,9 @@ def run(args: argparse.Namespace) -> int:
     from edtalk.apps.runner import PlanRun
 
     plan = load_plan(args.plan)
+    if args.graph:
+        print(plan.graph_table(), end="")
+        return 0
     profile = args.profile if args.profile is not None else next(iter(plan.profiles), "")
     plan.layer(profile)  # an unknown profile is an error before anything runs
     if plan.debug:

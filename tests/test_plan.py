@@ -1,0 +1,167 @@
+"""Plans: the main job's stage graph, the plan file checks, and the runner's order, groups and reuse."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from omegaconf import OmegaConf
+
+from edtalk.apps import runner as runner_mod
+from edtalk.apps.plan import Plan, load_plan, main_plan, upstream_of
+from edtalk.apps.runner import PlanRun, StageRun
+from edtalk.cli import main
+from edtalk.train import experiment_file
+
+ORDER = ("reconstruct", "mouth_pose", "expression", "syncnet", "audio2mouth", "audio2pose", "audio2exp", "emotion_classifier")  # fmt: skip
+
+
+def test_the_main_plan_declares_the_stage_graph_once() -> None:
+    plan = load_plan(main_plan())
+    assert plan.order == ORDER and plan.generator == "expression"
+    assert upstream_of("audio2mouth") == ("mouth_pose", "syncnet") and upstream_of("syncnet") == ()
+    assert upstream_of("no_such_stage") == ()
+    # with a second core: the side stages by the main-line stage they wait for (None: from the start)
+    assert plan.side_groups() == {
+        None: ("syncnet", "emotion_classifier"),
+        "mouth_pose": ("audio2mouth", "audio2pose"),
+    }
+    assert plan.lineage("expression") == ("reconstruct", "mouth_pose", "expression")
+    for stage in plan.order:  # each stage's start point (its experiment's `requires`) is an edge of the graph
+        requires = OmegaConf.load(experiment_file(stage)).get("requires")
+        assert requires is None or requires in plan.upstream_of(stage), stage
+
+
+def test_the_demo_readme_shows_the_plan_graph(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", str(main_plan()), "--graph"]) == 0
+    table = capsys.readouterr().out
+    assert "| audio2mouth | mouth_pose, syncnet | second process, after mouth_pose | audio |" in table
+    readme = (main_plan().parent / "README.md").read_text()
+    assert table in readme, (
+        "experiments/demo/README.md's stage graph is stale: paste `edtalk run ... --graph`"
+    )
+
+
+def test_steps_are_the_budget_times_the_profile_scale() -> None:
+    plan = load_plan(main_plan())
+    demo = {s: plan.steps(s, "demo", {"visual": 4, "audio": 3}) for s in plan.order}
+    assert demo == {"reconstruct": 20, "mouth_pose": 8, "expression": 8, "syncnet": 9} | {
+        s: 3 for s in ("audio2mouth", "audio2pose", "audio2exp", "emotion_classifier")
+    }
+    assert plan.steps("reconstruct", "demo") == 1000 and plan.steps("reconstruct", "debug") == 200
+    assert plan.layer("demo") == "demo" and plan.layer("debug") is None
+    with pytest.raises(ValueError, match=r"--profile must be one of \('demo', 'debug'\), got 'nope'"):
+        plan.layer("nope")
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("stages: [{name: b, after: [a]}, {name: a}]\nbudgets: {visual: 1}\n", r"stage 'b' reads \['a'\], which the plan does not list before it"),
+        ("stages: [a]\nbudgets: {visual: 1}\nsteps: 3\n", r"unknown key\(s\) \['steps'\]"),
+        ("stages: [a]\n", r"stage 'a' budget 'visual' is not in `budgets:`"),
+        ("stages: [a]\nbudgets: {visual: 1}\ntasks: [paint]\n", r"unknown task 'paint'"),
+        ("stages: [a]\nbudgets: {visual: 1}\ntasks: [{name: report, beside: render}]\n", r"runs beside 'render', which is no later task"),
+        ("tasks: [report]\n", r"a plan needs a `stages:` list"),
+    ],
+)  # fmt: skip
+def test_plan_file_mistakes_name_the_file_and_the_key(tmp_path: Path, text: str, error: str) -> None:
+    path = tmp_path / "plan.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=error) as info:
+        load_plan(path)
+    assert str(path) in str(info.value)
+
+
+class Recorder(PlanRun):
+    """A PlanRun whose stages are recorded instead of trained (no Lightning): order, steps, init_from."""
+
+    def train(self, stage: str, steps: int, extra: list[str] | None = None) -> StageRun:
+        time.sleep(0.01)
+        return StageRun(stage, self.out / stage, steps, 0.0, {"init": float(len(self._init_from(stage)))})
+
+
+def record(job: PlanRun) -> dict[str, Any]:
+    """A task: what it saw of the run."""
+    return {"seen": [s.name for s in job.stages], "where": __import__("os").getpid()}
+
+
+def _plan(tmp_path: Path) -> Plan:
+    path = tmp_path / "plan.yaml"
+    path.write_text(
+        "data: null\nbudgets: {visual: 4, audio: 2}\n"
+        "stages: [{name: reconstruct}, {name: syncnet, budget: audio, side: true},\n"
+        "  {name: mouth_pose, after: [reconstruct]}, {name: audio2pose, budget: 3, after: [mouth_pose], side: true}]\n"
+        "tasks: [{name: 'tests.test_plan:record', needs: [mouth_pose], beside: 'tests.test_plan:other'},\n"
+        "  {name: 'tests.test_plan:other', needs: [not_a_stage]}]\n"
+    )
+    with pytest.raises(ValueError, match=r"task 'tests.test_plan:other' needs \['not_a_stage'\]"):
+        load_plan(path)  # a task may only need stages of the plan
+    path.write_text(path.read_text().replace("not_a_stage", "audio2pose"))
+    return load_plan(path)
+
+
+def other(job: PlanRun) -> dict[str, Any]:
+    return {"other": True}
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_runner_order_groups_and_tasks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parallel: bool
+) -> None:
+    import os
+
+    monkeypatch.setattr(runner_mod, "second_core", lambda: parallel)
+    lines: list[str] = []
+    job = Recorder(_plan(tmp_path), tmp_path, profile="", log=lines.append)
+    results = job.run()
+    assert [(s.name, s.steps) for s in job.stages] == [
+        ("reconstruct", 4),
+        ("syncnet", 2),
+        ("mouth_pose", 4),
+        ("audio2pose", 3),
+    ]
+    # mouth_pose starts from this run's reconstruct (its experiment requires it); reconstruct from nothing
+    assert {s.name: s.metrics["init"] for s in job.stages} == {
+        "reconstruct": 0,
+        "syncnet": 0,
+        "mouth_pose": 1,
+        "audio2pose": 1,
+    }
+    assert results["other"] is True and results["seen"] == [
+        "reconstruct",
+        "syncnet",
+        "mouth_pose",
+        "audio2pose",
+    ]
+    assert (results["where"] != os.getpid()) == parallel  # `beside`: in the second process
+    text = "\n".join(lines)
+    assert ("syncnet: training in a second process ({'syncnet': 2})" in text) == parallel
+    assert ("audio2pose: training in a second process ({'audio2pose': 3})" in text) == parallel
+    assert ("syncnet: training (2/4, 2 steps)" in text) == (not parallel)
+
+
+def test_tasks_that_need_untrained_stages_are_skipped(tmp_path: Path) -> None:
+    """With given checkpoints (`quickstart --weights`) nothing trains: tasks that need stages are skipped."""
+    job = Recorder(_plan(tmp_path), tmp_path, profile="", log=lambda s: None, official={"generator": None})
+    assert job.run() == {} and job.stages == []
+
+
+def test_edtalk_run_trains_a_plan_and_reuses_finished_stages(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A real one-stage plan through the CLI (a Lightning run, `--debug`), then again: the rerun reuses it."""
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        "budgets: {audio: 2}\nstages: [{name: emotion_classifier, budget: audio}]\ntasks: ['tests.test_plan:other']\n"
+    )
+    out = tmp_path / "out"
+    assert main(["run", str(plan), "--out", str(out)]) == 0
+    ckpt = out / "runs" / "emotion_classifier" / "debug" / "checkpoints" / "last.ckpt"
+    assert f"emotion_classifier: {ckpt.parents[1]}" in capsys.readouterr().out
+    stamp = ckpt.stat().st_mtime_ns
+    assert main(["run", str(plan), "--out", str(out)]) == 0
+    assert ckpt.stat().st_mtime_ns == stamp  # finished with the same steps: not trained again
+    assert main(["run", str(plan), "--out", str(out), "--profile", "demo"]) == 2  # the plan has no profiles

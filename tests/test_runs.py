@@ -1,0 +1,61 @@
+"""`edtalk.runs`: the run directory's layout, read from real files laid out as `edtalk fit` writes them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from edtalk import runs
+
+
+def _csv(path: Path, header: str, *rows: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join([header, *rows]) + "\n")
+
+
+def _run(tmp_path: Path) -> Path:
+    run_dir = runs.debug_run(tmp_path, "reconstruct")
+    header = "epoch,step,train/loss,train/l1_step,val/psnr"
+    _csv(run_dir / "logs" / "version_1" / "metrics.csv", header, "0,5,0.5,0.1,", "0,5,,,14.0")
+    _csv(run_dir / "logs" / "version_0" / "metrics.csv", header, "0,1,0.9,0.2,", "0,3,0.7,,12.0")
+    return run_dir
+
+
+def test_layout_names_the_files_fit_writes(tmp_path: Path) -> None:
+    run_dir = _run(tmp_path)
+    assert run_dir == tmp_path / "reconstruct" / "debug"
+    assert runs.checkpoint(run_dir) == run_dir / "checkpoints" / "last.ckpt"
+    assert runs.config_file(run_dir) == run_dir / "config.yaml"
+    assert runs.export(run_dir, "audio2mouth") is None
+    (run_dir / "checkpoints").mkdir()
+    runs.checkpoint(run_dir, "audio2mouth.pt").write_bytes(b"x")
+    assert runs.export(run_dir, "audio2mouth") == run_dir / "checkpoints" / "audio2mouth.pt"
+    assert runs.coefficient_data(run_dir) is None
+    (run_dir.parent / "debug-data").mkdir()
+    assert runs.coefficient_data(run_dir) == run_dir.parent / "debug-data"
+    logs = run_dir / "logs"
+    assert runs.metric_files(run_dir) == [
+        logs / "version_0" / "metrics.csv",
+        logs / "version_1" / "metrics.csv",
+    ]
+
+
+def test_logged_values_over_every_session(tmp_path: Path) -> None:
+    run_dir = _run(tmp_path)
+    # the last value of each train/ and val/ scalar (not the *_step ones), sessions in order
+    assert runs.last_metrics(run_dir) == {"train/loss": 0.5, "val/psnr": 14.0}
+    assert runs.series(run_dir, "val/psnr") == [(3, 12.0), (5, 14.0)]
+    assert runs.train_series(run_dir) == {"train/loss": [(1, 0.9), (3, 0.7), (5, 0.5)]}
+
+
+def test_finished_needs_the_steps_and_the_same_generator(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    assert not runs.finished(run_dir, 1, {"size": 64})
+    runs.checkpoint(run_dir).parent.mkdir(parents=True)
+    torch.save({"global_step": 10, "edtalk": {"generator": {"size": 64}}}, runs.checkpoint(run_dir))
+    assert runs.finished(run_dir, 10, {"size": 64})
+    assert not runs.finished(run_dir, 11, {"size": 64})  # fewer steps than asked
+    assert not runs.finished(run_dir, 10, {"size": 128})  # another profile's generator
+    torch.save({"global_step": 10}, runs.checkpoint(run_dir))
+    assert runs.finished(run_dir, 10, {"size": 128})  # no generator stored (audio stages): steps decide
