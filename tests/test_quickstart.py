@@ -61,11 +61,14 @@ def test_quickstart_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert curve[-1]["score"] == summary["learning"]["disentanglement_score"]
     assert all((out / "strips" / f"{name}.png").is_file() for name in modes)
     assert (out / "emotion_vectors" / "happy.npy").is_file()  # our vectors, not the release's
+    renders = summary["emotion_renders"]  # 4 emotions x 2 held-out speakers x (our vectors, --emotion auto)
+    assert len(renders) == 16 and {r["path"] for r in renders} == {"generated", "audio"}
+    assert all(Path(r["video"]).is_file() for r in renders) and (out / "plots" / "emotion_grid.png").is_file()
 
 
 LEARNING_KEYS = {
     "psnr_video", "psnr_audio", "r2", "emotion_probe_acc", "disentanglement_score", "sync_acc",
-    "emotion_judge_acc", "mouth_open_corr_audio",
+    "emotion_judge_acc", "mouth_open_corr_audio", "acc_emo_generated", "acc_emo_audio",
 }  # fmt: skip
 
 
@@ -73,6 +76,9 @@ def _check_learning(learning: dict, report: str) -> None:
     """The interface of summary.json -> learning: our row and the random-init floor, same keys."""
     assert set(learning) == LEARNING_KEYS | {"floor"}
     assert set(learning["floor"]) == LEARNING_KEYS
+    for row in (learning, learning["floor"]):  # the paper's Acc_emo on renders of the held-out speakers
+        assert 0.0 <= row["acc_emo_generated"] <= 1.0 and 0.0 <= row["acc_emo_audio"] <= 1.0
+    assert "## Do the videos show the emotion?" in report and "![emotion grid](plots/emotion_grid.png)" in report
     for row in (learning, learning["floor"]):
         assert set(row["r2"]) == {"mouth", "pose", "exp"}
         assert all(set(per) == {"mouth_open", "yaw", "pitch", "roll"} for per in row["r2"].values())

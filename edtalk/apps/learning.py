@@ -30,13 +30,16 @@ TARGETS: dict[str, tuple[str, float]] = {
     "psnr_audio": (">=", 22.0),
     "disentanglement_score": (">=", 0.6),
     "sync_acc": (">=", 0.9),
-    "emotion_judge_acc": (">=", 0.9),
+    "emotion_judge_acc": (">=", 0.95),
     "mouth_open_corr_audio": (">=", 0.7),
     "r2.mouth.mouth_open": (">=", 0.8),
     "r2.pose.yaw_pitch_roll": (">=", 0.8),
     "r2.off_diagonal_max": ("<=", 0.2),
     "emotion_probe_acc.exp": (">=", 0.9),
     "emotion_probe_acc.mouth": ("<=", 0.5),
+    "emotion_probe_acc.pose": ("<=", 0.5),
+    "acc_emo_generated": (">=", 0.8),
+    "acc_emo_audio": (">=", 0.8),
 }
 KEYS = (
     "psnr_video",
@@ -218,6 +221,7 @@ def target_checks(row: dict[str, Any]) -> dict[str, tuple[float | None, str, flo
         "r2.off_diagonal_max": max(off) if off else None,
         "emotion_probe_acc.exp": acc.get("exp"),
         "emotion_probe_acc.mouth": acc.get("mouth"),
+        "emotion_probe_acc.pose": acc.get("pose"),
     }
     out: dict[str, tuple[float | None, str, float, bool | None]] = {}
     for key, (op, threshold) in TARGETS.items():

@@ -46,6 +46,8 @@ def report(job: Any) -> dict[str, Any]:
         plot = _loss_plot(job.stages, job.out / "losses.png")
         if plot:
             lines += ["", f"![training losses]({plot.name})"]
+    if res.get("emotion_renders"):
+        lines += _emotion_lines(res["emotion_renders"], res.get("learning", {}), job.out)
     if res.get("evaluation"):
         lines += _evaluation_lines(res["evaluation"], job.out)
     lines += _video_lines(job)
@@ -67,6 +69,9 @@ def summary(job: Any, total: float) -> dict[str, Any]:
         "learning_curve": res.get("learning_curve", []),
         "videos": {k: str(v) for k, v in res.get("videos", {}).items()},
         "strips": {k: str(v) for k, v in res.get("strips", {}).items()},
+        "emotion_renders": [
+            {k: str(v) for k, v in row.items()} for row in res.get("emotion_renders", {}).get("rows", [])
+        ],
     }
 
 
@@ -80,7 +85,7 @@ def learning_lines(learning: dict[str, Any]) -> list[str]:
 
     ours, floor = target_checks(learning), target_checks(learning.get("floor", {}))
     lines = [
-        "## Did it learn? (held-out speaker S04)",
+        "## Did it learn? (held-out speakers)",
         "",
         "| measure | ours | random-init floor | target | met |",
         "|---|---|---|---|---|",
@@ -100,6 +105,27 @@ def learning_lines(learning: dict[str, Any]) -> list[str]:
             for g, per in r2.items()
         ]
         lines.append("")
+    return lines
+
+
+def _emotion_lines(renders: dict[str, Any], learning: dict[str, Any], out: Path) -> list[str]:
+    """The Acc_emo section (edtalk.apps.emotion_renders): accuracies, the grid and each render's reading."""
+    floor = learning.get("floor", {})
+    lines = [
+        "",
+        "## Do the videos show the emotion? (held-out speakers)",
+        "",
+        f"acc_emo_generated {_cell(learning.get('acc_emo_generated'))}, acc_emo_audio "
+        f"{_cell(learning.get('acc_emo_audio'))} (the judge on the unedited source: "
+        f"{_cell(floor.get('acc_emo_generated'))}; chance 0.25). Grid: rows emotions (in the order below), columns "
+        "path x speaker; green border: the judge read the intended emotion.",
+        "",
+        f"![emotion grid]({Path(renders['grid']).relative_to(out)})",
+        "",
+        "| speaker | emotion | path | judge |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {r['speaker']} | {r['emotion']} | {r['path']} | {r['predicted']} |" for r in renders["rows"]]
     return lines
 
 

@@ -84,12 +84,21 @@ def test_builtin_metadata_has_ground_truth_factors(builtin: Path) -> None:
     from datamodules.shards import iter_clips
 
     index = read_index(builtin)
-    assert index["splits"]["train"]["clips"] == 24 and index["splits"]["test"]["clips"] == 8
+    assert (
+        index["splits"]["train"]["clips"] == 48 and index["splits"]["test"]["clips"] == 16
+    )  # 6 + 2 speakers
     for clip in iter_clips(builtin, "test"):
         factors = clip.meta["factors"]
-        assert clip.meta["speaker"] == "S04" and clip.meta["fps"] == 25 and clip.meta["dataset"] == "builtin"
+        assert (
+            clip.meta["speaker"] in ("S07", "S08")
+            and clip.meta["fps"] == 25
+            and clip.meta["dataset"] == "builtin"
+        )
         assert len(factors["mouth_open"]) == len(factors["yaw"]) == clip.num_frames == len(clip.lmk)
         assert factors["emotion_id"] == clip.meta["emotion_id"]
+        assert (factors["intensity"] == 0) == (
+            clip.meta["emotion"] == "neutral"
+        )  # per-clip emotion intensity
         assert 0.2 < float(np.max(factors["mouth_open"])) <= 1.0
         assert clip.frame(0).shape == (256, 256, 3)
         assert abs(len(clip.wav()) - 640 * clip.num_frames) < 640

@@ -128,7 +128,7 @@ def test_datamodules_default_to_the_upstream_pairings(builtin: Path) -> None:
     dm = EmotionDataModule(builtin, image_size=S, batch_size=4, num_workers=0)
     dm.setup("fit")
     val = list(dm.val_dataloader())  # the test speaker's emotional clips, neutral source from its own clips
-    assert sum(b["source"].shape[0] for b in val) == 6  # S04: 3 emotions x 2 clips
+    assert sum(b["source"].shape[0] for b in val) == 12  # S07, S08: 3 emotions x 2 clips each
 
 
 def test_mouth_swap_puts_the_donor_mouth_centre_on_the_receiver_mouth_centre(builtin: Path) -> None:
