@@ -242,6 +242,50 @@ def write_strip(before: np.ndarray, after: np.ndarray, truth: np.ndarray, path: 
     return path
 
 
+def compare(
+    generator: Path, finetuned: Path, shards: Path, split: PersonSplit, out: Path, clips: int | None = None
+) -> tuple[dict[str, float | None], dict[str, Any]]:
+    """(the {KEYS} result, details) of `finetuned` against `generator` on `split`; writes the strip."""
+    from edtalk.weights import load_generator
+    from metrics.judges.dlib_face import load_dlib
+    from metrics.runner import Judges
+
+    before, after = load_generator(generator).eval(), load_generator(finetuned).eval()
+    scored = read_clips(shards, "test", split.scored[:clips])
+    judges = Judges(dlib=load_dlib())
+    scores = {"before": score(before, scored, judges), "after": score(after, scored, judges)}
+    others = read_clips(shards, split.others_split, split.others)
+    other = {"before": score(before, others, None), "after": score(after, others, None)} if others else None
+    write_strip(
+        scores["before"]["renders"][0],
+        scores["after"]["renders"][0],
+        scores["after"]["truth"][0],
+        out / STRIP,
+    )
+
+    result: dict[str, float | None] = {
+        "psnr_before": scores["before"]["psnr"],
+        "psnr_after": scores["after"]["psnr"],
+        "psnr_copy_source": copy_source_floor(before.cfg.size, scored),
+        "m_lmd_before": scores["before"]["m_lmd"],
+        "m_lmd_after": scores["after"]["m_lmd"],
+        "csim_before": scores["before"]["csim"],
+        "csim_after": scores["after"]["csim"],
+        "other_speakers_psnr_delta": (other["after"]["psnr"] - other["before"]["psnr"]) if other else None,
+    }
+    details: dict[str, Any] = {
+        "result": result,
+        "metrics": {
+            k: {m: v for m, v in s.items() if m not in ("renders", "truth")} for k, s in scores.items()
+        },
+        "other_speakers": {k: s["per_clip"] for k, s in (other or {}).items()} | {"clips": split.others},
+        "split": {"speaker": split.speaker, "train": split.train, "scored": split.scored[:clips]},
+        "generator": str(generator),
+        "finetuned": str(finetuned),
+    }
+    return result, details
+
+
 def _sha256(path: Path) -> str:
     from datamodules.shards import sha256_file
 
@@ -278,9 +322,6 @@ def finetune_eval(
     """
     from datamodules.synthetic import ensure_builtin
     from edtalk.apps.finetune import export_generator
-    from edtalk.weights import load_generator
-    from metrics.judges.dlib_face import load_dlib
-    from metrics.runner import Judges
 
     started = time.perf_counter()
     generator, out = Path(generator), Path(out)
@@ -294,43 +335,9 @@ def finetune_eval(
         raise AssertionError(f"fine-tuning changed the shared checkpoint {generator}; please report this bug")
     trained = time.perf_counter() - started
 
-    before, after = load_generator(generator).eval(), load_generator(out / CHECKPOINT).eval()
-    scored = read_clips(shards, "test", split.scored[:clips])
-    judges = Judges(dlib=load_dlib())
-    scores = {"before": score(before, scored, judges), "after": score(after, scored, judges)}
-    others = read_clips(shards, split.others_split, split.others)
-    other = {"before": score(before, others, None), "after": score(after, others, None)} if others else None
-    write_strip(
-        scores["before"]["renders"][0],
-        scores["after"]["renders"][0],
-        scores["after"]["truth"][0],
-        out / STRIP,
-    )
-
-    result: dict[str, float | None] = {
-        "psnr_before": scores["before"]["psnr"],
-        "psnr_after": scores["after"]["psnr"],
-        "psnr_copy_source": copy_source_floor(before.cfg.size, scored),
-        "m_lmd_before": scores["before"]["m_lmd"],
-        "m_lmd_after": scores["after"]["m_lmd"],
-        "csim_before": scores["before"]["csim"],
-        "csim_after": scores["after"]["csim"],
-        "other_speakers_psnr_delta": (other["after"]["psnr"] - other["before"]["psnr"]) if other else None,
-    }
+    result, details = compare(generator, out / CHECKPOINT, shards, split, out, clips)
     seconds = {"finetune": trained, "total": time.perf_counter() - started}
-    details: dict[str, Any] = {
-        "result": result,
-        "metrics": {
-            k: {m: v for m, v in s.items() if m not in ("renders", "truth")} for k, s in scores.items()
-        },
-        "other_speakers": {k: s["per_clip"] for k, s in (other or {}).items()} | {"clips": split.others},
-        "split": {"speaker": split.speaker, "train": split.train, "scored": split.scored[:clips]},
-        "generator": str(generator),
-        "generator_sha256": digest,
-        "finetuned": str(out / CHECKPOINT),
-        "run": str(run_dir),
-        "seconds": seconds,
-    }
+    details |= {"generator_sha256": digest, "run": str(run_dir), "seconds": seconds}
     (out / DETAILS).write_text(json.dumps(details, indent=2))
     log(
         f"finetune: PSNR {result['psnr_before']:.2f} -> {result['psnr_after']:.2f} dB "
