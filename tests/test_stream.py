@@ -181,3 +181,8 @@ def test_broken_pipe_keeps_frames_so_far(models, files) -> None:
     stats = LiveStats()
     session.run(reader, lambda frames, _: None, stats)
     assert stats.frames == 8 and isinstance(reader.error, OSError)
+
+
+def test_not_a_wav_file_is_one_line(files, tmp_path, capsys) -> None:
+    code, err = run_cli(files, tmp_path / "x.mp4", str(files["source.png"]), capsys)
+    assert code == 2 and len(err) == 1 and "is not a WAV file" in err[0]

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from edtalk.pipeline.live import LiveSession, LiveStats, PcmReader
 
+RAW_SUFFIXES = (".pcm", ".raw", ".s16")
 DESCRIPTION = (
     "Render SOURCE driven by 16 kHz mono speech as it arrives: a WAV or raw s16le stream on stdin "
     "(--audio -) or from a file (paced at real time with --realtime). Frame t is rendered once audio "
@@ -76,6 +77,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--emotion auto needs the whole audio (Audio2Exp); give an emotion name or mix")
     with _open_audio(args.audio) as fh:
         reader = PcmReader(fh, "stdin" if args.audio == "-" else args.audio, realtime=args.realtime)
+        if reader.raw and args.audio != "-" and Path(args.audio).suffix.lower() not in RAW_SUFFIXES:
+            raise ValueError(
+                f"--audio {args.audio} is not a WAV file; give a 16 kHz mono WAV (`ffmpeg -i IN -ar 16000 "
+                "-ac 1 OUT.wav`) or raw s16le named .pcm/.raw"
+            )
         session, device, precision = _session(args)
         stats = LiveStats()
         with autocast(device, args.bf16):

@@ -115,6 +115,7 @@ class PcmReader:
     def __init__(self, fh: BinaryIO, name: str, realtime: bool = False, block: int = 320) -> None:
         self.fh, self.name, self.realtime, self.block = fh, name, realtime, block
         self.leftover, self.is_float, announced = read_wav_header(fh, name)
+        self.raw = announced is None and not self.is_float and len(self.leftover) > 0  # no RIFF header
         width = 4 if self.is_float else 2
         self.announced = announced // width if announced is not None else None  # samples
         self.queue: queue.Queue[np.ndarray | None] = queue.Queue()
