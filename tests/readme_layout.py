@@ -21,7 +21,10 @@ PACKAGES = ("edtalk", "datamodules", "metrics")
 FOLDERS = {
     "benchmarks": ("speed benchmarks, each a ratio against a baseline measured in the same run", True),
     "docs": ("recipes (paper | original | ours, per stage) and evaluation protocols", False),
-    "experiments": ("stage configs (omegaconf YAML): defaults + one file per stage/experiment", False),
+    "experiments": (
+        "stage configs (omegaconf YAML): defaults + one file per stage/experiment; demo/: the main job's plan",
+        False,
+    ),
     "sweeps": ("wandb sweep specs over keys of an experiment", False),
     "tests": ("pytest, mirroring the source tree; tiny configs, real files in tmp_path", False),
 }
