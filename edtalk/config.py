@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Self
 
@@ -85,12 +86,12 @@ class GeneratorConfig(SerializableConfig):
     def __post_init__(self) -> None:
         log = math.log2(self.size) if self.size > 0 else -1
         if self.size < 64 or log != int(log):
-            raise ValueError(f"GeneratorConfig.size must be a power of two >= 64, got {self.size}")
+            raise ValueError(f"size={self.size!r}: expected a power of two >= 64")
         if self.variant not in ("full", "lip_pose"):
-            raise ValueError(f"GeneratorConfig.variant must be 'full' or 'lip_pose', got {self.variant!r}")
+            raise ValueError(f"variant={self.variant!r}: expected 'full' or 'lip_pose'")
         if self.style_dim < self.motion_dim:
             raise ValueError(
-                f"style_dim ({self.style_dim}) must be >= the total bank size ({self.motion_dim}) for QR"
+                f"style_dim={self.style_dim}: expected >= the total bank size ({self.motion_dim}) for QR"
             )
 
     @property
@@ -141,9 +142,9 @@ class DiscriminatorConfig(SerializableConfig):
 
     def __post_init__(self) -> None:
         if self.channel_multiplier <= 0:
-            raise ValueError(f"channel_multiplier must be > 0, got {self.channel_multiplier}")
+            raise ValueError(f"channel_multiplier={self.channel_multiplier!r}: expected a number > 0")
         if self.max_channels < 1:
-            raise ValueError(f"max_channels must be >= 1, got {self.max_channels}")
+            raise ValueError(f"max_channels={self.max_channels!r}: expected an integer >= 1")
 
     @classmethod
     def tiny(cls) -> DiscriminatorConfig:
@@ -229,10 +230,10 @@ def check_optim(lrs: dict[str, float], betas: dict[str, list[float]]) -> None:
     """
     for name, lr in lrs.items():
         if not lr > 0:
-            raise ValueError(f"{name} must be > 0, got {lr}")
+            raise ValueError(f"{name}={lr!r}: expected a number > 0")
     for name, pair in betas.items():
         if len(pair) != 2 or not all(0 <= b < 1 for b in pair):
-            raise ValueError(f"{name} must be two values in [0, 1), got {list(pair)}")
+            raise ValueError(f"{name}={list(pair)!r}: expected two values in [0, 1) (Adam betas)")
 
 
 # -- typed sections ------------------------------------------------------------------------------------
@@ -281,7 +282,10 @@ def check_section(
     except (TypeError, ValueError) as err:
         if isinstance(err, ConfigError):
             raise
-        raise ConfigError(f"{prefix}: {_one_line(err)}{_where(origin)}") from err
+        line = _one_line(err)
+        field = line.split("=", 1)[0]
+        joined = f"{prefix}.{line}" if field in params else f"{prefix}: {line}"  # "model.optim.g_lr=0: ..."
+        raise ConfigError(f"{joined}{_where(origin)}") from err
 
 
 def _hints_of(fn: Any) -> dict[str, Any]:
@@ -301,6 +305,9 @@ def _checked(tp: Any, value: Any, key: str, origin: str) -> Any:
         return check_section(nested[0], value, key, origin)
     if not fits(tp, value):
         raise ConfigError(f"{key}={value!r}: expected {describe(tp)}{_where(origin)}")
+    rule = value_rule(key)
+    if rule is not None and not rule.test(value):
+        raise ConfigError(f"{key}={value!r}: expected {rule.words}{_where(origin)}")
     if isinstance(value, list) and _origin(tp) is tuple:
         return tuple(value)
     return value
@@ -408,3 +415,168 @@ def _where(origin: str) -> str:
 
 def _one_line(err: BaseException) -> str:
     return " ".join(str(err).split())
+
+
+# -- value ranges --------------------------------------------------------------------------------------------
+# What a key accepts beyond its type, checked by `check_section` while the run config is composed (so a bad
+# value fails before a run folder exists). Lightning's own checks of the trainer.* values run only when the
+# Trainer is built; these mirror them. Patterns are fnmatch patterns over the full key; the first match wins.
+@dataclass(frozen=True)
+class Accepts:
+    """A test of a (well-typed) value and the words for what it accepts."""
+
+    test: Callable[[Any], bool]
+    words: str
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def at_least(low: float, *also: Any, words: str = "") -> Accepts:
+    """Numbers >= `low` (and the special values `also`, e.g. -1 for "no limit", None for "off")."""
+    shown = words or " or ".join([f"a number >= {low}", *(repr(a).replace("None", "null") for a in also)])
+    return Accepts(lambda v: v in also or (_number(v) and v >= low), shown)
+
+
+def above(low: float, *also: Any) -> Accepts:
+    shown = " or ".join([f"a number > {low}", *(repr(a).replace("None", "null") for a in also)])
+    return Accepts(lambda v: v in also or (_number(v) and v > low), shown)
+
+
+def fraction(closed_high: bool = False) -> Accepts:
+    high = "]" if closed_high else ")"
+    return Accepts(
+        lambda v: _number(v) and v >= 0 and (v <= 1 if closed_high else v < 1), f"a number in [0, 1{high}"
+    )
+
+
+def _batches(value: Any) -> bool:
+    """Lightning's limit_*_batches / overfit_batches: a count >= 0 or a fraction in [0, 1]."""
+    if value is None:
+        return True
+    if isinstance(value, float):
+        return 0 <= value <= 1
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _devices(value: Any) -> bool:
+    if isinstance(value, list):
+        return bool(value) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        return value == "auto" or (
+            bool(parts) and all(p.lstrip("-").isdigit() for p in parts) and value != "0"
+        )
+    return isinstance(value, int) and not isinstance(value, bool) and (value >= 1 or value == -1)
+
+
+def _registered(kind: str, value: Any) -> bool:
+    """A name Lightning's accelerator/strategy registry knows (objects are not YAML values)."""
+    if not isinstance(value, str):
+        return True
+    if kind == "accelerator":
+        from lightning.pytorch.accelerators import AcceleratorRegistry
+
+        names = {"auto", "gpu", *AcceleratorRegistry.available_accelerators()}
+    else:
+        from lightning.pytorch.strategies import StrategyRegistry
+
+        names = {"auto", *StrategyRegistry.available_strategies()}
+    return value in names
+
+
+def _val_check_interval(value: Any) -> bool:
+    if isinstance(value, float):
+        return 0 < value <= 1
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value >= 1
+    return True  # None, or a time ("00:01:00:00", a mapping): Lightning parses those
+
+
+def _max_time(value: Any) -> bool:
+    import re
+
+    return not isinstance(value, str) or re.fullmatch(r"\d+:\d\d:\d\d:\d\d", value) is not None
+
+
+def _power_of_two(value: Any) -> bool:
+    return _number(value) and value >= 64 and int(value) == value and (int(value) & (int(value) - 1)) == 0
+
+
+COUNT = at_least(1, words="an integer >= 1")
+RANGES: tuple[tuple[str, Accepts], ...] = (
+    ("trainer.max_steps", at_least(-1, words="-1 (no limit) or an integer >= 0")),
+    ("trainer.max_epochs", at_least(-1, None, words="-1 (no limit), an integer >= 0 or null")),
+    ("trainer.min_steps", at_least(0, None)),
+    ("trainer.min_epochs", at_least(0, None)),
+    ("trainer.num_nodes", COUNT),
+    ("trainer.devices", Accepts(_devices, "'auto', -1 (all), a count >= 1, or a list of device indices")),
+    ("trainer.accelerator", Accepts(lambda v: _registered("accelerator", v), "'auto', 'cpu', 'gpu', 'cuda', 'mps' or 'tpu'")),
+    ("trainer.strategy", Accepts(lambda v: _registered("strategy", v), "'auto', 'ddp' or another Lightning strategy name")),
+    ("trainer.limit_*_batches", Accepts(_batches, "a batch count >= 0, a fraction in [0, 1], or null")),
+    ("trainer.overfit_batches", Accepts(_batches, "a batch count >= 0 or a fraction in [0, 1]")),
+    ("trainer.val_check_interval", Accepts(_val_check_interval, "a step count >= 1, a fraction in (0, 1], a time or null")),
+    ("trainer.num_sanity_val_steps", at_least(-1, None, words="-1 (all), an integer >= 0 or null")),
+    ("trainer.log_every_n_steps", at_least(0, None)),
+    ("trainer.accumulate_grad_batches", COUNT),
+    ("trainer.gradient_clip_val", at_least(0, None)),
+    ("trainer.gradient_clip_algorithm", Accepts(lambda v: v in (None, "norm", "value"), "'norm', 'value' or null")),
+    ("trainer.fast_dev_run", Accepts(lambda v: isinstance(v, bool) or (isinstance(v, int) and v >= 0), "true, false or a batch count >= 0")),
+    ("trainer.reload_dataloaders_every_n_epochs", at_least(0)),
+    ("trainer.profiler", Accepts(lambda v: v in (None, "simple", "advanced", "pytorch", "xla"), "'simple', 'advanced', 'pytorch', 'xla' or null")),
+    ("trainer.max_time", Accepts(_max_time, "a time 'DD:HH:MM:SS', a mapping (days, hours, ...) or null")),
+    ("data.batch_size", COUNT),
+    ("data.val_batch_size", at_least(1, None, words="an integer >= 1 or null")),
+    ("data.num_workers", at_least(0)),
+    ("data.image_size", Accepts(_power_of_two, "a power of two >= 64 (the generator's size)")),
+    ("data.samples_per_epoch", at_least(1, None, words="an integer >= 1 or null")),
+    ("data.samples_per_clip", COUNT),
+    ("data.shuffle_buffer", COUNT),
+    ("data.pool_size", COUNT),
+    ("data.pending", COUNT),
+    ("data.neutral_frames", COUNT),
+    ("data.clip_frames", at_least(0, words="an integer >= 0 (0 = no frame clip)")),
+    ("data.margin", at_least(0, words="a margin >= 0 (pixels)")),
+    ("data.train_fraction", Accepts(lambda v: _number(v) and 0 < v <= 1, "a fraction in (0, 1]")),
+    ("data.val_source", at_least(0, words="a frame index >= 0")),
+    ("*lr", above(0)),
+    ("*every_n_steps", at_least(0, words="an integer >= 0 (0 = never)")),
+    ("*.r1_every", COUNT),
+    ("*.loss.*", at_least(0, words="a loss weight >= 0")),
+    ("*.r1_weight", at_least(0, words="a loss weight >= 0")),
+    ("*.samples_num", at_least(0)),
+    ("*.ema_decay", fraction()),
+    ("*.label_smoothing", fraction()),
+    ("*.dropout", fraction()),
+    ("*.modality_mask", fraction()),
+    ("*.weight_decay", at_least(0)),
+    ("*.clip_grad_norm", above(0, None)),
+    ("*width", above(0)),
+    ("*channel_multiplier", above(0)),
+    ("*.crop_scale", above(0)),
+    ("*.min_shift", at_least(0)),
+    ("*.text_dim", at_least(0, words="an integer >= 0 (0 = no text features)")),
+    ("*_dim", COUNT),
+    ("*.dim", COUNT),
+    ("*max_channels", COUNT),
+    ("*hidden", COUNT),
+    ("*.num_classes", COUNT),
+    ("*.num_emotions", COUNT),
+    ("*.context_layers", at_least(0)),
+    ("*.latent_stride", COUNT),
+    ("*.input_size", COUNT),
+)  # fmt: skip
+# Numeric keys that take any value (tests/faults/test_config_keys.py: every numeric key is here or in RANGES).
+UNBOUNDED: dict[str, str] = {
+    "*.flow_init_gain": "a scale of the flow head's initial weights; any sign works",
+    "generator.size": "GeneratorConfig checks it (a power of two >= 64)",
+    "data.seed": "any integer",
+}
+
+
+def value_rule(key: str) -> Accepts | None:
+    """The first `RANGES` rule whose pattern matches the full key (None: the type is all that is checked)."""
+    from fnmatch import fnmatchcase
+
+    return next((rule for pattern, rule in RANGES if fnmatchcase(key, pattern)), None)
