@@ -82,11 +82,13 @@ def test_emotion_spec_mixes_weights() -> None:
         emotion_spec("happy", 1.0, "sad", 1.5)
 
 
-def test_cli_registers_ui() -> None:
+def test_cli_registers_ui(tmp_path: Path) -> None:
     from edtalk.cli import build_parser
 
-    args = build_parser().parse_args(["ui", "--host", "127.0.0.1", "--port", "8123", "--gfpgan", "g.pth"])
-    assert (args.host, args.port, args.gfpgan, args.checkpoint) == ("127.0.0.1", 8123, Path("g.pth"), [])
+    gfpgan = tmp_path / "g.pth"
+    gfpgan.write_bytes(b"x")  # the CLI checks input files while parsing
+    args = build_parser().parse_args(["ui", "--host", "127.0.0.1", "--port", "8123", "--gfpgan", str(gfpgan)])
+    assert (args.host, args.port, args.gfpgan, args.checkpoint) == ("127.0.0.1", 8123, gfpgan, [])
     assert args.func.__module__ == "edtalk.commands.ui"
 
 
