@@ -386,7 +386,9 @@ def _strategy(cfg: DictConfig) -> Any:
     from lightning.pytorch.strategies import DDPStrategy
 
     # D is toggled off during the G step (and G during the D step): those parameters get no gradient.
-    # No BatchNorm anywhere, so buffers need no per-step broadcast.
+    # Buffers are not broadcast every step: the generator has no BatchNorm, and the lip-sync expert's
+    # BatchNorm statistics stay rank-local (per-device batch, as the original's per-GPU runs; the checkpoint
+    # holds rank 0's); trainer.sync_batchnorm=true computes them over the global batch instead.
     return DDPStrategy(find_unused_parameters=True, broadcast_buffers=False)
 
 

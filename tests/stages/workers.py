@@ -29,7 +29,7 @@ class Dump(L.Callback):
         self.out, self.batches = out, []  # type: ignore[var-annotated]
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: Any, batch: Any, batch_idx: int) -> None:
-        key = "source" if "source" in batch else "source_a"
+        key = next(k for k in ("source", "source_a", "frames") if k in batch)
         self.batches.append(hashlib.sha1(batch[key].numpy().tobytes()).hexdigest())
 
     def on_train_start(self, trainer: L.Trainer, pl_module: Any) -> None:
