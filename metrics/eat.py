@@ -356,6 +356,7 @@ class EatJudges:
     inception: nn.Module | None = None
     emotion_fan: nn.Module | None = None
     fan_inputs: EmotionFANInputs | None = None
+    files: dict[str, Path] = field(default_factory=dict)  # judge files (keys of the ground-truth cache)
 
 
 @dataclass
@@ -405,9 +406,9 @@ class EatScorer:
             psnrs, ssims = psnr_ssim_frames(fake, real)
             self.part.update(psnr=psnrs, ssim=ssims)
             row.update(psnr=float(np.mean(psnrs)), ssim=float(np.mean(ssims)))
-            row.update(self._lmd(fake, real))
+            row.update(self._lmd(fake, real, gt))
             if self.judges.inception is not None:
-                self._fid(fake, real)
+                self._fid(fake, real, gt)
         elif not len(fake):
             row["note"] = "no face found in the result video (EAT's image metrics skip it)"
         if self.judges.emotion_fan is not None:
@@ -428,26 +429,59 @@ class EatScorer:
         if part.get("emotion_hit") is not None:
             self.emotion_hits.append(bool(part["emotion_hit"]))
 
-    def _lmd(self, fake: np.ndarray, real: np.ndarray) -> dict[str, float]:
+    def gt_landmarks(self, gt: Any, real: np.ndarray) -> list[np.ndarray | None]:
+        """dlib landmarks (0 upsamples) of every ground-truth crop, None without a face: computed once per
+        clip and cached on disk (a ground-truth crop's landmarks do not depend on the method)."""
+        import dlib
+
+        from metrics.clips import gt_cached
+
+        def compute() -> np.ndarray:  # K x 69 x 2: 68 points, then (found, 0)
+            out = np.zeros((len(real), 69, 2), np.int64)
+            for k, crop in enumerate(real):
+                lmk = self.judges.aligner.landmarks(crop, 0)
+                if lmk is not None:
+                    out[k, :68], out[k, 68, 0] = lmk, 1
+            return out
+
+        files = [dlib_model_file("shape_predictor_68_face_landmarks.dat")]
+        marks = gt_cached(gt, f"eat-gt-landmarks-dlib{dlib.__version__}", files, compute)
+        return [m[:68] if m[68, 0] else None for m in marks]
+
+    def _lmd(self, fake: np.ndarray, real: np.ndarray, gt: Any) -> dict[str, float]:
         marks = self.judges.aligner.landmarks
+        length = min(len(fake), len(real))
+        gt_marks = self.gt_landmarks(gt, real)
         fake_lmk, gt_lmk = [], []
-        for a, b in zip(*paired(fake, real)):
-            p = marks(a, 0)  # as the reference: the ground truth is searched only where the result has a face
+        for a, k in zip(fake[pair_indices(len(fake), length)], pair_indices(len(real), length)):
+            p = marks(a, 0)  # as the reference: the ground truth counts only where the result has a face
             fake_lmk.append(p)
-            gt_lmk.append(marks(b, 0) if p is not None else None)
+            gt_lmk.append(gt_marks[k] if p is not None else None)
         value = lmd_clip(fake_lmk, gt_lmk)
         if value is None:
             return {}
         self.part["lmd"] = value
         return {"m_lmd": value[0], "f_lmd": value[1]}
 
-    def _fid(self, fake: np.ndarray, real: np.ndarray) -> None:
+    def _fid(self, fake: np.ndarray, real: np.ndarray, gt: Any) -> None:
         f, g = paired(fake, real)
         idx = fid_indices(len(f))
         net = self.judges.inception
         assert net is not None
         self.part["fid_fake"] = net(fid_inputs(f[idx])).numpy()
-        self.part["fid_real"] = net(fid_inputs(g[idx])).numpy()
+        file = self.judges.files.get("inception_imagenet")
+        if file is None:  # no file to key the cache by
+            self.part["fid_real"] = net(fid_inputs(g[idx])).numpy()
+            return
+        import cv2
+        import dlib
+
+        from metrics.clips import gt_cached
+
+        # the ground truth's frames FID sees depend only on the paired length: cached per length
+        kind = f"eat-fid-real-{len(g)}of{len(real)}-dlib{dlib.__version__}-cv{cv2.__version__}"
+        compute = lambda: net(fid_inputs(g[idx])).numpy()  # noqa: E731
+        self.part["fid_real"] = gt_cached(gt, kind, [file], compute)
 
     def _emotion(self, clip_id: str, video: Path) -> dict[str, Any]:
         fan, prep = self.judges.emotion_fan, self.judges.fan_inputs

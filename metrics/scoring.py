@@ -116,7 +116,11 @@ class PresetScorer:
         if protocol == "eat":
             fan = judges.emotion_fan
             eat_judges = EatJudges(
-                EatAligner(), judges.inception_imagenet, fan, EmotionFANInputs() if fan is not None else None
+                EatAligner(),
+                judges.inception_imagenet,
+                fan,
+                EmotionFANInputs() if fan is not None else None,
+                files=dict(judges.files),
             )
             self.eat = EatScorer(eat_judges, workdir)
         self.lse = PaperLSE(judges.syncnet, judges.s3fd) if judges.syncnet and judges.s3fd else None

@@ -10,6 +10,7 @@ shards give the same numbers. Adding a metric = its functional core, its Metric 
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -182,8 +183,18 @@ def score_image(name: str) -> Score:
 
 
 def score_fid(metric: Any, x: ClipInputs) -> tuple[dict[str, Any], Part]:
+    """Inception features of the same frames of both sides (the ground truth's cached on disk per
+    frame selection when the judge's file is known)."""
     idx = evenly_spaced(x.t, x.opts.fid_frames) if x.opts.fid_frames else list(range(x.t))
-    return {}, {"real": metric.features(x.g[idx]), "fake": metric.features(x.p[idx])}
+    file = getattr(x.j, "files", {}).get("inception")
+    if file is None:
+        real = metric.features(x.g[idx])
+    else:
+        from metrics.clips import gt_cached
+
+        kind = "fid-real-" + hashlib.sha256(str(idx).encode()).hexdigest()[:12]
+        real = gt_cached(x.gt, kind, [file], lambda: metric.features(x.g[idx]))
+    return {}, {"real": real, "fake": metric.features(x.p[idx])}
 
 
 def score_lmd(name: str) -> Score:
