@@ -247,8 +247,7 @@ ARGUMENTS: dict[tuple[str, str], Check] = {
     ("data pairing", "shards"): input_folder,
     ("data pairing", "world_size"): AtLeast(1),
     ("data pairing", "workers"): AtLeast(0),
-    ("data neutral-bank", "shards"): input_folder,
-    ("data neutral-bank", "out"): output_folder,
+    ("data neutral-bank", "out"): output_file,
     ("extract-coefficients", "checkpoint"): input_file,
     ("extract-coefficients", "shards"): input_folder,
     ("extract-coefficients", "batch_size"): AtLeast(1),
@@ -332,6 +331,7 @@ FREE: dict[tuple[str, str], str] = {
     ("evaluate", "weights_dir"): "a missing folder skips the metrics whose judges it lacks",
     ("evaluate", "shard"): "I/N, checked by the command (metrics.store.parse_shard)",
     ("data pairing", "seed"): "any integer",
+    ("data neutral-bank", "shards"): "a shard folder or a webdataset URL (shard_urls names what is missing)",
     ("quickstart", "seed"): "any integer",
     ("run", "seed"): "any integer",
 }
