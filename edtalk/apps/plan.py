@@ -31,6 +31,8 @@ TASKS = {
     "evaluate": "edtalk.apps.tasks:evaluate",
     "learning": "edtalk.apps.tasks:learning",
     "emotion_vectors": "edtalk.apps.tasks:emotion_vectors",
+    "emotion_renders": "edtalk.apps.emotion_renders:emotion_renders",
+    "finetune": "edtalk.apps.tasks:finetune",
     "render": "edtalk.apps.renders:render",
     "report": "edtalk.apps.report:report",
 }

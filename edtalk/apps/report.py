@@ -46,6 +46,8 @@ def report(job: Any) -> dict[str, Any]:
         plot = _loss_plot(job.stages, job.out / "losses.png")
         if plot:
             lines += ["", f"![training losses]({plot.name})"]
+    if (res.get("learning") or {}).get("finetune"):
+        lines += _finetune_lines(res["learning"]["finetune"], job.out)
     if res.get("emotion_renders"):
         lines += _emotion_lines(res["emotion_renders"], res.get("learning", {}), job.out)
     if res.get("evaluation"):
@@ -108,6 +110,23 @@ def learning_lines(learning: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _finetune_lines(ft: dict[str, Any], out: Path) -> list[str]:
+    """Person-specific fine-tuning (edtalk.apps.finetune_eval): before | after beside the copy-source floor."""
+    rows = [("PSNR (dB)", "psnr"), ("M-LMD (px)", "m_lmd"), ("CSIM", "csim")]
+    lines = ["", "## One person: fine-tuning on a held-out speaker", "",
+             "Video-driven reconstruction of that speaker's other clips; copying the source frame scores "
+             f"PSNR {_cell(ft.get('psnr_copy_source'))}; the other held-out and training speakers change by "
+             f"{_cell(ft.get('other_speakers_psnr_delta'))} dB.", "",
+             "| measure | before | after |", "|---|---|---|"]  # fmt: skip
+    lines += [
+        f"| {name} | {_cell(ft.get(f'{k}_before'))} | {_cell(ft.get(f'{k}_after'))} |" for name, k in rows
+    ]
+    strip = out / "finetune" / "finetune_strip.png"
+    if strip.is_file():
+        lines += ["", f"![before | after | ground truth]({strip.relative_to(out)})"]
+    return lines
+
+
 def _emotion_lines(renders: dict[str, Any], learning: dict[str, Any], out: Path) -> list[str]:
     """The Acc_emo section (edtalk.apps.emotion_renders): accuracies, the grid and each render's reading."""
     floor = learning.get("floor", {})
@@ -125,7 +144,9 @@ def _emotion_lines(renders: dict[str, Any], learning: dict[str, Any], out: Path)
         "| speaker | emotion | path | judge |",
         "|---|---|---|---|",
     ]
-    lines += [f"| {r['speaker']} | {r['emotion']} | {r['path']} | {r['predicted']} |" for r in renders["rows"]]
+    lines += [
+        f"| {r['speaker']} | {r['emotion']} | {r['path']} | {r['predicted']} |" for r in renders["rows"]
+    ]
     return lines
 
 

@@ -131,6 +131,23 @@ def emotion_vectors(job: Any) -> dict[str, Any]:
     return {"emotion_vectors": folder}
 
 
+def finetune(job: Any) -> dict[str, Any]:
+    """Person-specific fine-tuning on a held-out speaker (`edtalk.apps.finetune_eval`), scored on that
+    speaker's other clips before and after; adds `learning["finetune"]`."""
+    from edtalk.apps.finetune_eval import finetune_eval
+
+    job.step("finetune", "a copy of the generator on one clip per emotion of a held-out speaker")
+    result = finetune_eval(
+        job.checkpoints()["generator"], job.out / "finetune", shards=job.shards, profile=job.profile
+    )
+    learning = dict(job.results.get("learning") or {})
+    learning["finetune"] = result
+    job.step(
+        "finetune", "done " + ", ".join(f"{k}={v:.3g}" for k, v in result.items() if isinstance(v, float))
+    )
+    return {"learning": learning}
+
+
 def fmt_learning(row: dict[str, Any]) -> str:
     keys = ("psnr_video", "psnr_audio", "disentanglement_score", "sync_acc", "emotion_judge_acc")
     return ", ".join(f"{k}={row[k]:.3g}" for k in keys if isinstance(row.get(k), float))

@@ -111,8 +111,9 @@ def test_clip_intensity_and_prosody() -> None:
     values = [s.intensity for s in specs if s.emotion != "neutral"]
     assert all(INTENSITY[0] <= v <= INTENSITY[1] for v in values) and len(set(values)) > len(values) // 2
     assert ClipSpec("S01", "sad", 1, 5).intensity == ClipSpec("S01", "sad", 2, 5).intensity  # seed fixes it
-    half = prosody("angry", 0.5)
-    assert half["rate"] == pytest.approx((PROSODY["neutral"]["rate"] + PROSODY["angry"]["rate"]) / 2)
+    half = prosody("angry", 0.5)  # the voice follows the intensity half as steeply: 3/4 of the way
+    assert half["rate"] == pytest.approx((PROSODY["neutral"]["rate"] + 3 * PROSODY["angry"]["rate"]) / 4)
+    assert prosody("sad", 1.0) == PROSODY["sad"]
     assert prosody("happy", 0.0) == PROSODY["neutral"]
 
 
