@@ -23,6 +23,7 @@ import dataclasses
 import datetime
 import inspect
 import os
+import shutil
 import warnings
 from pathlib import Path
 from typing import Any
@@ -690,9 +691,15 @@ def fit(cfg: DictConfig, overwrite: bool = False) -> Path:
     module = stage_class(str(cfg.stage)).build(cfg, resume=ckpt is not None)
     module.sample_dir = run_dir / "samples"
     datamodule = build_datamodule(cfg)
+    fresh = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(to_yaml(cfg))
-    trainer = build_trainer(cfg, run_dir)
+    try:
+        trainer = build_trainer(cfg, run_dir)
+    except Exception:  # a value Lightning refuses (e.g. accelerator=gpu without one): leave no half-made run
+        if fresh:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     from lightning.pytorch.utilities import rank_zero_info
 
     rank_zero_info(f"{cfg.experiment}: " + " | ".join(run_summary(cfg)))

@@ -92,3 +92,18 @@ def test_process_generate_unwritable_out(tmp_path: Path) -> None:
     assert len(lines) == 2 and lines[0].startswith(
         "edtalk generate: error: argument --out: cannot write /proc/x.mp4"
     )
+
+
+def test_a_value_lightning_refuses_leaves_no_run_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No rule of ours catches accelerator=gpu on a machine without one: Lightning refuses it when the
+    Trainer is built, after the run folder was made; the folder goes again (nothing half-written)."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("the refused value (accelerator=gpu) is valid on this machine")
+    runs = tmp_path / "runs"
+    assert cli.main(["fit", "reconstruct", "--debug", "trainer.accelerator=gpu", f"run.root={runs}"]) == 2
+    assert "gpu" in capsys.readouterr().err.lower()
+    assert not any(p.is_file() for p in runs.rglob("*")), sorted(runs.rglob("*"))
