@@ -78,7 +78,8 @@ def _check_learning(learning: dict, report: str) -> None:
     assert set(learning["floor"]) == LEARNING_KEYS
     for row in (learning, learning["floor"]):  # the paper's Acc_emo on renders of the held-out speakers
         assert 0.0 <= row["acc_emo_generated"] <= 1.0 and 0.0 <= row["acc_emo_audio"] <= 1.0
-    assert "## Do the videos show the emotion?" in report and "![emotion grid](plots/emotion_grid.png)" in report
+    assert "## Do the videos show the emotion?" in report
+    assert "![emotion grid](plots/emotion_grid.png)" in report
     for row in (learning, learning["floor"]):
         assert set(row["r2"]) == {"mouth", "pose", "exp"}
         assert all(set(per) == {"mouth_open", "yaw", "pitch", "roll"} for per in row["r2"].values())

@@ -90,7 +90,7 @@ def test_shard_directory_picks_one_person(builtin: Path) -> None:
     default.setup("fit")
     test_clips = [c for c in iter_clips(builtin, "test")]
     person = test_clips[0].meta["speaker"]
-    assert default.load_frames().name == person  # the speaker of the first test clip, all of that person's clips
+    assert default.load_frames().name == person  # the first test clip's speaker, all of that person's clips
     assert len(default.load_frames()) == sum(c.num_frames for c in test_clips if c.meta["speaker"] == person)
 
     key = sorted(c.key for c in test_clips)[0]
