@@ -151,7 +151,8 @@ class Renderer:
     def _animate(self, enc: SourceEncoding, alpha: dict[str, torch.Tensor], q: torch.Tensor) -> torch.Tensor:
         gen = self.generator
         with float32(gen):  # latent arithmetic in float32 under bf16 autocast: only E, G and EEM run in bf16
-            w, e = gen.latent(enc.w_a.float(), alpha, q)
+            # bank weights may come from a network run under autocast (audio -> mouth in bf16): float32 here
+            w, e = gen.latent(enc.w_a.float(), {k: v.float() for k, v in alpha.items()}, q)
         return gen.render(enc, w, e)
 
     def __call__(
