@@ -80,9 +80,11 @@ def test_face_boxes_cover_every_landmark_with_the_mouth_in_the_lower_half(clips:
         # the whole face: all 68 points inside the box (float32 rounding only)
         assert (lmk[..., 0] >= box[:, None, 0] - 1e-4).all() and (lmk[..., 0] <= box[:, None, 2] + 1e-4).all()
         assert (lmk[..., 1] >= box[:, None, 1] - 1e-4).all() and (lmk[..., 1] <= box[:, None, 3] + 1e-4).all()
-        # the mouth in the lower half (measured: its top >= 2.6 % of the box height below the centre)
+        # the mouth in the lower half: its points' mean >= 9.9 % of the box height below the centre (measured on
+        # the built-in data v4); a happy clip's raised corners reach the centre line (measured: exactly 0.0)
         centre, height = (box[:, 1] + box[:, 3]) / 2, box[:, 3] - box[:, 1]
-        assert (lmk[:, MOUTH, 1].min(1) > centre + 0.01 * height).all(), clip.key
+        assert (lmk[:, MOUTH, 1].mean(1) > centre + 0.05 * height).all(), clip.key
+        assert (lmk[:, MOUTH, 1].min(1) > centre - 0.02 * height).all(), clip.key
         assert (lmk[:, EYES, 1].max(1) < centre).all(), clip.key  # and the eyes in the upper half
         # the mouth box (with its margin) is mostly in the lower half (measured >= 86 % of its height)
         mouth = sample["bbox"].numpy().astype(np.float64)
