@@ -74,7 +74,10 @@ LEARNING_KEYS = {
 
 def _check_learning(learning: dict, report: str) -> None:
     """The interface of summary.json -> learning: our row and the random-init floor, same keys."""
-    assert set(learning) == LEARNING_KEYS | {"floor"}
+    assert set(learning) == LEARNING_KEYS | {"floor", "finetune"}
+    finetune = {"psnr_before", "psnr_after", "psnr_copy_source", "m_lmd_before", "m_lmd_after"}
+    finetune |= {"csim_before", "csim_after", "other_speakers_psnr_delta"}
+    assert set(learning["finetune"]) == finetune  # the plan's finetune task
     assert set(learning["floor"]) == LEARNING_KEYS
     for row in (learning, learning["floor"]):  # the paper's Acc_emo on renders of the held-out speakers
         assert 0.0 <= row["acc_emo_generated"] <= 1.0 and 0.0 <= row["acc_emo_audio"] <= 1.0

@@ -123,7 +123,10 @@ def test_workers_give_the_same_numbers(
     assert main([*args, "--out", str(tmp_path / "one"), "--no-progress"]) == 0
     assert main([*args, "--out", str(tmp_path / "two"), "--no-progress", "--workers", "2"]) == 0
     one, two = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("one", "two"))
-    assert two["metrics"] == one["metrics"] and len(one["metrics"]["a"]) >= 6  # csim, LMD (dlib) included
+    assert len(one["metrics"]["a"]) >= 6 and set(two["metrics"]["a"]) == set(one["metrics"]["a"])  # csim, LMD
+    # to 1e-6 (the tolerance): a worker process may run its networks with another thread count, and FID
+    # of identical frames is a difference of rounding errors (~3e-16)
+    assert two["metrics"]["a"] == pytest.approx(one["metrics"]["a"], rel=1e-6, abs=1e-9)
 
 
 def test_bad_shard_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
