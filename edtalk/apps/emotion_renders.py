@@ -40,6 +40,8 @@ def emotion_clips(raw: Path, speaker: str, emotion: str) -> list[Path]:
 
 def emotion_renders(job: Any) -> dict[str, Any]:
     """Render and judge every (held-out speaker, emotion, path); adds `acc_emo_*` to the learning row."""
+    from PIL import Image
+
     from datamodules.synthetic import BUILTIN_EMOTIONS, TEST_SPEAKERS
     from edtalk.nn.emotion import EMOTIONS
     from edtalk.pipeline import Pipeline
@@ -69,8 +71,6 @@ def emotion_renders(job: Any) -> dict[str, Any]:
         neutral = emotion_clips(raw, speaker, "neutral")[0]
         source = out / speaker / "source.png"
         source.parent.mkdir(parents=True, exist_ok=True)
-        from PIL import Image
-
         Image.fromarray(io.read_video(neutral, max_frames=1)[0]).save(source)
         voice = io.write_wav(out / speaker / "neutral.wav", io.read_audio(neutral))
         floor = judge_prediction(judge, neutral)
