@@ -76,6 +76,17 @@ def extract_coefficients(
     return fill_sidecars(root, splits, sidecar_path, write, "extract-coefficients", overwrite, progress)
 
 
+def link_shards(src: Path, dst: Path) -> Path:
+    """Link every file of the shard directory `src` but its coefficient sidecars into `dst` (made if missing),
+    so sidecars extracted there never land beside a shared dataset. Returns `dst`."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for item in src.iterdir():
+        link = dst / item.name
+        if item.is_file() and not item.name.endswith(SUFFIX) and not link.exists():
+            link.symlink_to(item.resolve())
+    return dst
+
+
 def emotion_vectors(
     root: str | Path, splits: Sequence[str] = ("train",), levels: Sequence[int] | None = None
 ) -> dict[str, dict[str, Any]]:

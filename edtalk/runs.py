@@ -6,9 +6,12 @@ A run of `edtalk fit` (`edtalk.train`) is a folder `<run.root>/<experiment>/<run
     checkpoints/last.ckpt             Lightning checkpoint (+ `<stage>.pt`: a stage's export, e.g. audio2mouth.pt)
     logs/metrics.csv, logs/version_N/metrics.csv    one CSV log per session (resumes add a version)
     samples/                          image grids
+    wandb_id.txt, wandb/              the wandb run a resume continues
 
-and, for the audio stages' `--debug` runs, coefficient shards in `<run.root>/<experiment>/debug-data/`.
-The main job, its report, the learning table and the sweeps read runs through these functions.
+and, for the audio stages' `--debug` runs, coefficient shards in `<run.root>/<experiment>/debug-data/`; a
+plan's `extract` step writes its coefficient shards in `<run.root>/extract/debug/data/`.
+`edtalk fit` (`edtalk.train`, `edtalk.stages`) writes runs, and the main job, its report, the learning table
+and the sweeps read them, through these functions.
 """
 
 from __future__ import annotations
@@ -18,37 +21,94 @@ from pathlib import Path
 from typing import Any
 
 DEBUG_RUN = "debug"  # `run.name` of `--debug` runs
+CHECKPOINTS = "checkpoints"
+LAST = "last.ckpt"
+LOGS = "logs"  # the CSV logger's folder in a run (Lightning's `CSVLogger(save_dir=run_dir, name=LOGS)`)
+
+
+def experiment_runs(root: Path | str, experiment: str) -> Path:
+    """`<run.root>/<experiment>/`: the folder of every run of `experiment`."""
+    return Path(root) / experiment
+
+
+def run_path(root: Path | str, experiment: str, name: str) -> Path:
+    """`<run.root>/<experiment>/<run.name>/`."""
+    return experiment_runs(root, experiment) / name
 
 
 def debug_run(root: Path, experiment: str) -> Path:
     """The `--debug` run directory of `experiment` under `run.root` `root`."""
-    return root / experiment / DEBUG_RUN
+    return run_path(root, experiment, DEBUG_RUN)
 
 
 def config_file(run_dir: Path) -> Path:
     return run_dir / "config.yaml"
 
 
-def checkpoint(run_dir: Path, name: str = "last.ckpt") -> Path:
+def checkpoint_dir(run_dir: Path) -> Path:
+    return run_dir / CHECKPOINTS
+
+
+def checkpoint(run_dir: Path, name: str = LAST) -> Path:
     """A file of the run's `checkpoints/` folder (default: the last Lightning checkpoint)."""
-    return run_dir / "checkpoints" / name
+    return checkpoint_dir(run_dir) / name
+
+
+def run_of_checkpoint(ckpt: Path) -> Path | None:
+    """The run directory a checkpoint file lies in (`<run>/checkpoints/x.ckpt`), None for a file elsewhere."""
+    parent = Path(ckpt).resolve().parent
+    return parent.parent if parent.name == CHECKPOINTS else None
+
+
+def resumable(experiment_dir: Path) -> list[Path]:
+    """The runs of an experiment folder that hold a `last.ckpt`, oldest checkpoint first."""
+    found = [p.parents[1] for p in experiment_dir.glob(f"*/{CHECKPOINTS}/{LAST}")]
+    return sorted(found, key=lambda d: checkpoint(d).stat().st_mtime)
+
+
+def export_file(run_dir: Path, stage: str) -> Path:
+    """Where a stage writes its export: `checkpoints/<stage>.pt` (e.g. audio2mouth.pt)."""
+    return checkpoint(run_dir, f"{stage}.pt")
 
 
 def export(run_dir: Path, stage: str) -> Path | None:
     """The stage's export (`checkpoints/<stage>.pt`, e.g. audio2mouth.pt), None when the run wrote none."""
-    path = checkpoint(run_dir, f"{stage}.pt")
+    path = export_file(run_dir, stage)
     return path if path.is_file() else None
+
+
+def samples_dir(run_dir: Path) -> Path:
+    return run_dir / "samples"
+
+
+def wandb_id_file(run_dir: Path) -> Path:
+    return run_dir / "wandb_id.txt"
+
+
+def debug_data(root: Path | str, experiment: str) -> Path:
+    """Where an audio stage's `--debug` run writes its coefficient shards: `<run.root>/<experiment>/debug-data/`."""
+    return experiment_runs(root, experiment) / "debug-data"
 
 
 def coefficient_data(run_dir: Path) -> Path | None:
     """The coefficient shards an audio stage's `--debug` run extracted (beside the run), None if absent."""
-    data = run_dir.parent / "debug-data"
+    data = debug_data(run_dir.parent.parent, run_dir.parent.name)
     return data if data.is_dir() else None
+
+
+def extracted_data(run_dir: Path) -> Path:
+    """The coefficient shards of a plan's `extract` step (its run directory's `data/`)."""
+    return run_dir / "data"
+
+
+def extract_stamp(run_dir: Path) -> Path:
+    """What a plan's `extract` step extracted with (generator file, shards): `extract.json`."""
+    return run_dir / "extract.json"
 
 
 def metric_files(run_dir: Path) -> list[Path]:
     """A run's CSV logs in session order: `logs/metrics.csv`, then `logs/version_N/metrics.csv` by N."""
-    logs = run_dir / "logs"
+    logs = run_dir / LOGS
     versions = [p for p in logs.glob("version_*/metrics.csv") if p.parent.name[8:].isdigit()]
     versions.sort(key=lambda p: int(p.parent.name[8:]))
     flat = logs / "metrics.csv"

@@ -33,6 +33,8 @@ from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
+from edtalk import runs
+
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 
@@ -209,7 +211,7 @@ def check_start_point(cfg: DictConfig, resuming: bool) -> None:
         return
     prev = cfg.get("requires")
     source = f"the {prev} stage (requires: {prev})" if prev else "a trained generator"
-    example = f"runs/{prev}/<run>/checkpoints/last.ckpt" if prev else "ckpts/EDTalk.pt"
+    example = str(runs.checkpoint(runs.run_path("runs", prev, "<run>"))) if prev else "ckpts/EDTalk.pt"
     raise ConfigError(
         f"init_from is not set: experiment {cfg.experiment} continues from {source}; pass its checkpoint, "
         f"e.g. edtalk fit {cfg.experiment} init_from={example}"
@@ -218,7 +220,12 @@ def check_start_point(cfg: DictConfig, resuming: bool) -> None:
 
 # -- run directories -----------------------------------------------------------------------------------
 def runs_of(cfg: DictConfig) -> Path:
-    return Path(cfg.run.root) / str(cfg.experiment)
+    return runs.experiment_runs(cfg.run.root, str(cfg.experiment))
+
+
+def debug_dir(cfg: DictConfig) -> Path:
+    """The `--debug` run directory of the experiment `cfg` describes."""
+    return runs.debug_run(Path(cfg.run.root), str(cfg.experiment))
 
 
 def resolve_run(cfg: DictConfig) -> tuple[Path, str | None]:
@@ -226,12 +233,11 @@ def resolve_run(cfg: DictConfig) -> tuple[Path, str | None]:
     ckpt = cfg.ckpt_path
     if ckpt == "last":
         run_dir = _last_run(cfg)
-        ckpt = str(run_dir / "checkpoints" / "last.ckpt")
+        ckpt = str(runs.checkpoint(run_dir))
     elif ckpt:
         if not Path(ckpt).is_file():
             raise FileNotFoundError(f"ckpt_path {ckpt} does not exist")
-        parent = Path(ckpt).resolve().parent
-        run_dir = parent.parent if parent.name == "checkpoints" else _new_run_dir(cfg)
+        run_dir = runs.run_of_checkpoint(Path(ckpt)) or _new_run_dir(cfg)
     else:
         run_dir = _new_run_dir(cfg)
     cfg.run.name = run_dir.name
@@ -241,29 +247,24 @@ def resolve_run(cfg: DictConfig) -> tuple[Path, str | None]:
 
 def _new_run_dir(cfg: DictConfig) -> Path:
     name = cfg.run.name or datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return runs_of(cfg) / str(name)
+    return runs.run_path(cfg.run.root, str(cfg.experiment), str(name))
 
 
 def _last_run(cfg: DictConfig) -> Path:
     if cfg.run.name:
-        run_dir = runs_of(cfg) / str(cfg.run.name)
-        candidates = [run_dir] if (run_dir / "checkpoints" / "last.ckpt").is_file() else []
+        run_dir = runs.run_path(cfg.run.root, str(cfg.experiment), str(cfg.run.name))
+        candidates = [run_dir] if runs.checkpoint(run_dir).is_file() else []
     else:
-        found = runs_of(cfg).glob("*/checkpoints/last.ckpt")
-        candidates = sorted(
-            (p.parents[1] for p in found), key=lambda d: (d / "checkpoints" / "last.ckpt").stat().st_mtime
-        )
+        candidates = runs.resumable(runs_of(cfg))
     if not candidates:
-        where = runs_of(cfg) / str(cfg.run.name or "*")
-        raise FileNotFoundError(
-            f"ckpt_path=last: no {where}/checkpoints/last.ckpt to resume; start a run first"
-        )
+        where = runs.run_path(cfg.run.root, str(cfg.experiment), str(cfg.run.name or "*"))
+        raise FileNotFoundError(f"ckpt_path=last: no {runs.checkpoint(where)} to resume; start a run first")
     return candidates[-1]
 
 
 def fresh_run_check(run_dir: Path, resuming: bool, overwrite: bool) -> None:
     """Refuse to start a new run on top of an existing one's checkpoints (unless overwrite)."""
-    ckpts = run_dir / "checkpoints"
+    ckpts = runs.checkpoint_dir(run_dir)
     if resuming or not ckpts.is_dir() or not any(ckpts.iterdir()):
         return
     if not overwrite:
@@ -460,7 +461,7 @@ def build_loggers(cfg: DictConfig, run_dir: Path) -> list[Any]:
     loggers: list[Any] = []
     if cfg.logger.csv:
         # one version_N/metrics.csv per session: Lightning's CSV writer rewrites an existing file on resume
-        loggers.append(CSVLogger(save_dir=str(run_dir), name="logs"))
+        loggers.append(CSVLogger(save_dir=str(run_dir), name=runs.LOGS))
     mode = os.environ.get("WANDB_MODE", cfg.logger.wandb_mode)
     if cfg.logger.wandb and mode != "disabled":
         loggers.append(_wandb_logger(cfg, run_dir, mode))
@@ -470,7 +471,7 @@ def build_loggers(cfg: DictConfig, run_dir: Path) -> list[Any]:
 def _wandb_logger(cfg: DictConfig, run_dir: Path, mode: str) -> Any:
     from lightning.pytorch.loggers import WandbLogger
 
-    id_file = run_dir / "wandb_id.txt"
+    id_file = runs.wandb_id_file(run_dir)
     if id_file.is_file():
         run_id = id_file.read_text().strip()  # resume the same wandb run
     else:
@@ -494,7 +495,7 @@ def _wandb_logger(cfg: DictConfig, run_dir: Path, mode: str) -> Any:
 def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[Any]:
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    ckpt_dir = run_dir / "checkpoints"
+    ckpt_dir = runs.checkpoint_dir(run_dir)
     c = cfg.checkpoint
     last = ModelCheckpoint(
         dirpath=ckpt_dir, save_last=True, save_top_k=0, every_n_train_steps=int(c.every_n_steps)
@@ -508,14 +509,14 @@ def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[Any]:
         auto_insert_metric_name=False,
     )
     policy = str(cfg.faults.on_nonfinite) if "faults" in cfg else "stop"
-    preemption = Preemption(ckpt_dir / "last.ckpt")
+    preemption = Preemption(runs.checkpoint(run_dir))
     return [
         NonFiniteGuard(policy, ckpt_dir),
         PairingFallbacks(),
         preemption,
         last,
         best,
-        FinalCheckpoint(ckpt_dir / "last.ckpt", preemption),
+        FinalCheckpoint(runs.checkpoint(run_dir), preemption),
     ]
 
 
@@ -624,7 +625,7 @@ class NonFiniteGuard(Callback):
         name = next((n for n, p in pl_module.named_parameters() if p is bad), "?")
         what = f"non-finite loss (NaN/Inf gradient of {name}) at step {trainer.global_step}"
         if self.policy == "stop":
-            last = self.ckpt_dir / "last.ckpt"
+            last = self.ckpt_dir / runs.LAST
             kept = f"last good checkpoint kept: {last}" if last.is_file() else "no checkpoint written yet"
             raise NonFiniteLossError(
                 f"{what}; training stopped before this update ({kept}); "
@@ -689,11 +690,11 @@ def fit(cfg: DictConfig, overwrite: bool = False) -> Path:
     prepare_generator_config(cfg)
     L.seed_everything(int(cfg.seed), workers=True)
     module = stage_class(str(cfg.stage)).build(cfg, resume=ckpt is not None)
-    module.sample_dir = run_dir / "samples"
+    module.sample_dir = runs.samples_dir(run_dir)
     datamodule = build_datamodule(cfg)
     fresh = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(to_yaml(cfg))
+    runs.config_file(run_dir).write_text(to_yaml(cfg))
     try:
         trainer = build_trainer(cfg, run_dir)
     except Exception:  # a value Lightning refuses (e.g. accelerator=gpu without one): leave no half-made run
@@ -750,7 +751,7 @@ def debug_dependency(cfg: DictConfig) -> None:
 def debug_export(experiment: str, cfg: Any) -> Path:
     """The export of another stage's `--debug` run under the same `run.root` (trained first if missing)."""
     prev = compose(experiment, [f"run.root={cfg.run.root}"], debug=True)
-    path = runs_of(prev) / "debug" / "checkpoints" / f"{experiment}.pt"
+    path = runs.export_file(debug_dir(prev), experiment)
     if not path.is_file():
         debug_dependency(prev)
         fit(prev, overwrite=True)
@@ -761,7 +762,7 @@ def _debug_requires(cfg: DictConfig) -> None:
     if not cfg.requires or (not OmegaConf.is_missing(cfg, "init_from") and cfg.init_from):
         return
     prev = compose(str(cfg.requires), [f"run.root={cfg.run.root}"], debug=True)
-    ckpt = runs_of(prev) / "debug" / "checkpoints" / "last.ckpt"
+    ckpt = runs.checkpoint(debug_dir(prev))
     if not _usable(ckpt, prev):
         debug_dependency(prev)
         fit(prev, overwrite=True)

@@ -7,8 +7,8 @@ module, else as `pkg`.
 
 The layers (DESIGN.md §2, "Import direction"), each allowed to import itself and what `ALLOWED` lists:
 `edtalk.nn` imports only `edtalk.config`; `weights` imports `nn`; `losses` build on `nn` and `weights`;
-`stages` import `nn`, `losses`, `weights`, `datamodules` and never the training entry point
-(`edtalk.train`); `pipeline` imports `nn` and `weights` (and the face crop of `datamodules.preprocess`);
+`stages` import `nn`, `losses`, `weights`, `datamodules`, the run directory's layout (`edtalk.runs`: where
+a stage writes its export) and never the training entry point (`edtalk.train`); `pipeline` imports `nn` and `weights` (and the face crop of `datamodules.preprocess`);
 `metrics` may import `edtalk.nn`, `weights` and the renderer of `pipeline`; `apps` and `commands` import
 everything, `cli` only names commands. The small shared modules (`config`, `io`, `mel`, `emotions`,
 `perf`) are the floor every layer above `nn` may use.
@@ -37,7 +37,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "edtalk.runs": LOW,
     "datamodules": (*LOW,),
     "edtalk.coefficients": (*LOW, "datamodules"),
-    "edtalk.stages": (*LOW, "edtalk.losses", "datamodules", "edtalk.coefficients"),
+    "edtalk.stages": (*LOW, "edtalk.losses", "datamodules", "edtalk.coefficients", "edtalk.runs"),
     "edtalk.pipeline": (*LOW, "datamodules.preprocess"),
     "metrics": (*LOW, "edtalk.pipeline.render", "datamodules"),
     "edtalk.train": (

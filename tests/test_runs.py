@@ -59,3 +59,22 @@ def test_finished_needs_the_steps_and_the_same_generator(tmp_path: Path) -> None
     assert not runs.finished(run_dir, 10, {"size": 128})  # another profile's generator
     torch.save({"global_step": 10}, runs.checkpoint(run_dir))
     assert runs.finished(run_dir, 10, {"size": 128})  # no generator stored (audio stages): steps decide
+
+
+def test_the_writers_paths_are_the_run_layout(tmp_path: Path) -> None:
+    """What `edtalk fit` and the stages write, named here only (edtalk.train, edtalk.stages.supervised)."""
+    run_dir = runs.run_path(tmp_path, "audio2mouth", "main")
+    assert (
+        run_dir == runs.experiment_runs(tmp_path, "audio2mouth") / "main" == tmp_path / "audio2mouth" / "main"
+    )
+    assert runs.export_file(run_dir, "audio2mouth") == run_dir / "checkpoints" / "audio2mouth.pt"
+    assert runs.samples_dir(run_dir) == run_dir / "samples"
+    assert runs.wandb_id_file(run_dir) == run_dir / "wandb_id.txt"
+    assert runs.debug_data(tmp_path, "audio2exp") == tmp_path / "audio2exp" / "debug-data"
+    assert runs.extracted_data(runs.debug_run(tmp_path, "extract")) == tmp_path / "extract" / "debug" / "data"
+    assert runs.run_of_checkpoint(runs.checkpoint(run_dir)) == run_dir.resolve()
+    assert runs.run_of_checkpoint(tmp_path / "vox.pt") is None
+    assert runs.resumable(runs.experiment_runs(tmp_path, "audio2mouth")) == []
+    runs.checkpoint(run_dir).parent.mkdir(parents=True)
+    runs.checkpoint(run_dir).write_bytes(b"")
+    assert runs.resumable(runs.experiment_runs(tmp_path, "audio2mouth")) == [run_dir]

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 import torch
 from torch import nn
 
-from edtalk import weights
+from edtalk import runs, weights
 from edtalk.config import check_optim
 from edtalk.stages.builders import PerceptualConfig
 from edtalk.stages.params import world_lr_scale
@@ -239,7 +239,7 @@ class SupervisedStage(EDTalkStage):
 
     def export_path(self) -> Path:
         """`<run>/checkpoints/<kind>.pt` (the trainer's root directory is the run directory)."""
-        return Path(self.trainer.default_root_dir) / "checkpoints" / f"{self.kind}.pt"
+        return runs.export_file(Path(self.trainer.default_root_dir), self.kind)
 
     def export(self, path: str | Path) -> Path:
         """Write the network alone in our checkpoint format (what inference and metrics load)."""
@@ -282,19 +282,14 @@ def debug_coefficient_data(cfg: Any) -> Path:
     write beside a shared dataset. Sets `cfg.data.root`; returns the directory.
     """
     from datamodules.synthetic import ensure_builtin
-    from edtalk.coefficients import extract_coefficients
+    from edtalk.coefficients import extract_coefficients, link_shards
     from edtalk.nn.generator import Generator
     from edtalk.weights.handoff import read_generator
 
     if not cfg.init_from:
         raise ValueError(f"--debug {cfg.experiment}: init_from (the generator to extract with) is not set")
     src = Path(cfg.data.root) if cfg.data.root else ensure_builtin()
-    dst = Path(cfg.run.root) / str(cfg.experiment) / "debug-data"
-    dst.mkdir(parents=True, exist_ok=True)
-    for item in src.iterdir():
-        link = dst / item.name
-        if item.is_file() and not item.name.endswith(".coeffs.npz") and not link.exists():
-            link.symlink_to(item.resolve())
+    dst = link_shards(src, runs.debug_data(cfg.run.root, str(cfg.experiment)))
     gen_cfg, sd, _ = read_generator(cfg.init_from)
     gen = Generator(gen_cfg)
     gen.load_state_dict(sd, strict=True)
