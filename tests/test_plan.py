@@ -65,6 +65,13 @@ def test_steps_are_the_budget_times_the_profile_scale() -> None:
         ("stages: [a]\nbudgets: {visual: 1}\ntasks: [paint]\n", r"unknown task 'paint'"),
         ("stages: [a]\nbudgets: {visual: 1}\ntasks: [{name: report, beside: render}]\n", r"runs beside 'render', which is no later task"),
         ("tasks: [report]\n", r"a plan needs a `stages:` list"),
+        ("stages: [recon]\nbudgets: {visual: 1}\n", r"stages: 'recon': experiment 'recon' not found"),
+        ("stages: [{name: extract}, reconstruct]\nbudgets: {visual: 1}\n", r"stages: extract reads \[\]; it needs `after: \[<one generator stage listed before it>\]`"),
+        ("stages: [{name: extract, after: [reconstruct]}, reconstruct]\nbudgets: {visual: 1}\n", r"stages: extract reads \['reconstruct'\]; it needs `after: \[<one generator"),
+        ("stages: [syncnet, {name: extract, after: [syncnet]}]\nbudgets: {visual: 1}\n", r"extract reads 'syncnet' \(stage syncnet\), which trains no generator"),
+        ("stages: [reconstruct, {name: extract, after: [reconstruct], budget: 3}]\nbudgets: {visual: 1}\n", r"extract takes only `after: \[<generator stage>\]`"),
+        ("data: null\nstages: [reconstruct, {name: extract, after: [reconstruct]}]\nbudgets: {visual: 1}\n", r"extract runs over the plan's shards: set `data:`"),
+        ("stages: [{name: reconstruct, budget: all}]\n", r"budget 'all' is not in `budgets:` \(or 'recipe'\)"),
     ],
 )  # fmt: skip
 def test_plan_file_mistakes_name_the_file_and_the_key(tmp_path: Path, text: str, error: str) -> None:
@@ -165,3 +172,118 @@ def test_edtalk_run_trains_a_plan_and_reuses_finished_stages(
     assert main(["run", str(plan), "--out", str(out)]) == 0
     assert ckpt.stat().st_mtime_ns == stamp  # finished with the same steps: not trained again
     assert main(["run", str(plan), "--out", str(out), "--profile", "demo"]) == 2  # the plan has no profiles
+
+
+# -- the extract step and a cluster plan (debug: false) -------------------------------------------------
+CLUSTER_PLAN = main_plan().parents[1] / "cluster" / "plan.yaml"
+
+
+def test_the_cluster_plan_runs_the_whole_recipe_and_prints_its_graph(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """stage 1 -> 2 -> expression -> extract -> audio stages -> evaluate, each experiment as written."""
+    from edtalk.apps.plan import GENERATOR_STAGES
+    from edtalk.stages import STAGES, stage_class
+    from edtalk.stages.base import GANStage
+
+    plan = load_plan(CLUSTER_PLAN)
+    assert not plan.debug and plan.order[:4] == ("reconstruct", "mouth_pose", "expression", "extract")
+    assert [t.name for t in plan.tasks] == ["evaluate"]
+    for stage in plan.order:
+        if stage != "extract":  # each experiment's start point is an edge; every audio stage reads extract
+            requires = OmegaConf.load(experiment_file(stage)).get("requires")
+            assert requires is None or requires in plan.upstream_of(stage), stage
+            assert ("extract" in plan.upstream_of(stage)) == stage.startswith("audio2"), stage
+            assert plan.steps(stage, "") is None  # budget: recipe
+    assert set(GENERATOR_STAGES) == {s for s in STAGES if issubclass(stage_class(s), GANStage)}
+    assert main(["run", str(CLUSTER_PLAN), "--graph"]) == 0
+    table = capsys.readouterr().out
+    assert "| extract | expression | main process | – |\n" in table
+    assert "| audio2mouth | mouth_pose, syncnet, extract | main process | recipe |\n" in table
+
+
+def test_a_cluster_plan_hands_each_stage_its_inputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cluster plan's configs as the runner composes them (full-size, nothing trained): the recipe's
+    schedule, the plan's shards, init_from, the extract step's shards and the syncnet export."""
+    import edtalk.apps.extract
+    import edtalk.train
+    from edtalk import runs
+
+    composed: dict[str, Any] = {}
+
+    def fake_fit(cfg: Any, overwrite: bool = False) -> Path:
+        run_dir = runs.debug_run(Path(cfg.run.root), str(cfg.experiment))
+        runs.checkpoint_dir(run_dir).mkdir(parents=True)
+        runs.export_file(run_dir, str(cfg.experiment)).write_bytes(b"")
+        composed[str(cfg.experiment)] = cfg
+        return run_dir
+
+    extracted: list[tuple[Path, Path, Path]] = []
+    monkeypatch.setattr(edtalk.train, "fit", fake_fit)
+    monkeypatch.setattr(
+        edtalk.apps.extract, "extract_step", lambda *a, **k: extracted.append(a[:3]) or a[0] / "data"
+    )
+    monkeypatch.setattr(runner_mod, "_finished", lambda *a: False)
+    job = PlanRun(load_plan(CLUSTER_PLAN), tmp_path, profile="", log=lambda s: None)
+    job.prepare_data()
+    job.train_all()
+    root = tmp_path / "runs"
+    assert [s.name for s in job.stages] == list(job.plan.order)
+    assert extracted == [
+        (root / "extract" / "debug", root / "expression" / "debug" / "checkpoints" / "last.ckpt", Path("/shared/shards/mead"))
+    ]  # fmt: skip
+    data = str(root / "extract" / "debug" / "data")
+    assert {k: cfg.data.root for k, cfg in composed.items()} == {
+        k: (data if k.startswith("audio2") else "/shared/shards/mead") for k in composed
+    }
+    mouth = composed["audio2mouth"]
+    assert mouth.init_from == str(root / "mouth_pose" / "debug" / "checkpoints" / "last.ckpt")
+    assert mouth.model.syncnet == str(root / "syncnet" / "debug" / "checkpoints" / "syncnet.pt")
+    assert mouth.trainer.max_steps == OmegaConf.load(experiment_file("audio2mouth")).trainer.max_steps
+    assert mouth.generator.size == 256 and mouth.run.name == "debug"  # full size; the plan's run folder
+    assert composed["expression"].init_from.endswith("mouth_pose/debug/checkpoints/last.ckpt")
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private copy of the built-in shards (a plan's `data:` folder, which the extract step leaves as it is)."""
+    import shutil
+
+    from datamodules.synthetic import ensure_builtin
+
+    dst = tmp_path_factory.mktemp("builtin") / "shards"
+    shutil.copytree(ensure_builtin(), dst)
+    return dst
+
+
+def test_a_plan_with_the_extract_step_runs_end_to_end(
+    tmp_path: Path, shards: Path, one_thread: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tiny stages through `edtalk run`: stage 1 -> 2 -> extract -> audio2pose (the debug recipe's steps)
+    on the extract step's sidecars; a rerun reuses the sidecars and the stages."""
+    import numpy as np
+
+    from edtalk import runs
+
+    monkeypatch.setattr(runner_mod, "second_core", lambda: False)
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        f"data: {shards}\nbudgets: {{visual: 2}}\ngenerator: mouth_pose\n"
+        "stages: [reconstruct, {name: mouth_pose, after: [reconstruct]}, {name: extract, after: [mouth_pose]},\n"
+        "  {name: audio2pose, budget: recipe, after: [mouth_pose, extract]}]\n"
+    )
+    out = tmp_path / "out"
+    assert main(["run", str(plan), "--out", str(out)]) == 0
+    step = runs.debug_run(out / "runs", "extract")
+    sidecars = sorted(runs.extracted_data(step).glob("*.tar.coeffs.npz"))
+    assert {p.name.removesuffix(".coeffs.npz") for p in sidecars} == {p.name for p in shards.glob("*.tar")}
+    assert np.load(sidecars[0])["__dims__"].tolist() == [20, 6, 0]  # mouth_pose's lip-pose generator
+    assert not list(shards.glob("*.coeffs.npz"))  # the plan's shard folder stays as it was
+    audio = runs.debug_run(out / "runs", "audio2pose")
+    cfg = OmegaConf.load(runs.config_file(audio))
+    assert cfg.data.root == str(runs.extracted_data(step)) and cfg.trainer.max_steps == 6
+    assert runs.coefficient_data(audio) is None  # no `--debug` extraction of its own
+    assert runs.last_metrics(audio)["val/loss"] > 0 and runs.export(audio, "audio2pose") is not None
+    stamps = [p.stat().st_mtime_ns for p in [*sidecars, runs.checkpoint(audio)]]
+    assert main(["run", str(plan), "--out", str(out)]) == 0
+    assert [p.stat().st_mtime_ns for p in [*sidecars, runs.checkpoint(audio)]] == stamps

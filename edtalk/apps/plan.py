@@ -2,19 +2,27 @@
 
 A plan file (YAML; `experiments/demo/plan.yaml` is the main job, `edtalk quickstart`) declares
 
-    data: builtin                  # build the built-in dataset first (null: the stages' own data.root)
+    data: builtin                  # build the built-in dataset first (null: the stages' own data.root;
+                                   # a shard directory or URL: every stage's data.root)
     debug: true                    # compose each stage with experiments/debug.yaml (`edtalk fit --debug`)
     generator: expression          # the stage whose generator the tasks evaluate and render
     budgets: {visual: 200, audio: 120}        # named step counts (`quickstart --steps/--audio-steps`)
     profiles:                      # config layers: experiments/<layer>/<stage>.yaml + step scales
       demo: {layer: demo, scale: {reconstruct: 5.0}}
     stages:                        # in order; `after`: stages whose outputs it reads (init_from, exports)
-      - {name: reconstruct, budget: visual}
+      - {name: reconstruct, budget: visual}   # budget: recipe = the experiment's own steps and intervals
       - {name: syncnet, budget: audio, side: true}       # side: may run in a second process
-      - {name: audio2mouth, budget: audio, after: [mouth_pose, syncnet], side: true}
+      - {name: extract, after: [expression]}  # coefficient sidecars of that generator over the plan's shards
+      - {name: audio2mouth, budget: audio, after: [mouth_pose, syncnet, extract], side: true}
     tasks:                         # after training, in order; `needs`: skipped unless these stages ran
       - {name: evaluate, needs: [expression], beside: learning}   # beside: in a second process meanwhile
       - report
+
+A stage is an experiment (`experiments/<name>.yaml`) trained by `edtalk fit`, except the step `extract`:
+`edtalk extract-coefficients` with the checkpoint of the one generator stage it reads, over the plan's
+shards (linked into its own folder, so a shared dataset stays as it is). A stage that reads `extract`
+trains on those shards and their sidecars (under `debug: true` its own `--debug` extraction is skipped).
+Experiments/cluster/plan.yaml is the full recipe as a plan.
 
 The graph is read once (`load_plan`); `upstream_of(stage)` answers for the main job's graph. The runner
 that executes a plan is `edtalk.apps.runner.PlanRun`.
@@ -36,6 +44,10 @@ TASKS = {
     "render": "edtalk.apps.renders:render",
     "report": "edtalk.apps.report:report",
 }
+EXTRACT = "extract"  # the coefficient-extraction step of the stage graph (no experiment)
+RECIPE = "recipe"  # a budget: the experiment's own trainer.max_steps, validation and checkpoint intervals
+# Experiments whose `stage:` trains a generator, i.e. what `extract` may read (edtalk.stages: the GAN stages)
+GENERATOR_STAGES = ("reconstruct", "mouth_pose", "expression", "finetune")
 
 
 @dataclass(frozen=True)
@@ -43,7 +55,7 @@ class StageSpec:
     """One training stage of a plan: `edtalk fit <experiment>` with the plan's step budget."""
 
     name: str
-    budget: str | int = "visual"  # a key of `Plan.budgets` or a step count
+    budget: str | int | None = "visual"  # a key of `Plan.budgets`, a step count, RECIPE; None: `extract`
     after: tuple[str, ...] = ()
     side: bool = False
     overrides: tuple[str, ...] = ()
@@ -125,12 +137,17 @@ class Plan:
                 where = "second process, " + (
                     f"after {wait[spec.name]}" if wait[spec.name] else "from the start"
                 )
-            lines.append(f"| {spec.name} | {reads} | {where} | {spec.budget} |")
+            lines.append(
+                f"| {spec.name} | {reads} | {where} | {'–' if spec.budget is None else spec.budget} |"
+            )
         return "\n".join(lines) + "\n"
 
-    def steps(self, stage: str, profile: str, budgets: dict[str, int] | None = None) -> int:
-        """The stage's step count: its budget, scaled by the profile's `scale` (at least 1)."""
+    def steps(self, stage: str, profile: str, budgets: dict[str, int] | None = None) -> int | None:
+        """The stage's step count: its budget, scaled by the profile's `scale` (at least 1); None for a
+        `recipe` budget (the experiment's own) and for `extract` (no training)."""
         budget = self.stage(stage).budget
+        if budget is None or budget == RECIPE:
+            return None
         base = budget if isinstance(budget, int) else {**self.budgets, **(budgets or {})}[budget]
         scale = float(self.profiles.get(profile, {}).get("scale", {}).get(stage, 1.0))
         return max(1, round(base * scale))
@@ -186,6 +203,12 @@ def load_plan(path: Path) -> Plan:
 
 def _stage(path: Path, item: Any) -> StageSpec:
     item = {"name": item} if isinstance(item, str) else dict(item)
+    if item.get("name") == EXTRACT:
+        if set(item) - {"name", "after"}:
+            raise ValueError(
+                f"{path}: stages: {EXTRACT} takes only `after: [<generator stage>]`, got {sorted(item)}"
+            )
+        return StageSpec(EXTRACT, budget=None, after=tuple(item.get("after") or ()))
     unknown = sorted(set(item) - {"name", "budget", "after", "side", "overrides"})
     if unknown or "name" not in item:
         raise ValueError(
@@ -209,21 +232,75 @@ def _task(path: Path, item: Any) -> TaskSpec:
 
 
 def check(plan: Plan) -> None:
-    """Every name a plan refers to exists and comes earlier; budgets and tasks resolve."""
+    """Every name a plan refers to exists and comes earlier; budgets, the extract step and tasks resolve."""
     seen: set[str] = set()
     for spec in plan.stages:
         if spec.name in seen:
             raise ValueError(f"{plan.path}: stage {spec.name!r} is listed twice")
+        if spec.name == EXTRACT:
+            _check_extract(plan, spec, seen)
         late = [a for a in spec.after if a not in seen]
         if late:
             raise ValueError(
                 f"{plan.path}: stage {spec.name!r} reads {late}, which the plan does not list before it"
             )
-        if isinstance(spec.budget, str) and spec.budget not in plan.budgets:
-            raise ValueError(f"{plan.path}: stage {spec.name!r} budget {spec.budget!r} is not in `budgets:`")
+        if isinstance(spec.budget, str) and spec.budget not in (*plan.budgets, RECIPE):
+            raise ValueError(
+                f"{plan.path}: stage {spec.name!r} budget {spec.budget!r} is not in `budgets:` (or {RECIPE!r})"
+            )
         seen.add(spec.name)
-    if plan.generator is not None and plan.generator not in seen:
+    if plan.generator is not None and plan.generator not in seen - {EXTRACT}:
         raise ValueError(f"{plan.path}: generator: {plan.generator!r} is not a stage of the plan")
+    _check_tasks(plan, seen)
+    _check_experiments(plan)
+
+
+def _check_extract(plan: Plan, spec: StageSpec, seen: set[str]) -> None:
+    """`extract` reads exactly one generator stage listed before it, over the plan's own shards."""
+    where = f"{plan.path}: stages: {EXTRACT}"
+    if len(spec.after) != 1 or spec.after[0] not in seen:
+        raise ValueError(
+            f"{where} reads {list(spec.after)}; it needs `after: [<one generator stage listed before it>]` "
+            f"(a {'/'.join(GENERATOR_STAGES)} experiment), so a generator exists when it runs"
+        )
+    try:
+        stage = _stage_of(spec.after[0])
+    except FileNotFoundError as err:
+        raise ValueError(f"{where}: {err}") from None
+    if stage not in GENERATOR_STAGES:
+        raise ValueError(
+            f"{where} reads {spec.after[0]!r} (stage {stage}), which trains no generator; "
+            f"give it one of the plan's {'/'.join(GENERATOR_STAGES)} stages"
+        )
+    if plan.data is None:
+        raise ValueError(
+            f"{where} runs over the plan's shards: set `data:` to builtin or a shard directory (it is null)"
+        )
+
+
+def _stage_of(experiment: str) -> str:
+    """The `stage:` of an experiment file."""
+    import yaml
+
+    from edtalk.train import experiment_file
+
+    raw = yaml.safe_load(experiment_file(experiment).read_text())
+    return str(raw.get("stage") if isinstance(raw, dict) else None)
+
+
+def _check_experiments(plan: Plan) -> None:
+    """Every stage but `extract` is an experiment (`experiments/<name>.yaml` or a YAML path)."""
+    from edtalk.train import experiment_file
+
+    for spec in plan.stages:
+        if spec.name != EXTRACT:
+            try:
+                experiment_file(spec.name)
+            except FileNotFoundError as err:
+                raise ValueError(f"{plan.path}: stages: {spec.name!r}: {err}") from None
+
+
+def _check_tasks(plan: Plan, seen: set[str]) -> None:
     names = [t.name for t in plan.tasks]
     for i, task in enumerate(plan.tasks):
         if task.name not in TASKS and ":" not in task.name:

@@ -1,9 +1,12 @@
 """Execute a plan: build the data, train its stages in order, then run its tasks (`edtalk run PLAN.yaml`).
 
 Each stage is an ordinary `edtalk fit STAGE` run (`--debug` when the plan says so) under
-`OUT/runs/<stage>/debug/`, with the plan's step count; a rerun reuses the stages that finished with the
-same generator. Each stage starts from the checkpoint of the stage its experiment `requires` when this
-run trained it. When the machine has a second core, a second process (`edtalk.apps.side`; one thread
+`OUT/runs/<stage>/debug/`, with the plan's step count (or, for a `recipe` budget, the experiment's own
+schedule); a rerun reuses the stages that finished with the same generator. Each stage starts from the
+checkpoint of the stage its experiment `requires` when this run trained it, and takes the outputs of the
+stages it reads: the `extract` step's shards as `data.root`, an export its `model:` names after the stage
+(audio2mouth's `model.syncnet`). The `extract` step (`edtalk.apps.extract`) writes coefficient sidecars
+with its generator stage's checkpoint under `OUT/runs/extract/debug/`. When the machine has a second core, a second process (`edtalk.apps.side`; one thread
 per process: these networks gain nothing from two) trains the plan's `side` stages in the groups
 `Plan.side_groups` forms, and runs a task marked `beside` while the task it names runs here.
 """
@@ -20,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edtalk import runs
-from edtalk.apps.plan import TASKS, Plan, TaskSpec
+from edtalk.apps.plan import EXTRACT, TASKS, Plan, TaskSpec
 
 if TYPE_CHECKING:
     from edtalk.apps.side import SideProcess
@@ -71,6 +74,8 @@ class PlanRun:
 
             self.step("data", "building the built-in dataset (shards) if needed")
             self.shards = ensure_builtin()
+        elif self.plan.data is not None:
+            self.shards = Path(self.plan.data)
 
     def step(self, name: str, what: str) -> None:
         elapsed = time.perf_counter() - self.started
@@ -92,9 +97,7 @@ class PlanRun:
             if side is not None and set(self.plan.upstream_of(stage)) & set(side.names):
                 self.stages += side.join()  # this stage reads one that is still training there
                 side = None
-            steps = self.stage_steps(stage)
-            self.step(stage, f"training ({i}/{len(order)}, {steps} steps)")
-            self.stages.append(self.train(stage, steps))
+            self.stages.append(self.run_stage(stage, f"{i}/{len(order)}"))
             self.done(self.stages[-1])
             # a group waiting for this stage starts once the last group is in (audio2mouth reads its syncnet)
             if stage in groups:
@@ -113,36 +116,87 @@ class PlanRun:
         self.step("+".join(stages), f"training in a second process ({steps})")
         return SideProcess.start(self, steps)
 
-    def stage_steps(self, stage: str) -> int:
+    def stage_steps(self, stage: str) -> int | None:
         return self.plan.steps(stage, self.profile, self.budgets)
 
-    def train(self, stage: str, steps: int, extra: list[str] | None = None) -> StageRun:
-        """One stage run (`extra`: dotlist overrides applied last, e.g. a seed)."""
+    def run_stage(self, stage: str, place: str) -> StageRun:
+        """Train one stage here, or run the `extract` step (`place`: "i/n" for the log)."""
+        if stage == EXTRACT:
+            (source,) = self.plan.upstream_of(EXTRACT)
+            self.step(stage, f"coefficients of {source}'s generator over the plan's shards ({place})")
+            return self.extract(source)
+        steps = self.stage_steps(stage)
+        self.step(stage, f"training ({place}, {steps if steps is not None else 'the recipe'} steps)")
+        return self.train(stage, steps)
+
+    def train(self, stage: str, steps: int | None, extra: list[str] | None = None) -> StageRun:
+        """One stage run (`steps` None: the experiment's own; `extra`: dotlist overrides applied last)."""
         from edtalk.train import compose, debug_dependency, fit, runs_of
 
-        every = max(1, steps // 2)
         overrides = [
             *profile_overrides(stage, self.plan.layer(self.profile)),
             *self._init_from(stage),
             f"run.root={self.out / 'runs'}",
-            f"trainer.max_steps={steps}",
-            f"trainer.val_check_interval={max(1, steps // 4)}",  # 4 points of the PSNR curve per stage
-            f"checkpoint.every_n_steps={every}",
+            *schedule(steps),
             *([] if self.plan.debug else [f"run.name={runs.DEBUG_RUN}"]),
+            *self._data(stage),
             *(self.plan.stage(stage).overrides if stage in self.plan.order else ()),
             *(extra or []),
         ]
         cfg = compose(stage, overrides, debug=self.plan.debug)
         seed_config(cfg, self.seed)
-        if "samples_every_n_steps" in cfg.model:
-            cfg.model.samples_every_n_steps = every
+        if steps is not None and "samples_every_n_steps" in cfg.model:
+            cfg.model.samples_every_n_steps = max(1, steps // 2)
+        steps = int(cfg.trainer.max_steps) if steps is None else steps
+        prepared_here = not self.plan.debug or self._reads_extract(stage)
+        if prepared_here:  # else `--debug` prepares the stage's inputs itself (`debug_dependency`)
+            self._hand_exports(stage, cfg)
         run_dir = runs_of(cfg) / runs.DEBUG_RUN
         start = time.perf_counter()
         if not _finished(run_dir, steps, cfg):
-            if self.plan.debug:
+            if not prepared_here:
                 debug_dependency(cfg)
             run_dir = fit(cfg, overwrite=True)
         return StageRun(stage, run_dir, steps, time.perf_counter() - start, runs.last_metrics(run_dir))
+
+    def extract(self, source: str) -> StageRun:
+        """The `extract` step: sidecars of `source`'s checkpoint (this run trained it) over the plan's shards."""
+        import torch
+
+        from edtalk.apps.extract import extract_step
+
+        done = self.run_dirs()
+        if source not in done or self.shards is None:
+            raise ValueError(
+                f"{self.plan.path}: extract needs {source!r} trained first and the plan's shards"
+            )
+        device = "cuda" if torch.cuda.is_available() and not self.plan.debug else "cpu"
+        run_dir = runs.debug_run(self.out / "runs", EXTRACT)
+        start = time.perf_counter()
+        extract_step(run_dir, runs.checkpoint(done[source]), self.shards, device)
+        return StageRun(EXTRACT, run_dir, 0, time.perf_counter() - start)
+
+    def _reads_extract(self, stage: str) -> bool:
+        return stage in self.plan.order and EXTRACT in self.plan.upstream_of(stage)
+
+    def _data(self, stage: str) -> list[str]:
+        """`data.root=`: the `extract` step's shards for a stage that reads it, else the plan's shards when
+        `data:` names a folder or URL ([]: the stage's own, e.g. the built-in dataset)."""
+        done = self.run_dirs()
+        if self._reads_extract(stage) and EXTRACT in done:
+            return [f"data.root={runs.extracted_data(done[EXTRACT])}"]
+        if self.plan.data not in (None, "builtin"):
+            return [f"data.root={self.plan.data}"]
+        return []
+
+    def _hand_exports(self, stage: str, cfg: Any) -> None:
+        """A stage whose `model:` has a key named after a stage it reads, unset, gets that stage's export
+        there (audio2mouth's `model.syncnet`)."""
+        done = self.run_dirs()
+        for name in self.plan.upstream_of(stage) if stage in self.plan.order else ():
+            path = runs.export(done[name], name) if name in done else None
+            if path is not None and name in cfg.model and cfg.model[name] is None:
+                cfg.model[name] = str(path)
 
     def _init_from(self, stage: str) -> list[str]:
         """`init_from=` the finished checkpoint of the stage this one requires, when this run trained it."""
@@ -199,6 +253,17 @@ class PlanRun:
         module, _, func = TASKS.get(name, name).partition(":")
         result: dict[str, Any] = getattr(importlib.import_module(module), func)(self)
         return result
+
+
+def schedule(steps: int | None) -> list[str]:
+    """Dotlist of a stage's step budget: max_steps, 4 validations, 2 checkpoints ([]: the experiment's own)."""
+    if steps is None:
+        return []
+    return [
+        f"trainer.max_steps={steps}",
+        f"trainer.val_check_interval={max(1, steps // 4)}",  # 4 points of the PSNR curve per stage
+        f"checkpoint.every_n_steps={max(1, steps // 2)}",
+    ]
 
 
 def second_core() -> bool:

@@ -21,7 +21,7 @@ class SideProcess:
     names: tuple[str, ...] = ()
 
     @classmethod
-    def start(cls, job: Any, steps: dict[str, int]) -> SideProcess:
+    def start(cls, job: Any, steps: dict[str, int | None]) -> SideProcess:
         """Train `steps` ({stage: steps}) in order with `job.train`."""
         return cls._launch(job, {"steps": steps}, tuple(steps))
 

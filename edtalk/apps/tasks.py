@@ -117,11 +117,13 @@ def stage_generators(job: Any) -> tuple[dict[str, Any], dict[str, int]]:
 
 
 def emotion_vectors(job: Any) -> dict[str, Any]:
-    """<emotion>.npy from our expression generator's coefficients (audio2exp's extracted shards)."""
+    """<emotion>.npy from our expression generator's coefficients (the shards audio2exp trained on)."""
     from edtalk.coefficients import emotion_vectors as vectors
 
-    run = job.run_dirs().get("audio2exp")
-    data = runs.coefficient_data(run) if run is not None else None
+    dirs = job.run_dirs()
+    data = runs.coefficient_data(dirs["audio2exp"]) if "audio2exp" in dirs else None
+    if "audio2exp" in dirs and "extract" in job.plan.upstream_of("audio2exp"):
+        data = runs.extracted_data(dirs["extract"])  # the plan's extract step's shards
     if data is None:
         return {"emotion_vectors": None}
     folder = job.out / "emotion_vectors"
