@@ -274,10 +274,13 @@ class _SpeakerPairs(_Base):
 class PairSampler(_SpeakerPairs):
     """{"source", "target"} for stage 1 (spec 5.1): MEAD-style labelled clips take the source from a
     neutral clip of the speaker and the target from any clip of that speaker (neutral clips too);
-    unlabelled clips (HDTF) two frames of one clip. ``pairing="clip"``: two frames of one clip always."""
+    unlabelled clips (HDTF) two frames of one clip. ``pairing="clip"``: two frames of one clip always.
+    "emotion": the target clip's label id (-1 unlabelled; stage 1's optional `model.loss.emotion`)."""
 
     def make(self, clip: Clip, rng: np.random.Generator, source: tuple[np.ndarray, str] | None) -> Sample:
-        return self.pair(clip, rng, source)
+        out = self.pair(clip, rng, source)
+        out["emotion"] = torch.tensor(int(clip.meta.get("emotion_id", -1)), dtype=torch.long)
+        return out
 
 
 @dataclass
@@ -329,17 +332,19 @@ class EmotionSampler(_SpeakerPairs):
     classifier). With clip_frames T > 0 also "frames" (T x 3 x S x S consecutive frames of the target
     clip, for the emotion classifier). With second_target also "target2": another frame of the
     target's clip (same emotion, other mouth and pose; the expression stage's
-    `model.loss.invariance`).
+    `model.loss.invariance`). With neutral_targets (ours, off: the paper pairs neutral -> emotional only)
+    neutral clips are targets too, so the expression weights also learn what "no emotion" renders as.
     """
 
     clip_frames: int = 0
     second_target: bool = False
+    neutral_targets: bool = False
 
     def usable(self, clip: Any) -> bool:
         return super().usable(clip) and clip.num_frames >= self.clip_frames
 
     def is_target(self, clip: Any) -> bool:
-        return not is_neutral(clip)
+        return self.neutral_targets or not is_neutral(clip)
 
     def make(self, clip: Clip, rng: np.random.Generator, source: tuple[np.ndarray, str] | None) -> Sample:
         out = self.pair(clip, rng, source)

@@ -36,13 +36,16 @@ from torch import nn
 
 from edtalk.config import check_optim
 from edtalk.losses import (
+    EmotionRead,
     VGGPyramidLoss,
     bank_diagnostics,
     d_nonsaturating,
+    emotion_cross_entropy,
     g_nonsaturating,
     r1_penalty,
     region_l1,
 )
+from edtalk.nn.emotion import EMOTIONS
 from edtalk.nn.generator import Generator
 from edtalk.stages.builders import (
     AblationConfig,
@@ -100,6 +103,10 @@ class LossWeights:
     # L1 inside the target's mouth box (`edtalk.losses.region`); not in the original recipe (0): the CPU demo
     # profile uses it where no pretrained VGG gives the mouth its weight
     mouth: float = 0.0
+    # ours, not in the paper (0): cross-entropy of a linear read (`edtalk.losses.EmotionRead`) of the driver's
+    # code against its clip's emotion label; the code is the encoder latent in stage 1, the expression
+    # weights in the expression stage (`GANStage.emotion_code_dim`); needs labelled clips
+    emotion: float = 0.0
 
 
 @dataclass
@@ -184,6 +191,9 @@ class GANStage(EDTalkStage):
         if perceptual is not None:
             keep_out_of_checkpoints(perceptual)  # the fixed VGG stays out of our checkpoints
         self.trainable_names = self.freeze_except(self.generator, cfg.trainable, cfg.verify_frozen)
+        self.emotion_read: EmotionRead | None = None
+        if cfg.loss.emotion > 0:  # ours: trained with the generator's optimiser, not part of the generator
+            self.emotion_read = EmotionRead(self.emotion_code_dim(), len(EMOTIONS))
         self.generator_ema: Generator | None = None
         if cfg.ema_decay > 0:
             self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False).eval()
@@ -194,6 +204,16 @@ class GANStage(EDTalkStage):
         """Generator tensors that stay freshly initialised when `init_from` is a stage-1 checkpoint
         (`edtalk.weights.handoff.init_generator`); none by default."""
         return ()
+
+    def emotion_code_dim(self) -> int:
+        """Width of the code `model.loss.emotion` reads (stage 1: the encoder latent)."""
+        return self.generator.cfg.style_dim
+
+    def emotion_term(self, code: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """{"emotion": cross-entropy of the read of `code`} when `model.loss.emotion` > 0, else {}."""
+        if self.emotion_read is None:
+            return {}
+        return {"emotion": emotion_cross_entropy(self.emotion_read(code), batch.get("emotion"))}
 
     def generator_step(self, batch: dict[str, torch.Tensor]) -> StepOutput:
         """Batch -> reconstructions and unweighted losses (implemented by each stage)."""
@@ -231,9 +251,14 @@ class GANStage(EDTalkStage):
         return float(getattr(self.cfg.loss, key))
 
     # -- optimisation ------------------------------------------------------------------------------
+    def generator_parameters(self) -> list[nn.Parameter]:
+        """What the G optimiser updates: the trainable generator parameters and the emotion read."""
+        read = list(self.emotion_read.parameters()) if self.emotion_read is not None else []
+        return [p for p in self.generator.parameters() if p.requires_grad] + read
+
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        params = [p for p in self.generator.parameters() if p.requires_grad]
-        if not params:
+        params = self.generator_parameters()
+        if not any(p.requires_grad for p in self.generator.parameters()):
             raise ValueError(f"trainable globs {self.cfg.trainable} select no generator parameter")
         o = self.cfg.optim
         k = world_lr_scale(self, o.scale_lr_with_world_size)

@@ -34,11 +34,19 @@ emotional clip). With alpha_c = head_c(fc(E(t).w_a)) and Q the joint QR basis [Q
   mouth_pose stage's term applied to the expression head). The fresh expression head is an affine read
   of the motion code that already encodes mouth and pose, so without it the expression weights read
   both (measured in experiments/demo/README.md, section "Expression invariance"). Costs one encoder pass.
+* `model.loss.emotion` (ours, off by default; `GANStage.emotion_term`): cross-entropy of a linear read of
+  the target's expression weights (10 -> the 8 MEAD labels, trained with the generator's optimiser) against
+  the target clip's emotion label (unlabelled clips ignored). Self-reconstruction alone leaves the emotion
+  out of alpha_e on the built-in data within a CPU budget (probe at the floor, renders unchanged by the
+  emotion vectors; experiments/demo/README.md, "Emotion in the expression group"); the label makes the
+  expression weights separate the emotions, and the reconstruction then teaches the bank and EEM what each
+  one looks like. With `data.neutral_targets=true` neutral clips are targets too (the neutral vector).
 * D sees t vs x. Phase 2 (optional, the author's advice in issue #11): `model.trainable=
   '[navigator.exp_fc.*,banks.expression,synthesis.*]'` with init_from the phase-1 checkpoint
   fine-tunes the decoder too.
 
-Emotion labels are not used by the loss (they drive sampling and the evaluation of emotion accuracy).
+Emotion labels are not used by the paper's loss (they drive sampling and the evaluation of emotion
+accuracy); our `model.loss.emotion` uses them.
 """
 
 from __future__ import annotations
@@ -95,6 +103,10 @@ class ExpressionStage(GANStage):
     Config: ClassVar[type[GANStageConfig]] = ExpressionConfig
     stage_name: ClassVar[str] = "expression"
 
+    def emotion_code_dim(self) -> int:
+        """`model.loss.emotion` reads the expression weights alpha_e here."""
+        return self.generator.cfg.exp_dim
+
     def generator_step(self, batch: dict[str, torch.Tensor]) -> StepOutput:
         src, tgt = batch["source"], batch["target"]
         loss_w = self.cfg.loss
@@ -117,6 +129,7 @@ class ExpressionStage(GANStage):
                 )
             alpha2 = self.generator.coefficients(batch["target2"])["exp"]
             losses["invariance"] = coefficient_invariance(alpha2, r["alpha_exp"])
+        losses |= self.emotion_term(r["alpha_exp"], batch)
         if base is None:
             return StepOutput(losses, fake=fake, real=tgt, samples=[src, tgt, fake])
         with torch.no_grad():

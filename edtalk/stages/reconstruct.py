@@ -5,7 +5,8 @@ with the target's own motion codes: x = G(E(s); w_a(s) + sum_k alpha_k(t) q_k). 
 by default. Loss: VGG pyramid + L1 (vs target) + non-saturating GAN; D sees target vs x.
 The original stage 1 starts from LIA's `vox.pt` (its default `--resume_ckpt`): `init_from=PATH/vox.pt`
 (kind `lia_stage1`; heads and banks stay at init) is the documented recipe. With no `init_from` the stage
-trains from scratch and warns, naming where to get the file.
+trains from scratch and warns, naming where to get the file. `model.loss.emotion` (ours, off) reads the
+target's encoder latent (`GANStage.emotion_term`): the encoder learns to see the emotion across speakers.
 Pairs (PairDataModule, `datamodules.samplers.PairSampler`): a neutral-clip frame of a MEAD speaker ->
 a frame of any clip of that speaker; HDTF: two frames of one clip.
 """
@@ -48,9 +49,13 @@ class ReconstructStage(GANStage):
 
     def generator_step(self, batch: dict[str, torch.Tensor]) -> StepOutput:
         src, tgt = batch["source"], batch["target"]
-        fake = drive(self.generator, src, tgt)
+        gen = self.generator
+        # = `drive`, with the driver's latent kept for the emotion read
+        w_t, _ = gen.encoder(tgt, with_features=False)
+        fake = gen.animate(gen.encode(src), gen.navigator(w_t))
         return StepOutput(
-            self.reconstruction_losses(fake, tgt, boxes=self.target_boxes(batch)),
+            self.reconstruction_losses(fake, tgt, boxes=self.target_boxes(batch))
+            | self.emotion_term(w_t, batch),
             fake=fake,
             real=tgt,
             samples=[src, tgt, fake],

@@ -15,7 +15,7 @@ from edtalk.mel import mel_spectrogram
 
 S, B = 64, 4
 CASES = [
-    (PairDataModule, {}, {"source": (B, 3, S, S), "target": (B, 3, S, S), "target_box": (B, 4), "pair_fallback": (B,)}),
+    (PairDataModule, {}, {"source": (B, 3, S, S), "target": (B, 3, S, S), "target_box": (B, 4), "emotion": (B,), "pair_fallback": (B,)}),
     (CrossPairDataModule, {}, {**{k: (B, 3, S, S) for k in ("source_a", "target_a", "source_b", "target_b", "swap_ab", "swap_ba")}, "box_a": (B, 4), "box_b": (B, 4)}),
     (EmotionDataModule, {"clip_frames": 3}, {"source": (B, 3, S, S), "target": (B, 3, S, S), "target_box": (B, 4), "emotion": (B,), "frames": (B, 3, 3, S, S), "pair_fallback": (B,)}),
     (AudioDataModule, {"clip_frames": 5}, {"frames": (B, 5, 3, S, S), "mel": (B, 5, 1, 80, 16), "identity": (B, 3, S, S), "bbox": (B, 5, 4), "face_box": (B, 5, 4), "emotion": (B,)}),

@@ -17,6 +17,7 @@ import pytest
 from datamodules import EmotionDataModule, PairDataModule
 from datamodules.samplers import EmotionSampler, PairSampler
 from datamodules.shards import ShardWriter, clip_pipeline, shard_urls
+from edtalk.nn.emotion import EMOTIONS
 
 S = 32
 
@@ -69,6 +70,21 @@ def test_expression_pairs_neutral_source_with_emotional_target_of_same_speaker(
         assert s["emotion"].item() >= 0
     assert len({s["target_key"] for s in samples}) > 6  # many target clips, not one repeated
     assert {emotion(s["target_key"]) for s in samples} == {"angry", "happy", "sad"}
+
+
+def test_expression_neutral_targets_add_neutral_clips_as_targets(builtin: Path) -> None:
+    """`neutral_targets` (ours): neutral clips become targets too, still with a neutral source of the speaker,
+    and the label says neutral; every emotion appears as a target."""
+    samples = draw(builtin, EmotionSampler(image_size=S, keys=True, pending=64, neutral_targets=True), 64)
+    for s in samples:
+        assert emotion(s["source_key"]) == "neutral" and speaker(s["source_key"]) == speaker(s["target_key"])
+        assert EMOTIONS[int(s["emotion"])] == emotion(s["target_key"])
+    assert {emotion(s["target_key"]) for s in samples} == {"angry", "happy", "neutral", "sad"}
+
+
+def test_reconstruct_samples_carry_the_target_clips_label(builtin: Path) -> None:
+    samples = draw(builtin, PairSampler(image_size=S, keys=True, pending=64), 32)
+    assert all(EMOTIONS[int(s["emotion"])] == emotion(s["target_key"]) for s in samples)
 
 
 def test_expression_uses_hdtf_clips_as_same_clip_pairs(builtin: Path, tmp_path: Path) -> None:
