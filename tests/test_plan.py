@@ -287,3 +287,20 @@ def test_a_plan_with_the_extract_step_runs_end_to_end(
     stamps = [p.stat().st_mtime_ns for p in [*sidecars, runs.checkpoint(audio)]]
     assert main(["run", str(plan), "--out", str(out)]) == 0
     assert [p.stat().st_mtime_ns for p in [*sidecars, runs.checkpoint(audio)]] == stamps
+
+
+def test_set_appends_overrides_to_one_stage_and_names_mistakes() -> None:
+    """`edtalk run/quickstart --set STAGE.KEY=VALUE` (the ablation runs): only the named stage changes, after
+    the plan's own overrides; a wrong stage or a missing `=` is a one-line error naming the form."""
+    plan = load_plan(main_plan())
+    ablated = plan.with_overrides(["expression.model.ablation.no_eem=true", "expression.model.loss.l1=2"])
+    assert ablated.stage("expression").overrides[-2:] == ("model.ablation.no_eem=true", "model.loss.l1=2")
+    assert all(ablated.stage(s).overrides == plan.stage(s).overrides for s in plan.order if s != "expression")
+    assert plan.with_overrides([]) == plan
+    for bad in ("expresion.model.x=1", "expression.model.x", "expression"):
+        with pytest.raises(ValueError, match=r"STAGE\.KEY=VALUE with STAGE one of reconstruct"):
+            plan.with_overrides([bad])
+    from edtalk.train import compose
+
+    cfg = compose("expression", [*ablated.stage("expression").overrides, "init_from=x.ckpt"], debug=True)
+    assert cfg.model.ablation.no_eem is True and cfg.model.loss.l1 == 2

@@ -30,6 +30,8 @@ that executes a plan is `edtalk.apps.runner.PlanRun`.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,6 +83,23 @@ class Plan:
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
     eval_clips: int = 4
     path: Path | None = None
+
+    def with_overrides(self, settings: Sequence[str]) -> Plan:
+        """This plan with `STAGE.KEY=VALUE` settings appended to the named stages' overrides (`--set`),
+        e.g. `expression.model.ablation.no_eem=true`; a later setting wins."""
+        extra: dict[str, list[str]] = {}
+        for item in settings:
+            stage, _, dotlist = item.partition(".")
+            if stage not in self.order or "=" not in dotlist:
+                raise ValueError(
+                    f"--set {item!r}: use STAGE.KEY=VALUE with STAGE one of {', '.join(self.order)} "
+                    "(e.g. expression.model.ablation.no_eem=true)"
+                )
+            extra.setdefault(stage, []).append(dotlist)
+        stages = tuple(
+            dataclasses.replace(s, overrides=(*s.overrides, *extra.get(s.name, ()))) for s in self.stages
+        )
+        return dataclasses.replace(self, stages=stages)
 
     def stage(self, name: str) -> StageSpec:
         for spec in self.stages:

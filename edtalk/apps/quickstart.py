@@ -16,7 +16,7 @@ keeps the smoke-test networks.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -38,10 +38,12 @@ def main_job(
     profile: str = "demo",
     seed: int = 0,
     log: Callable[[str], None] = print,
+    settings: Sequence[str] = (),
 ) -> PlanRun:
-    """The main job's run of the demo plan (`edtalk quickstart --help` names the options); `.run()` runs it."""
+    """The main job's run of the demo plan (`edtalk quickstart --help` names the options; `settings`:
+    `--set STAGE.KEY=VALUE`); `.run()` runs it."""
     official = official_checkpoints(weights) if weights is not None else None
-    plan = load_plan(main_plan())
+    plan = load_plan(main_plan()).with_overrides(settings)
     budgets = {"visual": steps, "audio": audio_steps}
     return PlanRun(plan, out, profile, seed, budgets, eval_clips, log=log, official=official)
 

@@ -43,6 +43,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="seed of every stage (and its data sampling), the learning table's floors and the renders",
     )
     p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="STAGE.KEY=VALUE",
+        help="a config override for one stage, repeatable (the paper's ablations, experiments/demo/README.md: "
+        "expression.model.ablation.no_eem=true)",
+    )
+    p.add_argument(
         "--random-clip",
         action="store_true",
         help="only render a clip with a random-init tiny generator (seconds; a smoke test)",
@@ -60,7 +68,14 @@ def run(args: argparse.Namespace) -> int:
         return 0
     torch.set_num_threads(1)  # tiny networks: a second thread costs more than it gains
     job = main_job(
-        args.out, args.steps, args.audio_steps, args.weights, args.eval_clips, args.profile, args.seed
+        args.out,
+        args.steps,
+        args.audio_steps,
+        args.weights,
+        args.eval_clips,
+        args.profile,
+        args.seed,
+        settings=args.set,
     )
     report = job.run()["report"]
     print(f"report: {report}")

@@ -18,6 +18,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=Path("outputs/run"), help="output folder")
     p.add_argument("--profile", default=None, help="a profile of the plan (default: its first)")
     p.add_argument("--seed", type=int, default=0, help="seed of every stage and of the tasks")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="STAGE.KEY=VALUE",
+        help="a config override for one stage of the plan, repeatable (e.g. the paper's ablations: "
+        "expression.model.ablation.no_eem=true)",
+    )
     p.add_argument("--graph", action="store_true", help="print the plan's stage graph (markdown) and exit")
     p.set_defaults(func=run)
 
@@ -28,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from edtalk.apps.plan import load_plan
     from edtalk.apps.runner import PlanRun
 
-    plan = load_plan(args.plan)
+    plan = load_plan(args.plan).with_overrides(args.set)
     if args.graph:
         print(plan.graph_table(), end="")
         return 0
