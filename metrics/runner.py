@@ -169,6 +169,7 @@ def evaluate(
     store: Store | None = None,
     total: int | None = None,
     progress: bool = False,
+    fast: bool = True,
 ) -> Report:
     """Score each method's folder against the ground-truth clips (matched by clip id).
 
@@ -178,12 +179,14 @@ def evaluate(
     there; a video that cannot be scored is recorded with its reason and the run goes on (without a
     store its error stops the run, as before). Only the clips of `store.shard` / `store.worker` are
     scored; the report then covers those. `total`: the number of clips, for the progress bar's ETA.
+    `fast`: detections shared between metrics, detectors batched and loaded once, the ground truth's
+    side cached on disk (False: the unbatched path before issue 29; the same values to 1e-6).
     """
     videos = {name: find_videos(folder) for name, folder in methods.items()}
     scorers: dict[str, MethodScorer | PresetScorer] = {
-        name: MethodScorer(judges, fid_frames, lse_crop, csim_frames)
+        name: MethodScorer(judges, fid_frames, lse_crop, csim_frames, fast)
         if protocol == "ours"
-        else PresetScorer(judges, protocol)
+        else PresetScorer(judges, protocol, fast=fast)
         for name in methods
     }
     settings = run_settings(judges, protocol, fid_frames, lse_crop, csim_frames)

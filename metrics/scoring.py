@@ -30,16 +30,22 @@ class MethodScorer:
 
     `csim_frames`: CSIM from that many evenly spaced frames per clip (None: every frame, the protocol);
     an estimate for quick runs, where the face descriptor is most of the evaluation's time.
+    `fast`: the shared path (`Options.fast`); False: the path before issue 29 (same values to 1e-6).
     """
 
     def __init__(
-        self, judges: Judges, fid_frames: int = 5, lse_crop: bool = True, csim_frames: int | None = None
+        self,
+        judges: Judges,
+        fid_frames: int = 5,
+        lse_crop: bool = True,
+        csim_frames: int | None = None,
+        fast: bool = True,
     ) -> None:
         if csim_frames is not None and csim_frames < 1:
             raise ValueError(f"csim_frames must be >= 1 or None (every frame), got {csim_frames}")
-        self.j, self.opts = judges, Options(fid_frames, lse_crop, csim_frames)
+        self.j, self.opts = judges, Options(fid_frames, lse_crop, csim_frames, fast)
         self.table = active_rows(judges)
-        self.m: dict[str, Any] = {row.name: row.make(judges) for row in self.table}
+        self.m: dict[str, Any] = {row.name: row.make(judges, self.opts) for row in self.table}
         self.rows: list[dict[str, Any]] = []
         self.parts: list[dict[str, Any]] = []
         self.part: dict[str, Any] = {}
@@ -73,12 +79,20 @@ class MethodScorer:
 
 class PaperLSE:
     """LSE-D / LSE-C with syncnet_python's input preparation (`metrics.sync.prepare_lse_inputs`, S3FD
-    crop); a result without audio is scored with the ground truth's sound."""
+    crop); a result without audio is scored with the ground truth's sound.
 
-    def __init__(self, net: SyncNetV2, s3fd: Path) -> None:
+    `fast`: S3FD loaded once and run on batches of `S3FD_BATCH` frames, SyncNet on channels-last windows
+    (False: S3FD loaded per video, one frame per call, the path before issue 29; boxes and distances agree
+    to ~1e-6).
+    """
+
+    S3FD_BATCH = 16
+
+    def __init__(self, net: SyncNetV2, s3fd: Path, fast: bool = True) -> None:
         from metrics.sync import LSE
 
-        self.metric, self.s3fd = LSE(net), s3fd
+        self.metric, self.s3fd, self.fast = LSE(net, channels_last=fast), s3fd, fast
+        self._detector: Any = None
         self.parts: list[tuple[float, float]] = []
         self.part: tuple[float, float] | None = None
 
@@ -92,7 +106,9 @@ class PaperLSE:
         with tempfile.TemporaryDirectory() as tmp:
             audio = None if probe_video(video).has_audio else write_wav(Path(tmp) / "gt.wav", gt.wav)
             try:
-                inputs = prepare_lse_inputs(video, "s3fd", audio, self.s3fd)
+                inputs = prepare_lse_inputs(
+                    video, "s3fd", audio, self.s3fd, detector=self.detector(), batch_size=self.batch
+                )
             except ValueError as err:  # no face track long enough: syncnet_python scores nothing either
                 return {"lse_note": str(err)}
         self.metric.update(inputs.frames, inputs.wav)
@@ -100,6 +116,20 @@ class PaperLSE:
         self.part = (self.metric.last.lse_d, self.metric.last.lse_c)
         self.parts.append(self.part)
         return dict(self.metric.last.as_dict())
+
+    @property
+    def batch(self) -> int:
+        return self.S3FD_BATCH if self.fast else 0
+
+    def detector(self) -> Any:
+        """The S3FD detector, loaded once (fast path), or None: `prepare_lse_inputs` loads its own."""
+        if not self.fast:
+            return None
+        if self._detector is None:
+            from metrics.syncnet_crop import s3fd_from
+
+            self._detector = s3fd_from(self.s3fd)
+        return self._detector
 
     def summary(self) -> dict[str, float]:
         return fold_lse(self.parts)
@@ -109,7 +139,7 @@ class PresetScorer:
     """`--protocol eat` (EAT's image protocol, Emotion-FAN, syncnet_python LSE) and `--protocol syncnet`
     (LSE only): scores computed from the result video files themselves (see `metrics.eat`)."""
 
-    def __init__(self, judges: Judges, protocol: str, workdir: Path | None = None) -> None:
+    def __init__(self, judges: Judges, protocol: str, workdir: Path | None = None, fast: bool = True) -> None:
         from metrics.eat import EatAligner, EatJudges, EatScorer, EmotionFANInputs
 
         self.eat: EatScorer | None = None
@@ -121,9 +151,10 @@ class PresetScorer:
                 fan,
                 EmotionFANInputs() if fan is not None else None,
                 files=dict(judges.files),
+                fast=fast,
             )
             self.eat = EatScorer(eat_judges, workdir)
-        self.lse = PaperLSE(judges.syncnet, judges.s3fd) if judges.syncnet and judges.s3fd else None
+        self.lse = PaperLSE(judges.syncnet, judges.s3fd, fast) if judges.syncnet and judges.s3fd else None
         self.rows: list[dict[str, Any]] = []
         self.part: dict[str, Any] = {}
 

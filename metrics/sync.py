@@ -37,7 +37,12 @@ def syncnet_input(frames: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def score_video(
-    net: SyncNetV2, frames: torch.Tensor, wav: np.ndarray, vshift: int = VSHIFT, batch_size: int = 20
+    net: SyncNetV2,
+    frames: torch.Tensor,
+    wav: np.ndarray,
+    vshift: int = VSHIFT,
+    batch_size: int = 20,
+    channels_last: bool = False,
 ) -> SyncScore:
     """One video's AV offset, LSE-D and LSE-C.
 
@@ -45,6 +50,8 @@ def score_video(
         net: the SyncNet v2 judge.
         frames: T x 3 x 224 x 224 RGB face crops in [-1, 1] at 25 fps.
         wav: float mono 16 kHz samples in [-1, 1].
+        channels_last: the lip windows in channels-last (NDHWC) layout: oneDNN's faster 3-D
+            convolutions on CPU; distances agree with the default layout to ~1e-6.
     """
     video = syncnet_input(frames)
     cc = torch.from_numpy(mfcc(audio_to_int16_scale(wav)).T.astype(np.float32))  # -> 13 x N
@@ -53,7 +60,10 @@ def score_video(
     vfeat, afeat = [], []
     for i in range(0, n, batch_size):
         j = min(n, i + batch_size)
-        vfeat.append(net.forward_lip(video_windows(video, i, j).to(device)).cpu())
+        windows = video_windows(video, i, j).to(device)
+        if channels_last:
+            windows = windows.contiguous(memory_format=torch.channels_last_3d)
+        vfeat.append(net.forward_lip(windows).cpu())
         afeat.append(net.forward_aud(audio_windows(cc, i, j).to(device)).cpu())
     if not vfeat:
         return sync_score(torch.zeros(0, 2 * vshift + 1), vshift)
@@ -79,18 +89,19 @@ class LSE(Metric):
         net: SyncNetV2 | None = None,
         weights: str | Path | None = None,
         vshift: int = VSHIFT,
+        channels_last: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.net = net if net is not None else SyncNetV2.from_file(weights)
-        self.vshift = vshift
+        self.vshift, self.channels_last = vshift, channels_last
         for name in ("lse_d", "lse_c"):
             self.add_state(name, torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("count", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
         self.last: SyncScore | None = None
 
     def update(self, frames: torch.Tensor, wav: np.ndarray) -> None:
-        self.last = score_video(self.net, frames, wav, self.vshift)
+        self.last = score_video(self.net, frames, wav, self.vshift, channels_last=self.channels_last)
         self.lse_d += self.last.lse_d
         self.lse_c += self.last.lse_c
         self.count += 1
@@ -103,7 +114,9 @@ class LSE(Metric):
         return super().train(False)
 
 
-def face_crops_224(frames: np.ndarray, detector: Any = None, crop_scale: float = 0.4) -> torch.Tensor:
+def face_crops_224(
+    frames: np.ndarray, detector: Any = None, crop_scale: float = 0.4, boxes: list[Any] | None = None
+) -> torch.Tensor:
     """syncnet_python's crop: T x H x W x 3 uint8 -> T x 3 x 224 x 224 in [-1, 1].
 
     `detector=None`: the frames already are face crops (our clips) and are only resized to 224, bilinearly
@@ -111,14 +124,22 @@ def face_crops_224(frames: np.ndarray, detector: Any = None, crop_scale: float =
     face boxes (`DlibFace.box`: the dlib frontal detector standing in for S3FD) are median-filtered
     over 13 frames; each crop is centred on the box, of half-size s = max side / 2, spanning
     [y - s, y + s(1 + 2 cs)] x [x - s(1 + cs), x + s(1 + cs)] on a frame padded with value 110.
+    `boxes`: the frames' boxes as `DlibFace.boxes` gives them (detected once, shared with CSIM and LMD),
+    instead of detecting with `detector`.
     """
+    import cv2
+
+    if detector is None and boxes is None:
+        resized = np.stack([cv2.resize(f, (CROP, CROP), interpolation=cv2.INTER_LINEAR) for f in frames])
+        return torch.from_numpy(resized).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    return _crop_around(frames, _boxes(frames, detector) if boxes is None else _xyxy(boxes), crop_scale)
+
+
+def _crop_around(frames: np.ndarray, boxes: np.ndarray, crop_scale: float) -> torch.Tensor:
+    """The 224-px crops of `face_crops_224` around T x 4 boxes."""
     import cv2
     from scipy.signal import medfilt
 
-    if detector is None:
-        resized = np.stack([cv2.resize(f, (CROP, CROP), interpolation=cv2.INTER_LINEAR) for f in frames])
-        return torch.from_numpy(resized).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-    boxes = _boxes(frames, detector)
     s = medfilt(np.maximum(boxes[:, 3] - boxes[:, 1], boxes[:, 2] - boxes[:, 0]) / 2, 13)
     cy = medfilt((boxes[:, 1] + boxes[:, 3]) / 2, 13)
     cx = medfilt((boxes[:, 0] + boxes[:, 2]) / 2, 13)
@@ -141,8 +162,13 @@ def _boxes(frames: np.ndarray, detector: Any) -> np.ndarray:
     rects, rect = [], None
     for image in frames:
         rect = detector.box(image, rect)
-        rects.append((rect.left(), rect.top(), rect.right(), rect.bottom()))
-    return np.asarray(rects, np.float64)
+        rects.append(rect)
+    return _xyxy(rects)
+
+
+def _xyxy(rects: list[Any]) -> np.ndarray:
+    """dlib rectangles -> T x 4 x1, y1, x2, y2 (float)."""
+    return np.asarray([(r.left(), r.top(), r.right(), r.bottom()) for r in rects], np.float64)
 
 
 # -- inputs as syncnet_python prepares them ---------------------------------------------------------
@@ -171,6 +197,7 @@ def prepare_lse_inputs(
     device: str = "cpu",
     min_track: int = 100,
     detector: Any = None,
+    batch_size: int = 0,
 ) -> LSEInputs:
     """A video's LSE inputs as syncnet_python's run_pipeline.py + SyncNetInstance.evaluate make them.
 
@@ -185,6 +212,7 @@ def prepare_lse_inputs(
         s3fd_weights: face-alignment's `s3fd-619a316812.pth` (file or folder) for `crop="s3fd"`.
         min_track: a track needs more faces than this (syncnet_python: 100 frames = 4 s).
         detector: a ready detector with `detect(rgb) -> N x 5` (overrides `s3fd_weights`).
+        batch_size: S3FD on that many frames per call (`metrics.syncnet_crop.detect_all`; 0: one).
     """
     from edtalk.io import read_audio, read_video_ffmpeg_rate
 
@@ -205,7 +233,7 @@ def prepare_lse_inputs(
                 "visible face, or --crop none when the frames already are face crops"
             )
         return LSEInputs(crops, wav)
-    return _s3fd_inputs(frames, wav, video, s3fd_weights, device, min_track, detector)
+    return _s3fd_inputs(frames, wav, video, s3fd_weights, device, min_track, detector, batch_size)
 
 
 def _s3fd_inputs(
@@ -216,12 +244,13 @@ def _s3fd_inputs(
     device: str,
     min_track: int,
     detector: Any,
+    batch_size: int = 0,
 ) -> LSEInputs:
     from metrics.syncnet_crop import TrackConfig, crop_track, detect_all, s3fd_from, track_faces
 
     cfg = TrackConfig(min_track=min_track)
     detector = detector if detector is not None else s3fd_from(weights, device)
-    tracks = track_faces(detect_all(frames, detector), cfg)
+    tracks = track_faces(detect_all(frames, detector, batch_size), cfg)
     if not tracks:
         raise ValueError(
             f"{video}: no face track of more than {min_track} frames with a box side over "

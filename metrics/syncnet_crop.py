@@ -75,17 +75,42 @@ class S3FD:
             raise ValueError(f"{path} is not an S3FD state dict of face-alignment's layout: {err}") from err
         self.device, self.scale, self.conf_threshold = device, scale, conf_threshold
 
-    def detect(self, image: np.ndarray) -> np.ndarray:
+    def _input(self, image: np.ndarray) -> np.ndarray:
+        """RGB frame -> the network's input: resized by `scale` (bilinear), BGR minus the mean, h x w x 3."""
         import cv2
+
+        small = cv2.resize(image, (0, 0), fx=self.scale, fy=self.scale, interpolation=cv2.INTER_LINEAR)
+        return small[..., ::-1].astype(np.float32) - np.array([104, 117, 123], np.float32)
+
+    def detect(self, image: np.ndarray) -> np.ndarray:
         import torch
 
         h, w = image.shape[:2]
-        small = cv2.resize(image, (0, 0), fx=self.scale, fy=self.scale, interpolation=cv2.INTER_LINEAR)
-        x = torch.from_numpy(small[..., ::-1].astype(np.float32) - np.array([104, 117, 123], np.float32))
+        x = torch.from_numpy(self._input(image))
         with torch.no_grad():
             outputs = self.net(x.permute(2, 0, 1)[None].to(self.device))  # 1 x 3 x h x w, BGR - mean
-        dets = decode_s3fd([o[0].cpu().numpy() for o in outputs], (w, h), small.shape[1::-1])
+        dets = decode_s3fd([o[0].cpu().numpy() for o in outputs], (w, h), (x.shape[1], x.shape[0]))
         return postprocess(dets, self.conf_threshold)
+
+    def detect_batch(self, images: np.ndarray, channels_last: bool = False) -> list[np.ndarray]:
+        """N x H x W x 3 RGB frames of one size -> per frame N_i x 5, the network run once on the batch.
+
+        `channels_last`: the batch in channels-last layout (faster on CPU; scores and boxes agree with
+        the default layout to ~1e-6).
+        """
+        import torch
+
+        h, w = images.shape[1:3]
+        x = torch.from_numpy(np.stack([self._input(image) for image in images])).permute(0, 3, 1, 2)
+        x = x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        with torch.no_grad():
+            outputs = self.net(x.to(self.device))  # N x 3 x h x w, BGR - mean
+        net_size = (x.shape[3], x.shape[2])
+        levels = [o.cpu().numpy() for o in outputs]
+        return [
+            postprocess(decode_s3fd([lv[i] for lv in levels], (w, h), net_size), self.conf_threshold)
+            for i in range(len(images))
+        ]
 
 
 def decode_s3fd(outputs: list[np.ndarray], size: tuple[int, int], net_size: tuple[int, int]) -> np.ndarray:
@@ -219,9 +244,16 @@ def crop_track(
     return out
 
 
-def detect_all(frames: np.ndarray, detector: FaceDetector) -> list[np.ndarray]:
-    """Per-frame detections (each N x 5)."""
-    return [detector.detect(np.ascontiguousarray(f)) for f in frames]
+def detect_all(frames: np.ndarray, detector: FaceDetector, batch_size: int = 0) -> list[np.ndarray]:
+    """Per-frame detections (each N x 5). `batch_size` > 0: `batch_size` frames per network call
+    (channels-last) where the detector has `detect_batch` (S3FD); 0: one frame per call."""
+    batched = getattr(detector, "detect_batch", None)
+    if batch_size <= 0 or batched is None:
+        return [detector.detect(np.ascontiguousarray(f)) for f in frames]
+    out: list[np.ndarray] = []
+    for i in range(0, len(frames), batch_size):
+        out += batched(np.ascontiguousarray(frames[i : i + batch_size]), channels_last=True)
+    return out
 
 
 def s3fd_from(weights: str | Path | None, device: str = "cpu") -> Any:

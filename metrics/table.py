@@ -34,6 +34,12 @@ class Options:
     fid_frames: int = 5  # frames per clip for FID (0: all)
     lse_crop: bool = True  # LSE: dlib face crop (False: whole frames resized)
     csim_frames: int | None = None  # CSIM on that many evenly spaced frames (None: all)
+    # the shared path: one dlib detection per result video for CSIM, LMD and the LSE crop, CSIM's
+    # descriptors batched in PyTorch (`DlibFaceResNet`), the first ground-truth frame's descriptor cached
+    # on disk, SSIM's window sums in float32 (exact on uint8 frames), channels-last LPIPS, SyncNet and
+    # Emotion-FAN (False: each metric prepares its own inputs, dlib's
+    # descriptor per frame: the path before issue 29 and the baseline of benchmarks/evaluate.py)
+    fast: bool = True
 
 
 class ClipInputs:
@@ -83,7 +89,26 @@ class ClipInputs:
         """syncnet_python's 224-px input frames of the result."""
         from metrics.sync import face_crops_224
 
-        return face_crops_224(self.p_u8, self.j.dlib if self.opts.lse_crop else None)
+        if not self.opts.lse_crop:
+            return face_crops_224(self.p_u8)
+        if self.opts.fast:  # the boxes CSIM and LMD use: the same detector, the same frames
+            return face_crops_224(self.p_u8, boxes=self.boxes)
+        return face_crops_224(self.p_u8, self.j.dlib)
+
+    @cached_property
+    def source_embedding(self) -> torch.Tensor:
+        """dlib 128-d embedding of the clip's first ground-truth frame, 1 x 128 (CSIM's source)."""
+        compute = lambda: self.j.dlib.embeddings(self.gt.frames[:1])  # noqa: E731
+        if not self.opts.fast:
+            return torch.from_numpy(compute())
+        import dlib
+
+        from metrics.clips import gt_cached
+        from metrics.judges import dlib_model_file
+
+        names = ("shape_predictor_5_face_landmarks.dat", "dlib_face_recognition_resnet_model_v1.dat")
+        kind = f"dlib-embedding-first-frame-{dlib.__version__}"
+        return torch.from_numpy(gt_cached(self.gt, kind, [dlib_model_file(n) for n in names], compute))
 
 
 Score = Callable[[Any, ClipInputs], tuple[dict[str, Any], Part]]
@@ -99,7 +124,7 @@ class MetricRow:
     judges: tuple[str, ...]
     needs: tuple[str, ...]
     aggregate: str  # how clips combine, in words (docs and the table caption)
-    make: Callable[[Any], Any]  # judges -> the Metric that scores one clip
+    make: Callable[[Any, Options], Any]  # (judges, options) -> the Metric that scores one clip
     score: Score
     fold: Fold
 
@@ -214,8 +239,9 @@ def score_csim(metric: Any, x: ClipInputs) -> tuple[dict[str, Any], Part]:
         src = j.arcface(arcface_crops(x.g_u8[:1], x.lg[:1].numpy()))
         emb = j.arcface(arcface_crops(x.p_u8[idx], x.lp[idx].numpy()))
     else:
-        src = torch.from_numpy(j.dlib.embeddings(x.g_u8[:1]))
-        emb = torch.from_numpy(j.dlib.embeddings(x.p_u8[idx], [x.boxes[i] for i in idx]))
+        src = x.source_embedding
+        boxes = [x.boxes[i] for i in idx]
+        emb = torch.from_numpy(j.dlib.embeddings(x.p_u8[idx], boxes, batched=x.opts.fast))
     return _mean_values(metric, metric.values(src[0], emb), "csim")
 
 
@@ -237,13 +263,18 @@ def score_fan(fan: Any, x: ClipInputs) -> tuple[dict[str, Any], Part]:
     return fan.add(x.gt.clip_id, x.p_u8)
 
 
-def _make(cls_path: str, judge: str | None = None, **kw: Any) -> Callable[[Any], Any]:
-    def make(judges: Any) -> Any:
+def _make(
+    cls_path: str, judge: str | None = None, fast: dict[str, Any] | None = None, **kw: Any
+) -> Callable[[Any, Options], Any]:
+    """`cls(judge, **kw)`, with `fast` added to `kw` on the shared path (`Options.fast`)."""
+
+    def make(judges: Any, opts: Options) -> Any:
         import importlib
 
         module, name = cls_path.rsplit(".", 1)
         cls = getattr(importlib.import_module(module), name)
-        return cls(getattr(judges, judge), **kw) if judge else cls(**kw)
+        kwargs = {**kw, **(fast or {})} if opts.fast else kw
+        return cls(getattr(judges, judge), **kwargs) if judge else cls(**kwargs)
 
     return make
 
@@ -252,10 +283,11 @@ def _make(cls_path: str, judge: str | None = None, **kw: Any) -> Callable[[Any],
 TABLE: tuple[MetricRow, ...] = (
     MetricRow("psnr", ("psnr",), (), ("frames",), "mean over all frames", _make("metrics.image.PSNR"),
               score_image("psnr"), fold_mean("psnr")),
-    MetricRow("ssim", ("ssim",), (), ("frames",), "mean over all frames", _make("metrics.image.SSIM"),
-              score_image("ssim"), fold_mean("ssim")),
+    MetricRow("ssim", ("ssim",), (), ("frames",), "mean over all frames",
+              _make("metrics.image.SSIM", None, {"integer_pixels": True}), score_image("ssim"), fold_mean("ssim")),
     MetricRow("lpips", ("lpips",), ("alexnet",), ("frames",), "mean over all frames",
-              _make("metrics.image.LPIPS", "alexnet"), score_image("lpips"), fold_mean("lpips")),
+              _make("metrics.image.LPIPS", "alexnet", {"channels_last": True}), score_image("lpips"),
+              fold_mean("lpips")),
     MetricRow("fid", ("fid",), ("inception",), ("frames",), "features of 5 frames per clip, pooled",
               _make("metrics.fid.FID", "inception"), score_fid, fold_fid),
     MetricRow("csim", ("csim",), ("dlib",), ("frames", "boxes", "landmarks"), "mean over all frames",
@@ -265,21 +297,21 @@ TABLE: tuple[MetricRow, ...] = (
     MetricRow("f_lmd", ("f_lmd",), ("dlib",), ("landmarks",), "mean over clips",
               _make("metrics.landmarks.LMD", region="face"), score_lmd("f_lmd"), fold_mean("f_lmd")),
     MetricRow("lse", ("lse_d", "lse_c"), ("syncnet",), ("lse_crops", "audio"), "mean over clips",
-              _make("metrics.sync.LSE", "syncnet"), score_lse, fold_lse),
+              _make("metrics.sync.LSE", "syncnet", {"channels_last": True}), score_lse, fold_lse),
     MetricRow("emotion_acc", ("emotion_acc",), ("emotion",), ("frames",), "mean over clips",
               _make("metrics.emotion.EmotionAccuracy"), score_emotion, fold_mean("emotion_acc")),
     MetricRow("emotion_fan_acc", ("emotion_fan_acc",), ("emotion_fan",), ("frames",), "% of clips",
-              lambda j: FanJudge(j.emotion_fan), score_fan, fold_hits("emotion_fan_acc")),
+              lambda j, o: FanJudge(j.emotion_fan, o.fast), score_fan, fold_hits("emotion_fan_acc")),
 )  # fmt: skip
 
 
 class FanJudge:
     """Emotion-FAN on EAT's face-chip inputs of a clip's frames: (row, hit or None without a face)."""
 
-    def __init__(self, net: torch.nn.Module) -> None:
+    def __init__(self, net: torch.nn.Module, channels_last: bool = False) -> None:
         from metrics.eat import EmotionFANInputs
 
-        self.net, self.prep = net, EmotionFANInputs()
+        self.net, self.prep, self.channels_last = net, EmotionFANInputs(), channels_last
 
     @torch.no_grad()
     def add(self, clip_id: str, frames: np.ndarray) -> tuple[dict[str, Any], Part]:
@@ -289,6 +321,8 @@ class FanJudge:
         faces = self.prep(frames)
         if not len(faces):
             return {"emotion_fan_pred": "no face"}, None
+        if self.channels_last:
+            faces = faces.contiguous(memory_format=torch.channels_last)
         pred = int(self.net(faces).argmax())
         return {"emotion_fan_pred": EMOTION_FAN_LABELS[pred]}, pred == emotion_fan_label(clip_id)
 

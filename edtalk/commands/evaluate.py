@@ -82,6 +82,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "then `edtalk evaluate-merge DIR ...` makes the table of the whole split",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument(
+        "--unbatched",
+        action="store_true",
+        help="each metric detects and prepares its own inputs, one frame per detector call (the path "
+        "before batching and sharing; the same values to 1e-6, slower; what benchmarks/evaluate.py compares with)",
+    )
     p.set_defaults(func=run)
 
     m = subparsers.add_parser(
@@ -185,6 +191,7 @@ def run(args: argparse.Namespace) -> int:
         store=Store(out, shard),
         total=total,
         progress=not args.no_progress and args.workers == 1,
+        fast=not args.unbatched,
     )
     if args.protocol != "ours":
         report.extras["protocol"] = args.protocol
@@ -283,6 +290,7 @@ def _worker(options: dict[str, Any], shard: tuple[int, int], worker: tuple[int, 
         lambda s: None,
         args.protocol,
         store=store,
+        fast=not options.get("unbatched", False),
     )
 
 

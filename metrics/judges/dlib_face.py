@@ -40,6 +40,7 @@ class DlibFace:
         self.shape68 = dlib.shape_predictor(str(dlib_model_file("shape_predictor_68_face_landmarks.dat")))
         self.shape5 = dlib.shape_predictor(str(dlib_model_file("shape_predictor_5_face_landmarks.dat")))
         self._encoder: Any = None
+        self._resnet: Any = None
         self.misses = 0
 
     def box(self, image: np.ndarray, previous: Any = None) -> Any:
@@ -69,8 +70,16 @@ class DlibFace:
         out = [[(p.x, p.y) for p in self.shape68(image, r).parts()] for image, r in zip(frames, boxes)]
         return np.asarray(out, np.float32).reshape(len(frames), 68, 2)
 
-    def embeddings(self, frames: np.ndarray, boxes: list[Any] | None = None) -> np.ndarray:
-        """T x H x W x 3 uint8 -> T x 128 float32 (dlib_face_recognition_resnet_model_v1)."""
+    def embeddings(
+        self, frames: np.ndarray, boxes: list[Any] | None = None, batched: bool = False
+    ) -> np.ndarray:
+        """T x H x W x 3 uint8 -> T x 128 float32 (dlib_face_recognition_resnet_model_v1).
+
+        `batched`: the same network run by PyTorch on batches of face chips (`DlibFaceResNet`: dlib's
+        numbers to ~1e-6, ~10x faster on CPU); otherwise dlib's `compute_face_descriptor` per frame.
+        """
+        if batched:
+            return self._embeddings_batched(frames, boxes if boxes is not None else self.boxes(frames))
         if self._encoder is None:
             path = dlib_model_file("dlib_face_recognition_resnet_model_v1.dat")
             self._encoder = self._dlib.face_recognition_model_v1(str(path))
@@ -80,6 +89,20 @@ class DlibFace:
             shape = self.shape5(image, rect)
             out.append(np.asarray(self._encoder.compute_face_descriptor(image, shape), np.float32))
         return np.stack(out)
+
+    def _embeddings_batched(self, frames: np.ndarray, boxes: list[Any], batch: int = 32) -> np.ndarray:
+        import torch
+
+        from metrics.judges.dlib_resnet import CHIP, PADDING, DlibFaceResNet
+
+        if self._resnet is None:
+            self._resnet = DlibFaceResNet(dlib_model_file("dlib_face_recognition_resnet_model_v1.dat"))
+        # the chip dlib's compute_face_descriptor makes (5-point alignment, 150 px, padding 0.25)
+        chips = [
+            self._dlib.get_face_chip(im, self.shape5(im, r), CHIP, PADDING) for im, r in zip(frames, boxes)
+        ]
+        x = torch.from_numpy(np.stack(chips))  # -> T x 150 x 150 x 3 uint8
+        return torch.cat([self._resnet(x[i : i + batch]) for i in range(0, len(x), batch)]).numpy()
 
 
 def load_dlib(path: str | Path | None = None) -> DlibFace:
