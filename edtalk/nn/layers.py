@@ -10,9 +10,10 @@ Blur kernels are fixed, so they are non-persistent buffers: they are not in our 
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Sequence
-from typing import cast
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +41,19 @@ def frozen_cache(
     if hit is None or hit[0] != stamp or hit[1].data_ptr() == 0:
         cache[key] = (stamp, fn())
     return cache[key][1]
+
+
+def float32_region(x: torch.Tensor, enabled: bool = True) -> contextlib.AbstractContextManager[Any]:
+    """Autocast off on `x`'s device: a float32 island under bf16 autocast (without autocast: no effect).
+
+    The enclosed ops compute in their inputs' dtype, so callers lift inputs with `at_least_float32`.
+    """
+    return torch.autocast(x.device.type, enabled=False) if enabled else contextlib.nullcontext()
+
+
+def at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """`x` in float32 if it is a narrower float (bf16/fp16); float32 and float64 pass unchanged."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
 
 
 def make_kernel(k: Sequence[float] = BLUR_KERNEL) -> torch.Tensor:
@@ -309,10 +323,13 @@ class ModulatedConv2d(nn.Module):
             w2 = frozen_cache(
                 self, "w2", self.weight, lambda: weight.square().sum(dim=(2, 3))
             )  # -> Cout x Cin
-            scale = torch.rsqrt(s.square() @ w2.t() + 1e-8) * gain  # -> B x Cout
+            with float32_region(s):  # demodulation statistics in float32 under bf16 autocast
+                scale = torch.rsqrt(at_least_float32(s).square() @ w2.t() + 1e-8) * gain  # -> B x Cout
+        # the epilogue in the conv's dtype: under bf16 autocast the activations stay bf16 (no float32 round trip)
+        scale = scale.to(out.dtype)[:, :, None, None]
         if bias is None:
-            return out.mul_(scale[:, :, None, None])
-        return torch.addcmul(bias.view(1, -1, 1, 1), out, scale[:, :, None, None])
+            return out.mul_(scale)
+        return torch.addcmul(bias.to(out.dtype).view(1, -1, 1, 1), out, scale)
 
 
 class StyledConv(nn.Module):

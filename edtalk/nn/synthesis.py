@@ -15,7 +15,18 @@ from torch import nn
 
 from edtalk.config import GeneratorConfig
 from edtalk.nn.eem import EEM
-from edtalk.nn.layers import ConstantInput, ConvLayer, ModulatedConv2d, StyledConv, Upsample
+from edtalk.nn.layers import (
+    ConstantInput,
+    ConvLayer,
+    ModulatedConv2d,
+    StyledConv,
+    Upsample,
+    at_least_float32,
+    float32_region,
+)
+
+# under bf16 autocast, decoder levels of size <= output / FLOAT32_COARSE run in float32 (Synthesis.forward)
+FLOAT32_COARSE = 8
 
 
 def sampling_grid(size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -51,22 +62,24 @@ class ToFlow(nn.Module):
     def forward(
         self, x: torch.Tensor, style: torch.Tensor, feat: torch.Tensor, skip: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Returns (warped feature, new decoder feature, raw 3-channel logits for the next scale)."""
-        logits = self.conv(x, style) + self.bias
-        if skip is not None:
-            logits = logits + self.upsample(skip)
-        # sampling coordinates stay at least float32 under bf16 (a bf16 grid is off by up to 1/2 pixel at 256^2)
-        coord = torch.promote_types(x.dtype, torch.float32)
-        grid = self.grid(x.shape[-1], x.device, coord)
-        flow = torch.tanh(logits[:, :2].to(coord)).permute(0, 2, 3, 1) + grid  # -> B x H x W x 2
-        mask = torch.sigmoid(logits[:, 2:3])
-        sampled = F.grid_sample(
-            feat.to(flow.dtype), flow, mode="bilinear", padding_mode="zeros", align_corners=False
-        )
-        # under autocast grid_sample runs in float32 while x may be bfloat16; lerp needs one dtype (no-op in fp32)
-        sampled, mask = same_layout(sampled, x).to(x.dtype), mask.to(x.dtype)
-        # warped = sampled * mask; new feature = warped + x * (1 - mask) = lerp(x, sampled, mask)
-        return sampled * mask, torch.lerp(x, sampled, mask), logits
+        """Returns (warped feature, new decoder feature, raw 3-channel logits for the next scale).
+
+        Under bf16 autocast this step runs in float32 and returns float32: flow errors are sub-pixel
+        shifts that every finer level inherits (a bf16 flow head costs ~6 dB PSNR on the parity
+        weights, a bf16 grid is off by up to 1/2 pixel at 256^2); the 1x1 head is ~0.1% of the FLOPs.
+        """
+        with float32_region(x):
+            x, feat = at_least_float32(x), at_least_float32(feat)
+            logits = self.conv(x, at_least_float32(style)) + self.bias
+            if skip is not None:
+                logits = logits + self.upsample(skip)
+            grid = self.grid(x.shape[-1], x.device, x.dtype)
+            flow = torch.tanh(logits[:, :2]).permute(0, 2, 3, 1) + grid  # -> B x H x W x 2
+            mask = torch.sigmoid(logits[:, 2:3])
+            sampled = F.grid_sample(feat, flow, mode="bilinear", padding_mode="zeros", align_corners=False)
+            sampled = same_layout(sampled, x)
+            # warped = sampled * mask; new feature = warped + x * (1 - mask) = lerp(x, sampled, mask)
+            return sampled * mask, torch.lerp(x, sampled, mask), logits
 
 
 class ToRGB(nn.Module):
@@ -126,19 +139,28 @@ class Synthesis(nn.Module):
         return [cast(EEM, b) for b in self.fineadainresblock] if self.fineadainresblock is not None else []
 
     def forward(self, w: torch.Tensor, feats: list[torch.Tensor]) -> torch.Tensor:
-        """w: B x S; feats: (EEM-modulated) source pyramid [8x8 ... HxW], batch B or 1."""
+        """w: B x S; feats: (EEM-modulated) source pyramid [8x8 ... HxW], batch B or 1.
+
+        Under bf16 autocast the coarse levels (up to output / `FLOAT32_COARSE`: 32^2 at 256^2) run in
+        float32: their flows are upsampled into every finer level's, and bf16 there costs ~5 dB PSNR on
+        the parity weights for ~20% of the decoder's FLOPs (benchmarks/render.py). Without autocast
+        nothing changes.
+        """
         x = self.input(w.shape[0])
         if feats and feats[-1].is_contiguous(memory_format=torch.channels_last):
             x = x.contiguous(memory_format=torch.channels_last)  # keep the decoder in the source's layout
-        out = self.conv1(x, w)  # -> B x 512 x 4 x 4
+        with float32_region(x):
+            out = self.conv1(x, w)  # -> B x 512 x 4 x 4
         rgb: torch.Tensor | None = None
         flow_logits: torch.Tensor | None = None
+        coarse = feats[-1].shape[-1] // FLOAT32_COARSE if feats else 0
         for j, feat in enumerate(feats):
-            out = self.convs[2 * j](out, w)  # -> B x C x 2r x 2r
-            out = self.convs[2 * j + 1](out, w)
-            if feat.shape[0] != out.shape[0]:
-                feat = feat.expand(out.shape[0], -1, -1, -1)
-            warped, out, flow_logits = self.to_flows[j](out, w, feat, flow_logits)
-            rgb = self.to_rgbs[j](warped, rgb)
+            with float32_region(out, enabled=feat.shape[-1] <= coarse):
+                out = self.convs[2 * j](out, w)  # -> B x C x 2r x 2r
+                out = self.convs[2 * j + 1](out, w)
+                if feat.shape[0] != out.shape[0]:
+                    feat = feat.expand(out.shape[0], -1, -1, -1)
+                warped, out, flow_logits = self.to_flows[j](out, w, feat, flow_logits)
+                rgb = self.to_rgbs[j](warped, rgb)
         assert rgb is not None, "empty feature pyramid"
         return rgb

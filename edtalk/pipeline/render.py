@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import torch
 
 from edtalk.nn.generator import COMPONENTS, Generator, SourceEncoding
+from edtalk.nn.layers import at_least_float32
 
 Motion = Mapping[str, torch.Tensor | None]  # component -> T x d, None = from the source
 
@@ -62,7 +63,10 @@ def precision_note(device: torch.device, bf16: bool) -> str:
     if not bf16:
         return "float32"
     units = "bf16 units" if bf16_native(device) else "no bf16 units: emulated, slower"
-    return f"bfloat16 autocast ({device.type}, {units}; flow grids and bases in float32)"
+    return (
+        f"bfloat16 autocast ({device.type}, {units}; in float32: source encoding, flows, EEM, "
+        "decoder levels up to 32^2, bases and motion heads)"
+    )
 
 
 def float32(module: torch.nn.Module) -> contextlib.AbstractContextManager[Any]:
@@ -108,8 +112,10 @@ class Renderer:
         return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
 
     def encode(self, source: torch.Tensor) -> SourceEncoding:
-        """source: B x 3 x H x W in [-1, 1] -> its `SourceEncoding`."""
-        return self.generator.encode(self.layout(source))
+        """source: B x 3 x H x W in [-1, 1] -> its `SourceEncoding`, in float32 under bf16 autocast (a photo
+        is encoded once per clip; its pyramid and latent feed every frame)."""
+        with float32(self.generator):
+            return self.generator.encode(at_least_float32(self.layout(source)))
 
     def coefficients(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
         """frames: B x 3 x H x W -> bank weights per component (B x d), in one generator call."""
