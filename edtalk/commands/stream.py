@@ -109,33 +109,25 @@ def _open_audio(name: str) -> Iterator[BinaryIO]:
 
 
 def _session(args: argparse.Namespace) -> tuple[LiveSession, torch.device, str]:
-    import tempfile
-
-    import numpy as np
-    import torch
-
-    from edtalk.io import from_uint8
-    from edtalk.pipeline import Media, emotion_vector, load_models, pick_device, precision_note
-    from edtalk.pipeline.inputs import ModeError
-    from edtalk.pipeline.live import LiveSession
-    from edtalk.pipeline.render import Renderer, autocast, default_chunk_size
+    from edtalk.pipeline import load_models, pick_device, precision_note
+    from edtalk.pipeline.live import photo_session
 
     device = pick_device(args.device)
     gen, a2l, _, _ = load_models(args.checkpoint, args.audio2lip)
     assert a2l is not None
-    gen, a2l = gen.eval().to(device), a2l.eval().to(device)
-    exp = None
-    if args.emotion is not None:
-        if not gen.cfg.has_expression:
-            raise ModeError(f"{args.checkpoint} is a lip-pose generator: --emotion needs the full EDTalk.pt")
-        exp = emotion_vector(args.emotion, gen.cfg.exp_dim, str(args.checkpoint)).to(device)
-    renderer = Renderer(gen, args.chunk_size or default_chunk_size(device))
-    with tempfile.TemporaryDirectory(prefix="edtalk-") as tmp:
-        photo = Media(Path(tmp), gen.cfg.size, not args.no_crop).image(args.source)
-    with torch.inference_mode(), autocast(device, args.bf16):
-        source = renderer.still(from_uint8(np.array(photo))[None].to(device))
-    max_lag = args.max_lag if args.realtime else None
-    session = LiveSession(renderer, a2l, source, exp, lookahead=args.lookahead, max_lag=max_lag)
+    session = photo_session(
+        gen,
+        a2l,
+        args.source,
+        device=device,
+        emotion=args.emotion,
+        name=str(args.checkpoint),
+        chunk_size=args.chunk_size,
+        crop=not args.no_crop,
+        lookahead=args.lookahead,
+        max_lag=args.max_lag if args.realtime else None,
+        bf16=args.bf16,
+    )
     return session, device, precision_note(device, args.bf16)
 
 

@@ -15,6 +15,7 @@ only reach 3 hops back), so each frame costs O(1) audio work however long the st
 | `PcmReader`    | a WAV or raw s16le stream (file, stdin, pipe) -> float32 blocks on a reader thread  |
 | `LiveMouth`    | prefix of the waveform -> smoothed Audio2Lip mouth weights of frame t              |
 | `LiveSession`  | the loop: wait for audio, render ready frames in chunks, write them, count drops   |
+| `photo_session`| a session for a photo file (crop, encode once, emotion): `edtalk stream`, the page |
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
@@ -32,8 +34,9 @@ import torch
 from torch import nn
 
 from edtalk.io import MediaError
+from edtalk.nn.generator import Generator
 from edtalk.pipeline.media import SAMPLES_PER_FRAME
-from edtalk.pipeline.render import Renderer, StillSource, float32
+from edtalk.pipeline.render import Renderer, StillSource, autocast, default_chunk_size, float32
 
 SAMPLE_RATE = 16000
 EXACT_LOOKAHEAD = 4  # frames: (t + 1 + L) * 640 >= 200 * (mel rows of frame t + 1) + 400 for every t
@@ -368,3 +371,43 @@ class LiveSession:
             stats.dropped += skip
             stats.frames = done + skip
         return done + skip, last
+
+
+def photo_session(
+    generator: Generator,
+    audio2lip: nn.Module,
+    photo: Path,
+    *,
+    device: torch.device,
+    emotion: str | None = None,
+    name: str = "the generator",
+    chunk_size: int | None = None,
+    crop: bool = True,
+    lookahead: int = EXACT_LOOKAHEAD,
+    max_lag: float | None = None,
+    bf16: bool = False,
+) -> LiveSession:
+    """A `LiveSession` for a photo file: models on `device`, the photo cropped (or resized) to the
+    generator's size and encoded once, `emotion` (a name or mix, None = the photo's own) as weights.
+
+    Raises:
+        ModeError: an emotion for a lip-pose generator.
+    """
+    import tempfile
+
+    from edtalk.io import from_uint8
+    from edtalk.pipeline.inputs import ModeError, emotion_vector
+    from edtalk.pipeline.media import Media
+
+    gen, a2l = generator.eval().to(device), audio2lip.eval().to(device)
+    exp = None
+    if emotion is not None:
+        if not gen.cfg.has_expression:
+            raise ModeError(f"{name} is a lip-pose generator: an emotion needs the full EDTalk.pt")
+        exp = emotion_vector(emotion, gen.cfg.exp_dim, name).to(device)
+    renderer = Renderer(gen, chunk_size or default_chunk_size(device))
+    with tempfile.TemporaryDirectory(prefix="edtalk-") as tmp:
+        image = Media(Path(tmp), gen.cfg.size, crop).image(photo)
+    with torch.inference_mode(), autocast(device, bf16):
+        source = renderer.still(from_uint8(np.array(image))[None].to(device))
+    return LiveSession(renderer, a2l, source, exp, lookahead=lookahead, max_lag=max_lag)
