@@ -178,3 +178,28 @@ def test_ssim_exact_float32_window_sums_match_skimage() -> None:
     ref = [structural_similarity(t, p, channel_axis=-1, data_range=255) for p, t in zip(preds, target)]
     np.testing.assert_allclose(exact.numpy(), ref, rtol=0, atol=1e-12)
     np.testing.assert_allclose(exact.numpy(), ssim(from_uint8(preds), from_uint8(target)).numpy(), atol=1e-8)
+
+
+def test_cli_unbatched_gives_the_default_table(
+    clips: tuple[list[Any], list[Path]],
+    tmp_path: Path,
+    inception_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`edtalk evaluate --unbatched` (the path before batching) writes the default run's numbers."""
+    import json
+
+    from edtalk.cli import main
+
+    judges = tmp_path / "judges"
+    judges.mkdir()
+    (judges / WEIGHT_FILES["inception"]).write_bytes(inception_file.read_bytes())
+    folder = clips[1][0].parent
+    out = {}
+    for flag in ([], ["--unbatched"]):
+        target = tmp_path / ("unbatched" if flag else "default")
+        monkeypatch.setenv("EDTALK_CACHE", str(target / "cache"))
+        argv = ["evaluate", "--videos", f"m={folder}", "--max-clips", "2", "--weights-dir", str(judges)]
+        assert main([*argv, "--out", str(target), "--no-progress", *flag]) == 0
+        out[bool(flag)] = json.loads((target / "metrics.json").read_text())["metrics"]["m"]
+    _same(out[False], out[True])
