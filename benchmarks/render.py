@@ -22,10 +22,15 @@ tensor (the original encodes every driver frame, so do we, in chunks).
     tuned allocator; float32, then (c) the same under bfloat16 autocast (`edtalk generate --bf16`),
     compared with (b) frame by frame: PSNR (pixels clamped to [-1, 1], peak-to-peak 2) and mean |diff|.
 
-    python benchmarks/render.py --frames 24 [--mode all] [--weights parity] [--json]
+    python benchmarks/render.py --frames 24 [--mode all] [--weights parity|FILE] [--inputs photo] [--layers] [--json]
 
 `--weights parity` rebuilds the parity weights (shared/upstream/parity recipes, 256^2); the default is a
-seeded random model with tamed heads (`tame`). The machine may be shared: only ratios measured in one
+seeded random model with tamed heads (`tame`); a file is any generator checkpoint (a trained one says how
+bf16 does on realistic weights). `--inputs photo` renders a real photo moved by a few pixels instead of
+noise images (noise through random weights is chaotic: `--layers` prints the floor, float32 with the
+inputs perturbed by bf16's rounding, beside each module's fp32 vs bf16 error). The bf16 path is
+`edtalk generate --bf16`'s: autocast, with float32 islands (source encoding, flows, EEM, coarse decoder
+levels; `edtalk.nn.synthesis`). The machine may be shared: only ratios measured in one
 process mean anything. With --json the last line is
 {"baseline_fps", "baseline_tuned_fps", "ours_fps", "ratio", "ratio_tuned", "max_abs_diff", "gemm_gflops",
  "bf16_fps", "bf16_ratio", "bf16_psnr_vs_fp32", "bf16_mae_vs_fp32", "bf16_speedup", "mode", "modes"}: the
@@ -268,15 +273,32 @@ class Case:
         return {k: v[i : i + 1] if len(v) > 1 or v.ndim == 4 else v for k, v in self.drive.items()}
 
 
-def make_case(name: str, gens: dict[str, Generator], frames: int, size: int) -> Case:
+def photo(size: int, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A real photo (scikit-image's astronaut, area-resized) as the source, and drivers that move it: the
+    photo shifted by 0, 2, 4, ... pixels diagonally (a head moving in frame)."""
+    from skimage import data
+
+    img = torch.from_numpy(data.astronaut()).permute(2, 0, 1)[None].float() / 127.5 - 1
+    img = F.interpolate(img, size=size, mode="area")
+    shifts = [2 * (i % 8) * size // 256 for i in range(frames)]
+    return img, torch.cat([torch.roll(img, (s, -s), (2, 3)) for s in shifts])
+
+
+def make_case(name: str, gens: dict[str, Generator], frames: int, size: int, inputs: str = "noise") -> Case:
+    """One mode's inputs: uniform noise images (`noise`), or a photo moved by a few pixels (`photo`);
+    bank weights ~ N(0, 1) (audio), 2 N(0, 1) (expression weights)."""
     variant, spec = MODES[name]
     g = torch.Generator().manual_seed(1)
     source = torch.rand(1, 3, size, size, generator=g) * 2 - 1
+    moving = None
+    if inputs == "photo":
+        source, moving = photo(size, frames)
     dims = {"mouth": 20, "pose": 6, "exp": 10}
     drive: dict[str, torch.Tensor] = {}
     for comp, kind in spec.items():
         if kind == "video":
-            drive[comp] = torch.rand(frames, 3, size, size, generator=g) * 2 - 1
+            noise = torch.rand(frames, 3, size, size, generator=g) * 2 - 1
+            drive[comp] = noise if moving is None else moving
         elif kind == "audio":
             drive[comp] = torch.randn(frames, dims[comp], generator=g)
         else:
@@ -298,6 +320,47 @@ def render_case(case: Case, chunk: int, frames: int) -> torch.Tensor:
             motion[comp] = x[:frames] if len(x) > 1 else x.expand(frames, -1)
     chunks = renderer.stream(renderer.still(case.source), motion, frames)
     return torch.cat([c[0] for c in chunks])
+
+
+@torch.no_grad()
+def layer_errors(case: Case, chunk: int) -> dict[str, float]:
+    """Where bf16 error comes from: each module's output in a bf16 autocast run vs the float32 run
+    (relative L2 error, worst call), in forward order; plus `input 2^-9`: the float32 output's relative
+    change when only the source and driver images are perturbed by 2^-9 relative noise (bf16's rounding),
+    the floor any bf16 path meets on these weights and inputs."""
+    from edtalk.nn.eem import EEM
+    from edtalk.nn.layers import ConvLayer, ResBlock, StyledConv
+
+    kinds = (ConvLayer, ResBlock, StyledConv, ToFlow, ToRGB, EEM)
+    mods = [(n, m) for n, m in case.gen.named_modules() if isinstance(m, kinds) and "." in n]
+    mods = [(n, m) for n, m in mods if not any(n.startswith(p + ".") for p, _ in mods)]  # outermost only
+    runs: list[dict[str, list[torch.Tensor]]] = []
+    for bf16 in (False, True):
+        seen: dict[str, list[torch.Tensor]] = {}
+
+        def keep(name: str, out: Any, seen: dict[str, list[torch.Tensor]] = seen) -> None:
+            seen.setdefault(name, []).append((out[1] if isinstance(out, tuple) else out).float().clone())
+
+        hooks = [m.register_forward_hook(lambda _m, _i, o, n=n: keep(n, o)) for n, m in mods]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            seen["image"] = [render_case(case, chunk, case.frames)]
+        for h in hooks:
+            h.remove()
+        runs.append(seen)
+
+    def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+        return float((a - b).norm() / b.norm().clamp_min(1e-30))
+
+    errors = {k: max(rel(b, a) for a, b in zip(v, runs[1][k], strict=True)) for k, v in runs[0].items()}
+    g = torch.Generator().manual_seed(5)
+
+    def shake(x: torch.Tensor) -> torch.Tensor:
+        return x * (1 + 2**-9 * torch.randn(x.shape, generator=g)) if x.ndim == 4 else x
+
+    drive = {k: shake(v) for k, v in case.drive.items()}
+    shaken = Case(case.name, case.gen, shake(case.source), drive, case.frames)
+    errors["input 2^-9"] = rel(render_case(shaken, chunk, case.frames), runs[0]["image"][0])
+    return errors
 
 
 def quality(test: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:
@@ -351,7 +414,13 @@ def measure(case: Case, default_fps: float, args: argparse.Namespace) -> dict[st
 
 
 def generators(weights: str, size: int) -> dict[str, Generator]:
-    """Both variants: the parity weights (official layout, 256^2) or a seeded random model with tamed heads."""
+    """Both variants: the parity weights (official layout, 256^2), a seeded random model with tamed heads,
+    or a generator file (a trained one: its variant renders every mode; lip modes without expression)."""
+    if weights not in ("tame", "parity"):
+        from edtalk.weights import load_generator
+
+        gen = load_generator(weights).eval()
+        return {"full": gen, "lip_pose": gen}
     if weights == "parity":
         import json as _json
 
@@ -384,7 +453,15 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=2)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--mode", choices=(*MODES, "all"), default="audio_weights")
-    parser.add_argument("--weights", choices=("tame", "parity"), default="tame")
+    parser.add_argument(
+        "--weights", default="tame", help="tame | parity | a generator file (e.g. a stage's last.ckpt)"
+    )
+    parser.add_argument(
+        "--inputs", choices=("noise", "photo"), default="noise", help="noise images or a moving photo"
+    )
+    parser.add_argument(
+        "--layers", action="store_true", help="also print each module's fp32 vs bf16 error (first mode)"
+    )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -393,7 +470,7 @@ def main() -> None:
     gens = generators(args.weights, args.size)
     size = gens["full"].cfg.size
     names = list(MODES) if args.mode == "all" else [args.mode]
-    cases = [make_case(name, gens, args.frames, size) for name in names]
+    cases = [make_case(name, gens, args.frames, size, args.inputs) for name in names]
     nb = args.baseline_frames or args.frames
     gflops_before = gemm_gflops()
     default = {c.name: baseline_fps(c, min(nb, c.frames))[0] for c in cases}  # glibc's default allocator
@@ -402,9 +479,16 @@ def main() -> None:
     result: dict[str, Any] = {**modes[names[0]], "mode": names[0]}
     result["gemm_gflops"] = [round(gflops_before, 1), round(gemm_gflops(), 1)]
     result["modes"] = modes
+    if args.layers:
+        errors = layer_errors(cases[0], args.chunk)
+        result["layer_errors"] = {k: float(f"{v:.3g}") for k, v in errors.items()}
+        print(f"fp32 vs bf16 autocast, relative error per module ({names[0]}):")
+        for name, err in errors.items():
+            print(f"  {name:34s} {err:.2e}")
     print(
         f"threads={torch.get_num_threads()} size={size} frames={args.frames} chunk={args.chunk} "
-        f"weights={args.weights} allocator_tuned={tuned} (a shared machine: compare ratios, not fps)"
+        f"weights={args.weights} inputs={args.inputs} allocator_tuned={tuned} "
+        "(a shared machine: compare ratios, not fps)"
     )
     print(
         f"{'mode':16s} {'orig fps':>8s} {'tuned':>7s} {'ours':>7s} {'ratio':>6s} {'bf16':>7s} {'ratio':>6s} {'PSNR':>6s} {'MAE':>8s}"

@@ -32,9 +32,11 @@ class Pipeline:
         audio2exp: `Audio2Exp`; needed for `emotion="auto"`.
         device: "auto" (CUDA, MPS, CPU) or a torch device string.
         chunk_size: frames per render batch (default: 2 on CPU, 32 on CUDA).
-        bf16: run the encoder, synthesis and EEM under bfloat16 autocast (GPUs, CPUs with bf16 units);
-            bases, latents, motion heads and flow sampling stay float32. Off by default: on the parity
-            weights it costs ~32 dB PSNR vs float32 (benchmarks/render.py), see README's speed table.
+        bf16: bfloat16 autocast (GPUs, CPUs with bf16 units) for the drivers' encoder and the fine decoder
+            levels; the source encoding, flows, EEM, coarse decoder levels, bases, latents and motion
+            heads stay float32 (`edtalk.nn.synthesis`). Off by default: vs float32 it holds 35-56 dB
+            PSNR on the parity weights with a photo, but ~25 dB with noise images (chaotic random
+            weights), see README's speed section and benchmarks/render.py --layers.
         crop: auto-crop inputs (photo: template alignment; video: tracked tube crop).
         progress: show a progress bar.
         name: label of the generator checkpoint in error messages.
