@@ -12,7 +12,7 @@ the projection for MEAD's test split and EAT's 985-video list.
 
 `--json`: `metrics.runner.evaluate` (the shared, batched path: one dlib detection per result video for
 CSIM, LMD and the LSE crop, CSIM's descriptors batched in PyTorch, S3FD batched and loaded once,
-channels-last judges, exact float32 SSIM window sums, the ground truth's side cached on disk) against
+channels-last judges, SSIM by scikit-image on the uint8 frames, the ground truth's side cached on disk) against
 the unbatched path (`fast=False`, `edtalk evaluate --unbatched`: what `evaluate` did before), in one
 process, CPU seconds per clip. tests/metrics/test_evaluate_fast.py checks both give the same values.
 """

@@ -6,10 +6,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from metrics.base import MeanMetric
-from metrics.functional.image import psnr, ssim
+from metrics.functional.image import DATA_RANGE, psnr, ssim
 from metrics.judges import LPIPSAlex
 
 CHUNK = 8  # frames per float64 SSIM/PSNR pass (bounds memory for long 256^2 clips)
@@ -44,17 +45,34 @@ class SSIM(MeanMetric):
 
     higher_is_better = True
 
-    def __init__(self, gaussian: bool = False, integer_pixels: bool = False, **kwargs: Any) -> None:
-        """`integer_pixels`: frames come from uint8 (`functional.image.ssim`: exact float32 window sums)."""
+    def __init__(self, gaussian: bool = False, uint8_frames: bool = False, **kwargs: Any) -> None:
+        """`uint8_frames`: the frames come from uint8 (`from_uint8`) and are scored on those uint8 values
+        by scikit-image's `structural_similarity` itself, frame by frame (its separable float64 filter:
+        2x faster on CPU than pooling here; the values agree to ~1e-9, closer to scikit-image's)."""
         super().__init__(**kwargs)
-        self.gaussian, self.integer_pixels = gaussian, integer_pixels
+        self.gaussian, self.uint8_frames = gaussian, uint8_frames
 
     def values(self, preds: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Per-frame SSIM (N,)."""
-        return _chunked(ssim, preds, target, gaussian=self.gaussian, integer_pixels=self.integer_pixels)
+        if self.uint8_frames and not self.gaussian:
+            return _skimage_ssim(_frames(preds), _frames(target))
+        return _chunked(ssim, preds, target, gaussian=self.gaussian)
 
     def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
         self._add(self.values(preds, target))
+
+
+def _skimage_ssim(preds: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """N x 3 x H x W frames of uint8 values in [-1, 1] -> N float64 SSIM (scikit-image, channel_axis=-1)."""
+    from skimage.metrics import structural_similarity
+
+    def u8(x: torch.Tensor) -> np.ndarray:  # -> N x H x W x 3 uint8 (exact: the values are uint8's)
+        u8 = ((x.float() + 1.0) * 127.5).round_().to(torch.uint8)  # float32 is exact enough to round
+        return u8.permute(0, 2, 3, 1).contiguous().numpy()
+
+    p, t = u8(preds), u8(target)
+    values = [structural_similarity(b, a, channel_axis=-1, data_range=DATA_RANGE) for a, b in zip(p, t)]
+    return torch.tensor(values, dtype=torch.float64)
 
 
 class LPIPS(MeanMetric):

@@ -36,7 +36,7 @@ class Options:
     csim_frames: int | None = None  # CSIM on that many evenly spaced frames (None: all)
     # the shared path: one dlib detection per result video for CSIM, LMD and the LSE crop, CSIM's
     # descriptors batched in PyTorch (`DlibFaceResNet`), the first ground-truth frame's descriptor cached
-    # on disk, SSIM's window sums in float32 (exact on uint8 frames), channels-last LPIPS, SyncNet and
+    # on disk, SSIM by scikit-image on the uint8 frames, channels-last LPIPS, SyncNet and
     # Emotion-FAN (False: each metric prepares its own inputs, dlib's
     # descriptor per frame: the path before issue 29 and the baseline of benchmarks/evaluate.py)
     fast: bool = True
@@ -284,7 +284,7 @@ TABLE: tuple[MetricRow, ...] = (
     MetricRow("psnr", ("psnr",), (), ("frames",), "mean over all frames", _make("metrics.image.PSNR"),
               score_image("psnr"), fold_mean("psnr")),
     MetricRow("ssim", ("ssim",), (), ("frames",), "mean over all frames",
-              _make("metrics.image.SSIM", None, {"integer_pixels": True}), score_image("ssim"), fold_mean("ssim")),
+              _make("metrics.image.SSIM", None, {"uint8_frames": True}), score_image("ssim"), fold_mean("ssim")),
     MetricRow("lpips", ("lpips",), ("alexnet",), ("frames",), "mean over all frames",
               _make("metrics.image.LPIPS", "alexnet", {"channels_last": True}), score_image("lpips"),
               fold_mean("lpips")),

@@ -41,7 +41,6 @@ def ssim(
     sigma: float = 1.5,
     k1: float = 0.01,
     k2: float = 0.03,
-    integer_pixels: bool = False,
 ) -> torch.Tensor:
     """Per-image mean SSIM, channels averaged (skimage `structural_similarity` semantics).
 
@@ -51,19 +50,12 @@ def ssim(
 
     Args:
         preds, target: B x C x H x W in [-1, 1].
-        integer_pixels: the inputs are uint8 frames (`from_uint8`): their pixel values are rounded to
-            those integers, and the window sums of x, y, x^2, y^2, xy are taken in float32 by pairwise
-            shifted adds, where they are exact (< 2^24; box window only): 2x faster than float64
-            pooling. The values agree with the default path to ~1e-9 (closer to skimage's).
 
     Returns:
         B float64 values.
     """
     _check_pair(preds, target)
     x, y = to_pixel_range(preds), to_pixel_range(target)
-    exact_sums = integer_pixels and not gaussian and win_size**2 * DATA_RANGE**2 < 2**24
-    if exact_sums:
-        x, y = x.round().float(), y.round().float()
     b, c, h, w = x.shape
     if gaussian:
         win_size = 2 * int(3.5 * sigma + 0.5) + 1  # skimage: truncate=3.5
@@ -74,11 +66,7 @@ def ssim(
     npix = win_size * win_size
     cov_norm = npix / (npix - 1) if not gaussian else 1.0
     stack = torch.cat([x, y, x * x, y * y, x * y], 1).reshape(b * 5 * c, 1, h, w)  # -> (B*5*C) x 1 x H x W
-    if exact_sums:  # integer window sums in float32 (exact), then the means in float64
-        filt = _window_sum(_window_sum(stack, win_size, -1), win_size, -2).double() / npix
-    else:
-        filt = _filter(stack, win_size, gaussian, sigma)
-    filt = filt.reshape(b, 5, c, h - win_size + 1, w - win_size + 1)
+    filt = _filter(stack, win_size, gaussian, sigma).reshape(b, 5, c, h - win_size + 1, w - win_size + 1)
     ux, uy, uxx, uyy, uxy = filt.unbind(1)
     vx, vy, vxy = cov_norm * (uxx - ux * ux), cov_norm * (uyy - uy * uy), cov_norm * (uxy - ux * uy)
     c1, c2 = (k1 * DATA_RANGE) ** 2, (k2 * DATA_RANGE) ** 2
@@ -94,25 +82,6 @@ def _filter(x: torch.Tensor, win_size: int, gaussian: bool, sigma: float) -> tor
     g = torch.exp(-(r**2) / (2 * sigma**2))
     g = g / g.sum()
     return F.conv2d(F.conv2d(x, g.reshape(1, 1, 1, -1)), g.reshape(1, 1, -1, 1))
-
-
-def _window_sum(x: torch.Tensor, k: int, dim: int) -> torch.Tensor:
-    """Sums of `k` consecutive entries along `dim` (valid region), by doubling: log2(k) + popcount(k) adds."""
-    n = x.shape[dim] - k + 1
-    out: torch.Tensor | None = None
-    acc, size, offset = x, 1, 0  # acc: sums of `size` consecutive entries
-    while k:
-        if k & 1:
-            piece = acc.narrow(dim, offset, n)
-            out = piece if out is None else out + piece
-            offset += size
-        k >>= 1
-        if k:
-            m = acc.shape[dim] - size
-            acc = acc.narrow(dim, 0, m) + acc.narrow(dim, size, m)
-            size *= 2
-    assert out is not None
-    return out
 
 
 def _check_pair(preds: torch.Tensor, target: torch.Tensor) -> None:

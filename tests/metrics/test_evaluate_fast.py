@@ -164,20 +164,21 @@ def test_dlib_descriptor_in_pytorch_equals_dlibs_own() -> None:
     np.testing.assert_allclose(cosine(batched), cosine(own), atol=1e-6)
 
 
-def test_ssim_exact_float32_window_sums_match_skimage() -> None:
-    """SSIM with `integer_pixels` (window sums of uint8 frames in float32, exact) equals skimage's
-    `structural_similarity` and the float64-pooling path."""
+def test_ssim_of_uint8_frames_by_skimage_equals_the_pooling_path() -> None:
+    """SSIM(uint8_frames=True) (scikit-image on the frames' uint8 values) equals skimage exactly and the
+    float64 pooling path to 1e-8."""
     from skimage.metrics import structural_similarity
 
     from edtalk.io import from_uint8
-    from metrics.functional.image import ssim
+    from metrics.image import SSIM
 
     target = next(iter(ground_truth("builtin"))).frames[:3]
     preds = np.stack([cv2.GaussianBlur(f, (5, 5), 1.5) for f in target])
-    exact = ssim(from_uint8(preds), from_uint8(target), integer_pixels=True)
-    ref = [structural_similarity(t, p, channel_axis=-1, data_range=255) for p, t in zip(preds, target)]
-    np.testing.assert_allclose(exact.numpy(), ref, rtol=0, atol=1e-12)
-    np.testing.assert_allclose(exact.numpy(), ssim(from_uint8(preds), from_uint8(target)).numpy(), atol=1e-8)
+    p, t = from_uint8(preds), from_uint8(target)
+    fast = SSIM(uint8_frames=True).values(p, t).numpy()
+    ref = [structural_similarity(g, f, channel_axis=-1, data_range=255) for f, g in zip(preds, target)]
+    np.testing.assert_array_equal(fast, ref)
+    np.testing.assert_allclose(fast, SSIM().values(p, t).numpy(), rtol=0, atol=1e-8)
 
 
 def test_cli_unbatched_gives_the_default_table(
