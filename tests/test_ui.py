@@ -140,6 +140,34 @@ def test_face_sr_without_weights_is_a_clear_error(tmp_path: Path, media: dict[st
         studio.generate(Request(str(media["photo"]), model=DEMO_MODEL))  # not offered with a checkpoint
 
 
+def test_studio_streams_live_frames_then_the_mp4(tmp_path: Path, media: dict[str, Path]) -> None:
+    studio = Studio(UIConfig(out_dir=tmp_path / "out"))
+    short = tmp_path / "short.wav"
+    io.write_wav(short, io.read_audio(media["audio"])[: 12 * 640])  # 12 frames, read at real time
+    yields = list(studio.live(str(media["photo"]), str(short), "happy"))
+    *streaming, (last, path, summary) = yields
+    assert streaming and all(v is None and s.startswith("live:") for _, v, s in streaming)
+    assert all(f.shape == (256, 256, 3) and f.dtype == np.uint8 for f, _, _ in streaming)  # 64² x 4
+    assert last is streaming[-1][0] and path is not None and Path(path).parent == tmp_path / "out"
+    info = io.probe_video(path)
+    assert (info.num_frames, info.fps, info.has_audio) == (12, 25.0, True)
+    assert "12 frames streamed" in summary and "real-time factor" in summary
+
+
+def test_live_explains_missing_inputs(tmp_path: Path, media: dict[str, Path]) -> None:
+    from edtalk import weights
+    from edtalk.config import GeneratorConfig
+    from edtalk.nn.generator import Generator
+
+    studio = Studio(UIConfig(out_dir=tmp_path))
+    with pytest.raises(ValueError, match="upload a source photo and speech"):
+        next(studio.live(str(media["photo"]), None))
+    ckpt = weights.save_checkpoint(Generator(GeneratorConfig.tiny("full")), "generator", tmp_path / "g.pt")
+    studio = Studio(UIConfig(checkpoints=(ckpt,), out_dir=tmp_path))
+    with pytest.raises(ValueError, match=r"needs Audio2Lip.*--audio2lip"):
+        next(studio.live(str(media["photo"]), str(media["audio"]), model=str(ckpt)))
+
+
 # -- the served page in a real browser -----------------------------------------------------------
 BROWSER_ARGS = [
     "--headless",
@@ -297,4 +325,37 @@ def test_browser_generates_a_video(
     info = io.probe_video(downloaded)
     assert (info.num_frames, info.fps, info.has_audio) == (30, 25.0, True)
     assert not external, f"the page tried to reach the network: {external}"
+    assert not proxy.requests, f"the server tried to reach the network: {proxy.requests}"
+
+
+def test_browser_live_tab_shows_frames_as_they_come(
+    server: tuple[str, ProxyRecorder], tmp_path: Path, media: dict[str, Path]
+) -> None:
+    url, proxy = server
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (ui extra)")
+    short = tmp_path / "short.wav"
+    io.write_wav(short, io.read_audio(media["audio"])[: 12 * 640])
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=_chromium(), args=BROWSER_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1200})
+        page.goto(url)
+        page.get_by_role("tab", name="Live").click()
+        page.locator("#live-source input[type=file]").set_input_files(str(media["photo"]))
+        page.locator("#live-audio input[type=file]").set_input_files(str(short))
+        page.locator("#live-start").click()
+        page.locator("#live-frame img").wait_for(timeout=60_000)  # a frame before the stream ends
+        video = page.locator("#live-video video")
+        video.wait_for(timeout=60_000)
+        duration = page.wait_for_function(
+            "el => el.readyState >= 1 && isFinite(el.duration) ? el.duration : false",
+            arg=video.element_handle(),
+            timeout=30_000,
+        ).json_value()
+        status = page.locator("#live-status").inner_text()
+        shot = tmp_path / "edtalk_ui_live.png"
+        page.screenshot(path=str(shot), full_page=True)
+        browser.close()
+    _save_artifact(shot)
+    assert math.isclose(duration, 12 / 25, abs_tol=0.1), duration
+    assert "12 frames streamed" in status
     assert not proxy.requests, f"the server tried to reach the network: {proxy.requests}"

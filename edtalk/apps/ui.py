@@ -1,9 +1,11 @@
-"""`edtalk ui`: a local web page (Gradio) for `edtalk generate`.
+"""`edtalk ui`: a local web page (Gradio) for `edtalk generate` and `edtalk stream`.
 
-The page calls the same `edtalk.pipeline.Pipeline` as the CLI: source photo (with an auto-crop
+The Generate tab calls the same `edtalk.pipeline.Pipeline` as the CLI: source photo (with an auto-crop
 preview), audio upload or recording, optional pose / expression videos, an emotion with intensity
 and an optional second emotion mixed in, checkpoint choice, 512² face super-resolution, a progress
-bar, the result video and a download link.
+bar, the result video and a download link. The Live tab runs `edtalk stream --realtime`'s session
+(`edtalk.pipeline.live`): the speech is read at real time and each frame is shown on the page as soon
+as its look-ahead is in; at the end the fragmented mp4 it wrote is offered with the stream's numbers.
 
 Nothing happens at import: Gradio is imported by `build_app` / `launch`, models are loaded on the
 first render that needs them, analytics are switched off in `launch`, and the page makes no network
@@ -16,9 +18,12 @@ offers a random-weight tiny demo model, so it works out of the box (its videos s
 from __future__ import annotations
 
 import os
+import queue
 import tempfile
+import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,11 +32,13 @@ import numpy as np
 
 if TYPE_CHECKING:
     import gradio as gr
+    import torch
     from torch import nn
 
     from edtalk.apps.facesr import FaceRestorer
     from edtalk.nn.generator import Generator
     from edtalk.pipeline import Result
+    from edtalk.pipeline.live import LiveSession, LiveStats, PcmReader
 
 DEMO_MODEL = "random tiny demo model (untrained, 64²)"
 NO_EMOTION = "none (keep the source's expression)"
@@ -48,6 +55,8 @@ EMOTION_CHOICES = (
     "sad",
     "surprised",
 )
+LIVE_EMOTIONS = (NO_EMOTION, *EMOTION_CHOICES[2:])  # a stream keeps an expression (no lip-only choice)
+LIVE_VIEW = 256  # pixels: the live tab enlarges smaller frames by whole factors
 
 
 @dataclass(frozen=True)
@@ -237,6 +246,107 @@ class Studio:
         )
         return result, summary
 
+    def live(
+        self, source: str | None, audio: str | None, emotion: str = NO_EMOTION, model: str = DEMO_MODEL
+    ) -> Iterator[tuple[np.ndarray | None, str | None, str]]:
+        """Stream `source` speaking `audio` as `edtalk stream --realtime` does, frame by frame.
+
+        The audio (any format, made 16 kHz mono) is read at real time; a frame is rendered once its
+        look-ahead (`EXACT_LOOKAHEAD`) is in, frames more than 1 s late are dropped (the last repeats).
+
+        Yields:
+            (newest frame H x W x 3 uint8, enlarged to >= `LIVE_VIEW`, None, status) while streaming, then (last frame, the
+            fragmented mp4 written into `out_dir`, a summary with first-frame latency, real-time
+            factor and drops).
+        """
+        from edtalk import io
+        from edtalk.pipeline import pick_device
+        from edtalk.pipeline.live import LiveStats, PcmReader, photo_session
+
+        if not source or not audio:
+            raise ValueError("upload a source photo and speech first")
+        models = self._load(model)
+        if models.audio2lip is None:
+            raise ValueError(
+                "the live tab needs Audio2Lip: start the page with `edtalk ui --audio2lip Audio2Lip.pt`"
+            )
+        device = pick_device(self.cfg.device)
+        spec = emotion_spec(emotion, 1.0, NO_EMOTION, 0.0)
+        session = photo_session(
+            models.generator,
+            models.audio2lip,
+            Path(source),
+            device=device,
+            emotion=spec,
+            name=model,
+            max_lag=1.0,
+        )
+        stem = self.out_dir / f"edtalk-live-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        wav = io.write_wav(stem.with_suffix(".wav"), io.read_audio(audio, align_to_video=False))
+        session.warm_up()
+        stats, frames = LiveStats(), _LiveFrames(stem.with_suffix(".mp4"))
+        with open(wav, "rb") as fh:
+            reader = PcmReader(fh, Path(audio).name, realtime=True)
+            worker = threading.Thread(target=frames.run, args=(session, reader, stats), daemon=True)
+            worker.start()
+            last = None
+            for frame in frames:
+                last = frame
+                yield (
+                    frame,
+                    None,
+                    f"live: {stats.frames} frames ({stats.frames / 25:.1f} s), {stats.dropped} dropped",
+                )
+            worker.join()
+        if frames.error is not None:
+            raise frames.error
+        summary = (
+            f"{stats.frames} frames streamed; first frame {stats.first_frame_latency_s} s after the audio began, "
+            f"real-time factor {stats.rtf}, {stats.dropped} dropped, on {device}"
+        )
+        yield last, str(frames.path), f"**Done:** {summary}"
+
+
+class _LiveFrames:
+    """A live session's output: frames into a fragmented mp4 (`LiveWriter`) and, newest first, to the page."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.error: Exception | None = None
+        self.queue: queue.Queue[np.ndarray | None] = queue.Queue()
+
+    def run(self, session: LiveSession, reader: PcmReader, stats: LiveStats) -> None:
+        """The session's loop (on a worker thread); always ends the frame iterator, errors kept in `error`."""
+        from edtalk import io
+        from edtalk.pipeline.writer import LiveWriter
+
+        writer = LiveWriter(self.path)
+
+        def write(frames: torch.Tensor, audio: np.ndarray) -> None:
+            writer.write(frames, audio)
+            frame = io.to_uint8(frames[-1]).numpy()
+            k = max(1, LIVE_VIEW // frame.shape[0])  # small models' frames shown at >= 256 px (nearest)
+            self.queue.put(frame.repeat(k, axis=0).repeat(k, axis=1))
+
+        try:
+            session.run(reader.start(), write, stats)
+        except Exception as err:  # handed to the page's thread, raised there
+            self.error = err
+        finally:
+            writer.close()
+            self.queue.put(None)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        """The newest frame each time the page asks (frames rendered in between are skipped on screen)."""
+        while (item := self.queue.get()) is not None:
+            while not self.queue.empty():
+                nxt = self.queue.get()
+                if nxt is None:
+                    yield item
+                    return
+                item = nxt
+            yield item
+
 
 def _demo_models() -> _Models:
     """A seeded random tiny full generator and Audio2Lip (works with every page control)."""
@@ -271,30 +381,71 @@ def build_app(studio: Studio) -> gr.Blocks:
 
     with gr.Blocks(title="EDTalk", analytics_enabled=False) as app:
         gr.Markdown("## EDTalk: emotional talking heads\nA photo and speech in, a talking video out.")
-        with gr.Row():
-            with gr.Column():
-                w = _input_widgets(gr, studio)
-            with gr.Column():
-                run = gr.Button("Generate", variant="primary", elem_id="generate")
-                video = gr.Video(label="Result", elem_id="result-video", interactive=False)
-                file = gr.File(label="Download", elem_id="result-file", interactive=False)
-                status = gr.Markdown(elem_id="status")
-        w["source"].change(studio.preview, [w["source"], w["crop"]], [w["preview"], w["preview_note"]])
-        w["crop"].change(studio.preview, [w["source"], w["crop"]], [w["preview"], w["preview_note"]])
-        names = _REQUEST_FIELDS
-
-        def on_generate(*values: Any, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple:  # noqa: B008
-            req = Request(**dict(zip(names, values)))
-            progress(0, desc="preparing")
-            try:
-                result, summary = studio.generate(req)
-            except (ValueError, FileNotFoundError) as err:
-                raise gr.Error(str(err)) from err
-            path = str(result.path)
-            return path, path, f"**Done:** {summary}"
-
-        run.click(on_generate, [w[n] for n in names], [video, file, status])
+        with gr.Tabs():
+            with gr.Tab("Generate", id="generate-tab"):
+                _generate_tab(gr, studio)
+            with gr.Tab("Live", id="live-tab", elem_id="live-tab"):
+                _live_tab(gr, studio)
     return app
+
+
+def _generate_tab(gr: Any, studio: Studio) -> None:
+    with gr.Row():
+        with gr.Column():
+            w = _input_widgets(gr, studio)
+        with gr.Column():
+            run = gr.Button("Generate", variant="primary", elem_id="generate")
+            video = gr.Video(label="Result", elem_id="result-video", interactive=False)
+            file = gr.File(label="Download", elem_id="result-file", interactive=False)
+            status = gr.Markdown(elem_id="status")
+    w["source"].change(studio.preview, [w["source"], w["crop"]], [w["preview"], w["preview_note"]])
+    w["crop"].change(studio.preview, [w["source"], w["crop"]], [w["preview"], w["preview_note"]])
+    names = _REQUEST_FIELDS
+
+    def on_generate(*values: Any, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple:  # noqa: B008
+        req = Request(**dict(zip(names, values)))
+        progress(0, desc="preparing")
+        try:
+            result, summary = studio.generate(req)
+        except (ValueError, FileNotFoundError) as err:
+            raise gr.Error(str(err)) from err
+        path = str(result.path)
+        return path, path, f"**Done:** {summary}"
+
+    run.click(on_generate, [w[n] for n in names], [video, file, status])
+
+
+def _live_tab(gr: Any, studio: Studio) -> None:
+    """`edtalk stream` on the page: frames appear as they are rendered, the mp4 follows at the end."""
+    choices = studio.cfg.model_choices()
+    with gr.Row():
+        with gr.Column():
+            source = gr.Image(
+                label="Source photo", type="filepath", sources=["upload"], elem_id="live-source"
+            )
+            audio = gr.Audio(
+                label="Speech (upload or record; played in at real time)",
+                type="filepath",
+                sources=["upload", "microphone"],
+                elem_id="live-audio",
+            )
+            emotion = gr.Dropdown(
+                list(LIVE_EMOTIONS), value=NO_EMOTION, label="Emotion", elem_id="live-emotion"
+            )
+            model = gr.Dropdown(choices, value=choices[0], label="Checkpoint", elem_id="live-model")
+            start = gr.Button("Start live", variant="primary", elem_id="live-start")
+        with gr.Column():
+            frame = gr.Image(label="Live", interactive=False, elem_id="live-frame")
+            status = gr.Markdown(elem_id="live-status")
+            video = gr.Video(label="The stream as an mp4", elem_id="live-video", interactive=False)
+
+    def on_live(source: str | None, audio: str | None, emotion: str, model: str) -> Iterator[tuple]:
+        try:
+            yield from studio.live(source, audio, emotion, model)
+        except (ValueError, FileNotFoundError) as err:
+            raise gr.Error(str(err)) from err
+
+    start.click(on_live, [source, audio, emotion, model], [frame, video, status])
 
 
 _REQUEST_FIELDS = tuple(f.name for f in fields(Request))  # widget order = the dataclass' field order

@@ -10,8 +10,9 @@ from pathlib import Path
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "ui",
-        help="serve a local web page for generation (Gradio)",
-        description="Serve the generation page on http://HOST:PORT until interrupted. Without --checkpoint "
+        help="serve a local web page for generation and live streaming (Gradio)",
+        description="Serve the generation page (Generate and Live tabs) on http://HOST:PORT until interrupted. "
+        "The Live tab streams like `edtalk stream --realtime` and needs --audio2lip with a checkpoint. Without --checkpoint "
         "the page offers a random tiny demo model. Analytics are off; the page makes no network calls.",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: local only)")
