@@ -65,7 +65,7 @@ def precision_note(device: torch.device, bf16: bool) -> str:
     units = "bf16 units" if bf16_native(device) else "no bf16 units: emulated, slower"
     return (
         f"bfloat16 autocast ({device.type}, {units}; in float32: source encoding, flows, EEM, "
-        "decoder levels up to 32^2, bases and motion heads)"
+        "decoder levels up to 1/8 of the output size, bases and motion heads)"
     )
 
 
