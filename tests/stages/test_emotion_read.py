@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
@@ -87,3 +88,80 @@ def test_reconstruct_learns_to_name_the_emotion(tmp_path: Path) -> None:
     trainer(tmp_path, 40, callbacks=[rec]).fit(module, FixedBatchData(batch))
     ce = [r["train/emotion"] for r in rec.rows]
     assert ce[0] > 1.0 and min(ce[-5:]) < 0.3 * ce[0], ce
+
+
+def test_discriminant_directions_find_the_class_axis() -> None:
+    """Two classes apart along one axis of a 6-d code with larger spread elsewhere: the one direction is that
+    axis, at unit within-class standard deviation; an unlabelled-only batch is an error naming the option."""
+    from edtalk.stages.expression import discriminant_directions
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(400, 6, generator=g) * torch.tensor([5.0, 5.0, 0.5, 5.0, 5.0, 5.0])
+    y = torch.arange(400) % 2
+    x[:, 2] += 2.0 * y  # the classes differ on axis 2 only
+    dirs, mean = discriminant_directions(x, torch.where(torch.arange(400) < 390, y, -1), shrink=0.0)
+    assert dirs.shape == (1, 6) and torch.allclose(mean, x[:390].mean(0), atol=1e-4)
+    axis = dirs[0] / dirs[0].norm()
+    assert abs(float(axis[2])) > 0.99
+    proj = x[:390] @ dirs[0]
+    within = torch.cat([proj[:390][y[:390] == c] - proj[:390][y[:390] == c].mean() for c in (0, 1)])
+    assert float(within.std()) == pytest.approx(1.0, rel=0.02)
+    with pytest.raises(ValueError, match=r"exp_init=discriminant needs labelled targets of at least two"):
+        discriminant_directions(x, torch.zeros(400, dtype=torch.long))
+
+
+def test_discriminant_init_sets_eln_before_the_first_step(tmp_path: Path) -> None:
+    """`model.exp_init=discriminant`: in a real Trainer run, ELN reads the discriminant direction of the
+    batch's two emotions (opposite signs on the first weight, the other weights zero) before training."""
+    batch = make_batch("expression", batch=4, seed=5) | {"emotion": torch.tensor([0, 4, 0, 4])}
+    module = make_stage(
+        "expression", with_d=False, **{"loss.vgg": 0.0, "exp_init": "discriminant", "exp_init_batches": 3}
+    )
+    seen: dict[str, torch.Tensor] = {}
+
+    class Probe(L.Callback):
+        def on_train_batch_start(
+            self, trainer: L.Trainer, pl_module: L.LightningModule, *args: object
+        ) -> None:
+            with torch.no_grad():
+                seen.setdefault("exp", module.generator.coefficients(batch["target"])["exp"])
+
+    trainer(tmp_path, 1, callbacks=[Probe()]).fit(module, FixedBatchData(batch))
+    first = seen["exp"][:, 0]
+    assert float(first[0]) * float(first[1]) < 0 and float(first[0]) * float(first[2]) > 0
+    assert float(seen["exp"][:, 1:].abs().max()) < 1e-4
+
+
+def test_emotion_anchors_and_teacher_forcing() -> None:
+    """`model.exp_anchor` (ours): anchors are scale x one-hot of the MEAD id (neutral and unlabelled: zero);
+    the anchor term pulls the labelled targets' expression weights there; with `exp_teacher` the render of a
+    labelled target uses its anchor, an unlabelled one its own weights."""
+    from edtalk.nn.emotion import EMOTIONS
+    from edtalk.stages.expression import emotion_anchors, expression_reconstruct
+
+    labels = torch.tensor([EMOTIONS.index("happy"), EMOTIONS.index("neutral"), -1, EMOTIONS.index("sad")])
+    a = emotion_anchors(labels, 10, 3.0)
+    assert a is not None and a.shape == (4, 10)
+    assert a[0, EMOTIONS.index("happy")] == 3.0 and a[3, EMOTIONS.index("sad")] == 3.0
+    assert float(a[1:3].abs().sum()) == 0.0 and float(a.abs().sum()) == 6.0
+    assert emotion_anchors(labels, 10, 0.0) is None
+    with pytest.raises(ValueError, match=r"exp_dim >= 8"):
+        emotion_anchors(labels, 6, 1.0)
+
+    batch = make_batch("expression", batch=4, seed=2) | {"emotion": labels}
+    module = make_stage(
+        "expression", with_d=False, **{"loss.vgg": 0.0, "exp_anchor": 3.0, "exp_teacher": True}
+    )
+    out = module.generator_step(batch)
+    gen = module.generator
+    with torch.no_grad():
+        alpha = gen.coefficients(batch["target"])
+        expected = ((alpha["exp"] - a) ** 2)[[0, 1, 3]].sum(1).mean()
+        assert torch.allclose(out.losses["anchor"], expected, rtol=1e-5)
+        forced = torch.where((labels >= 0)[:, None], a, alpha["exp"])
+        ref = expression_reconstruct(gen, batch["source"], batch["target"], False, lambda e: forced)["out"]
+        assert torch.allclose(out.fake, ref, atol=1e-5)
+        free = expression_reconstruct(gen, batch["source"], batch["target"], False)["out"]
+        assert not torch.allclose(out.fake[0], free[0], atol=1e-4) and torch.allclose(
+            out.fake[2], free[2], atol=1e-5
+        )
