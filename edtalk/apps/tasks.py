@@ -118,7 +118,11 @@ def stage_generators(job: Any) -> tuple[dict[str, Any], dict[str, int]]:
 
 def emotion_vectors(job: Any) -> dict[str, Any]:
     """<emotion>.npy from our expression generator's coefficients (the shards audio2exp trained on)."""
+    import torch
+
     from edtalk.coefficients import emotion_vectors as vectors
+    from edtalk.nn.emotion import EMOTIONS
+    from edtalk.stages.expression import emotion_anchors
 
     dirs = job.run_dirs()
     data = runs.coefficient_data(dirs["audio2exp"]) if "audio2exp" in dirs else None
@@ -128,9 +132,27 @@ def emotion_vectors(job: Any) -> dict[str, Any]:
         return {"emotion_vectors": None}
     folder = job.out / "emotion_vectors"
     folder.mkdir(parents=True, exist_ok=True)
-    for name, entry in vectors(data, ("train",)).items():
-        np.save(folder / f"{name}.npy", entry["weights"])
+    found = vectors(data, ("train",))
+    anchor = expression_anchor(dirs.get("expression"))
+    for name, entry in found.items():
+        weights = entry["weights"]
+        if anchor > 0:  # the expression stage taught the generator one anchor per emotion: render those
+            label = torch.tensor([EMOTIONS.index(name)])
+            anchors = emotion_anchors(label, weights.shape[1], anchor)
+            assert anchors is not None
+            weights = anchors.numpy()
+        np.save(folder / f"{name}.npy", weights.astype(np.float32))
     return {"emotion_vectors": folder}
+
+
+def expression_anchor(run_dir: Path | None) -> float:
+    """`model.exp_anchor` of an expression run (0: none, or no run)."""
+    from omegaconf import OmegaConf
+
+    if run_dir is None or not runs.config_file(run_dir).is_file():
+        return 0.0
+    cfg = OmegaConf.load(runs.config_file(run_dir))
+    return float(OmegaConf.select(cfg, "model.exp_anchor", default=0.0) or 0.0)
 
 
 # Fine-tuning steps = this x the visual budget (300 at `quickstart --steps 200`: +4.0 dB over the shared

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from edtalk.nn.audio2exp import Audio2Exp, Audio2ExpConfig
+from edtalk.stages.expression import emotion_anchors
 from edtalk.stages.stage import DebugExport
 from edtalk.stages.supervised import (
     StageConfig,
@@ -58,11 +59,15 @@ class Audio2ExpStageConfig(StageConfig):
             its channel counts are multiplied by `width` and `exp_dim` follows `generator.exp_dim`.
         loss: loss weights.
         label_smoothing: of the emotion cross-entropy.
+        exp_anchor: > 0 (ours; set it to the expression stage's `model.exp_anchor`): regress the emotion's
+            anchor (`edtalk.stages.expression.emotion_anchors`) instead of the clip's mean extracted weights,
+            for labelled clips: the weights the generator was taught to render for that emotion.
     """
 
     network: Audio2ExpConfig = field(default_factory=Audio2ExpConfig)
     loss: Audio2ExpLoss = field(default_factory=Audio2ExpLoss)
     label_smoothing: float = 0.0
+    exp_anchor: float = 0.0
 
 
 def network_config(cfg: Audio2ExpStageConfig, exp_dim: int = 10) -> Audio2ExpConfig:
@@ -115,6 +120,9 @@ class Audio2ExpStage(SupervisedStage):
             )
         out = self.net(self._audio(batch), text=batch.get("text") if self.net.cfg.text_dim else None)
         target = batch["exp"].mean(1)  # -> B x 10, the utterance's expression
+        anchors = emotion_anchors(batch["emotion"], target.shape[1], self.cfg.exp_anchor)
+        if anchors is not None:  # labelled clips: their emotion's anchor
+            target = torch.where((batch["emotion"] >= 0)[:, None], anchors.to(target), target)
         mse = F.mse_loss(out.exp, target)
         ce, acc = emotion_terms(out.logits, batch["emotion"], self.cfg.label_smoothing)
         total = mse + self.cfg.loss.emotion * ce

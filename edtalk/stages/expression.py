@@ -84,7 +84,9 @@ class ExpressionConfig(GANStageConfig):
     Attributes:
         exp_init: "random" (the paper: ELN starts at its initialisation) or "discriminant" (ours): before the
             first step, ELN is set to the emotion-discriminant directions of the motion code fc(E(t)) of
-            `exp_init_batches` labelled training batches (`discriminant_directions`).
+            `exp_init_batches` labelled training batches (`discriminant_directions`); "anchors" (ours, with
+            `exp_anchor`): ELN starts at the least-squares read of the anchors from that code
+            (`anchor_read`).
         exp_init_batches: training batches the discriminant directions are estimated on.
         exp_anchor: > 0 (ours): each labelled target's expression weights are pulled (`loss.anchor`, squared
             error) to a fixed anchor of its emotion, `exp_anchor` x the unit vector of its MEAD label id
@@ -101,8 +103,12 @@ class ExpressionConfig(GANStageConfig):
     exp_teacher: bool = False
 
     def __post_init__(self) -> None:
-        if self.exp_init not in ("random", "discriminant"):
-            raise ValueError(f"model.exp_init={self.exp_init!r}: use 'random' (the paper) or 'discriminant'")
+        if self.exp_init not in ("random", "discriminant", "anchors"):
+            raise ValueError(
+                f"model.exp_init={self.exp_init!r}: use 'random' (the paper), 'discriminant' or 'anchors'"
+            )
+        if self.exp_init == "anchors" and self.exp_anchor <= 0:
+            raise ValueError("model.exp_init=anchors needs model.exp_anchor > 0 (the anchors it reads)")
 
 
 def emotion_anchors(labels: torch.Tensor | None, dim: int, scale: float) -> torch.Tensor | None:
@@ -179,6 +185,20 @@ def expression_reconstruct(
     return out
 
 
+def anchor_read(
+    codes: torch.Tensor, anchors: torch.Tensor, shrink: float = 0.01
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(K x D weights, K bias): the ridge least-squares read of `anchors` (N x K) from `codes` (N x D), the
+    ridge `shrink` x the codes' mean variance (`model.exp_init=anchors`)."""
+    x, t = codes.double(), anchors.double()
+    mx, mt = x.mean(0), t.mean(0)
+    xc = x - mx
+    gram = xc.t() @ xc / len(x)
+    gram += shrink * gram.diagonal().mean() * torch.eye(x.shape[1], dtype=x.dtype)
+    w = torch.linalg.solve(gram, xc.t() @ (t - mt) / len(x)).t()  # -> K x D
+    return w.float(), (mt - w @ mx).float()
+
+
 def set_affine(layer: EqualLinear, weight: torch.Tensor, bias: torch.Tensor) -> None:
     """Make an equalised-lr linear layer compute x @ weight.T + bias."""
     with torch.no_grad():
@@ -203,7 +223,7 @@ class ExpressionStage(GANStage):
     def on_train_start(self) -> None:
         super().on_train_start()
         assert isinstance(self.cfg, ExpressionConfig)
-        if self.cfg.exp_init == "discriminant" and self.global_step == 0:  # not on a resumed run
+        if self.cfg.exp_init != "random" and self.global_step == 0:  # not on a resumed run
             self.init_expression_head()
 
     @torch.no_grad()
@@ -225,15 +245,21 @@ class ExpressionStage(GANStage):
             codes.append(nav.fc(w).float().cpu())
             labels.append(batch["emotion"].repeat(len(frames)).cpu())
         x, y = gathered(self, torch.cat(codes)), gathered(self, torch.cat(labels))
-        dirs, mean = discriminant_directions(x, y)
-        spread = nav.lip_fc(x.to(self.device)).std(0).mean().cpu()
-        rows = torch.zeros(gen.cfg.exp_dim, x.shape[1])
-        k = min(len(dirs), gen.cfg.exp_dim)
-        rows[:k] = dirs[:k] * spread
+        if self.cfg.exp_init == "anchors":
+            anchors = emotion_anchors(y, gen.cfg.exp_dim, self.cfg.exp_anchor)
+            assert anchors is not None
+            rows, bias = anchor_read(x, anchors)
+        else:
+            dirs, mean = discriminant_directions(x, y)
+            spread = nav.lip_fc(x.to(self.device)).std(0).mean().cpu()
+            rows = torch.zeros(gen.cfg.exp_dim, x.shape[1])
+            k = min(len(dirs), gen.cfg.exp_dim)
+            rows[:k] = dirs[:k] * spread
+            bias = -(rows @ mean)
         layers = [m for m in nav.exp_fc if isinstance(m, EqualLinear)]
         for layer in layers[:-1]:  # identity
             set_affine(layer, torch.eye(x.shape[1]), torch.zeros(x.shape[1]))
-        set_affine(layers[-1], rows, -(rows @ mean))
+        set_affine(layers[-1], rows, bias)
 
     def emotion_code_dim(self) -> int:
         """`model.loss.emotion` reads the expression weights alpha_e here."""

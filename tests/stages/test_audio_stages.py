@@ -336,3 +336,29 @@ def test_fit_debug_builds_every_dependency(experiment: str, tmp_path: Path) -> N
     assert list((tmp_path / experiment / "debug-data").glob("*.coeffs.npz"))
     if experiment == "audio2mouth":
         assert (tmp_path / "syncnet" / "debug" / "checkpoints" / "syncnet.pt").is_file()
+
+
+def test_audio2exp_regresses_the_anchor_of_labelled_clips() -> None:
+    """`model.exp_anchor` (ours, = the expression stage's): a labelled clip's target is its emotion's anchor, an
+    unlabelled clip's the mean of its extracted weights."""
+    from edtalk.nn.audio2exp import Audio2Exp, Audio2ExpConfig
+    from edtalk.stages.expression import emotion_anchors
+
+    seed_torch()
+    network = Audio2ExpConfig(audio=AudioEncoderConfig(dim=128), hidden=128, context_layers=1)
+    cfg = Audio2ExpStageConfig(width=TINY, network=network, exp_anchor=2.0)
+    net_cfg = exp_config(cfg)
+    stage = Audio2ExpStage(Audio2Exp(net_cfg), net_cfg.to_dict(), cfg)
+    batch = talking_batch(4, 12, seed=3)
+    batch["emotion"] = torch.tensor([0, 4, -1, 5])
+    with torch.no_grad():
+        out = stage.net(stage._audio(batch))
+        target = batch["exp"].mean(1)
+        anchors = emotion_anchors(batch["emotion"], target.shape[1], 2.0)
+        assert anchors is not None
+        target = torch.cat([anchors[:2], target[2:3], anchors[3:]])
+        expected = torch.nn.functional.mse_loss(out.exp, target)
+        assert torch.allclose(stage.compute(batch, train=False)["exp"], expected)
+        cfg.exp_anchor = 0.0
+        plain = torch.nn.functional.mse_loss(out.exp, batch["exp"].mean(1))
+        assert torch.allclose(stage.compute(batch, train=False)["exp"], plain)

@@ -165,3 +165,14 @@ def test_emotion_anchors_and_teacher_forcing() -> None:
         assert not torch.allclose(out.fake[0], free[0], atol=1e-4) and torch.allclose(
             out.fake[2], free[2], atol=1e-5
         )
+
+
+def test_the_main_job_reads_the_expression_runs_anchor(tmp_path: Path) -> None:
+    """The emotion-vector task renders the anchors when the expression run trained with them (its config)."""
+    from edtalk.apps.tasks import expression_anchor
+
+    assert expression_anchor(None) == 0.0 and expression_anchor(tmp_path) == 0.0  # no run / no config
+    (tmp_path / "config.yaml").write_text("model:\n  exp_anchor: 3.0\n")
+    assert expression_anchor(tmp_path) == 3.0
+    (tmp_path / "config.yaml").write_text("model:\n  loss:\n    l1: 1.0\n")
+    assert expression_anchor(tmp_path) == 0.0
