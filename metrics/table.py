@@ -91,7 +91,8 @@ class ClipInputs:
 
         if not self.opts.lse_crop:
             return face_crops_224(self.p_u8)
-        if self.opts.fast:  # the boxes CSIM and LMD use: the same detector, the same frames
+        # the boxes CSIM and LMD use: the same detector, the same frames (no dlib judge: its own crops)
+        if self.opts.fast and self.j.dlib is not None:
             return face_crops_224(self.p_u8, boxes=self.boxes)
         return face_crops_224(self.p_u8, self.j.dlib)
 

@@ -149,15 +149,19 @@ class Synthesis(nn.Module):
         x = self.input(w.shape[0])
         if feats and feats[-1].is_contiguous(memory_format=torch.channels_last):
             x = x.contiguous(memory_format=torch.channels_last)  # keep the decoder in the source's layout
+        # the latent inside the float32 levels (bf16 when a trainer's autocast made it)
+        w32 = at_least_float32(w)
         with float32_region(x):
-            out = self.conv1(x, w)  # -> B x 512 x 4 x 4
+            out = self.conv1(x, w32)  # -> B x 512 x 4 x 4
         rgb: torch.Tensor | None = None
         flow_logits: torch.Tensor | None = None
         coarse = feats[-1].shape[-1] // FLOAT32_COARSE if feats else 0
         for j, feat in enumerate(feats):
-            with float32_region(out, enabled=feat.shape[-1] <= coarse):
-                out = self.convs[2 * j](out, w)  # -> B x C x 2r x 2r
-                out = self.convs[2 * j + 1](out, w)
+            island = feat.shape[-1] <= coarse
+            with float32_region(out, enabled=island):
+                style = w32 if island else w
+                out = self.convs[2 * j](out, style)  # -> B x C x 2r x 2r
+                out = self.convs[2 * j + 1](out, style)
                 if feat.shape[0] != out.shape[0]:
                     feat = feat.expand(out.shape[0], -1, -1, -1)
                 warped, out, flow_logits = self.to_flows[j](out, w, feat, flow_logits)
