@@ -164,6 +164,7 @@ class GANStage(EDTalkStage):
 
     Config: ClassVar[type[GANStageConfig]] = GANStageConfig
     stage_name: ClassVar[str] = "gan"
+    reads_emotion: ClassVar[bool] = False  # whether generator_step feeds `emotion_term` (model.loss.emotion)
 
     @classmethod
     def build(cls, cfg: Any, resume: bool = False) -> GANStage:
@@ -193,6 +194,11 @@ class GANStage(EDTalkStage):
         self.trainable_names = self.freeze_except(self.generator, cfg.trainable, cfg.verify_frozen)
         self.emotion_read: EmotionRead | None = None
         if cfg.loss.emotion > 0:  # ours: trained with the generator's optimiser, not part of the generator
+            if not self.reads_emotion:
+                raise ValueError(
+                    f"model.loss.emotion={cfg.loss.emotion}: the {self.stage_name} stage has no emotion read "
+                    "(reconstruct and expression have); set model.loss.emotion=0"
+                )
             self.emotion_read = EmotionRead(self.emotion_code_dim(), len(EMOTIONS))
         self.generator_ema: Generator | None = None
         if cfg.ema_decay > 0:

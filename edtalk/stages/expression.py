@@ -219,6 +219,7 @@ class ExpressionStage(GANStage):
 
     Config: ClassVar[type[GANStageConfig]] = ExpressionConfig
     stage_name: ClassVar[str] = "expression"
+    reads_emotion: ClassVar[bool] = True
 
     def on_train_start(self) -> None:
         super().on_train_start()

@@ -39,6 +39,7 @@ class ReconstructStage(GANStage):
 
     Config: ClassVar[type[GANStageConfig]] = GANStageConfig
     stage_name: ClassVar[str] = "reconstruct"
+    reads_emotion: ClassVar[bool] = True
 
     @classmethod
     def build(cls, cfg: Any, resume: bool = False) -> GANStage:

@@ -176,3 +176,8 @@ def test_the_main_job_reads_the_expression_runs_anchor(tmp_path: Path) -> None:
     assert expression_anchor(tmp_path) == 3.0
     (tmp_path / "config.yaml").write_text("model:\n  loss:\n    l1: 1.0\n")
     assert expression_anchor(tmp_path) == 0.0
+
+
+def test_a_stage_without_an_emotion_read_refuses_the_weight() -> None:
+    with pytest.raises(ValueError, match=r"mouth_pose stage has no emotion read.*model\.loss\.emotion=0"):
+        make_stage("mouth_pose", with_d=False, **{"loss.vgg": 0.0, "loss.emotion": 1.0})
