@@ -287,11 +287,15 @@ class PairSampler(_SpeakerPairs):
 class CrossPairSampler(_Base):
     """Two clips a, b (different speakers when the recent pool has one): identity + target frame of each,
     and the mouth-swapped targets swap_ab (a with b's mouth) and swap_ba, built at 256² then resized; "box_a",
-    "box_b": the targets' mouth boxes (pixels of the sample)."""
+    "box_b": the targets' mouth boxes (pixels of the sample). With ``neutral_only`` (ours, off) emotional
+    clips are skipped: pairs come from neutral and unlabelled clips only, as the released lip-pose model was
+    trained on HDTF only (SPEC 5.2, upstream issue #47), so an emotion's mouth corners never differ between
+    the two sides of a swap."""
 
     pool_size: int = 4
     margin: float = 5.0
     align_mouth: bool = True
+    neutral_only: bool = False
 
     def _partner(self, clip: Clip, pool: deque[Clip], rng: np.random.Generator) -> Clip | None:
         others = [c for c in pool if c.meta.get("speaker") != clip.meta.get("speaker")]
@@ -302,6 +306,8 @@ class CrossPairSampler(_Base):
         pool: deque[Clip] = deque(maxlen=self.pool_size)
         for raw in src:
             a = Clip(raw)
+            if self.neutral_only and is_labelled(a) and not is_neutral(a):
+                continue
             rng = self.rng(a.key)
             b = self._partner(a, pool, rng)
             pool.append(a)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from datamodules import EmotionDataModule, PairDataModule
-from datamodules.samplers import EmotionSampler, PairSampler
+from datamodules.samplers import CrossPairSampler, EmotionSampler, PairSampler
 from datamodules.shards import ShardWriter, clip_pipeline, shard_urls
 from edtalk.nn.emotion import EMOTIONS
 
@@ -198,3 +198,22 @@ def test_second_target_is_another_frame_of_the_target_clip(builtin: Path) -> Non
         assert any(torch.equal(f, s["target2"]) for f in frames), s["target_key"]  # a frame of its clip
         differs += int(not torch.equal(s["target2"], s["target"]))
     assert differs > 0.8 * len(samples)
+
+
+class _PairKeys(CrossPairSampler):
+    """The mouth_pose sampler's choice of clips only (keys instead of images)."""
+
+    def sample(self, a: Any, b: Any, rng: Any) -> dict[str, Any]:
+        return {"a": a.key, "b": b.key}
+
+
+def test_mouth_pose_neutral_only_pairs_neutral_clips_of_two_speakers(builtin: Path) -> None:
+    """`data.neutral_only` (ours): both sides of every mouth-swap pair come from neutral clips (the released
+    lip-pose model saw HDTF only); without it emotional clips take part."""
+    only = draw(builtin, _PairKeys(image_size=S, neutral_only=True), 24)
+    assert len(only) == 24
+    for s in only:
+        assert emotion(s["a"]) == emotion(s["b"]) == "neutral", s
+        assert speaker(s["a"]) != speaker(s["b"]), s
+    every = draw(builtin, _PairKeys(image_size=S), 24)
+    assert any(emotion(s["a"]) != "neutral" for s in every)
