@@ -1,7 +1,7 @@
 """Training losses: VGG pyramid perceptual, non-saturating GAN (+R1), latent consistency, mouth-region L1, emotion read, bank diagnostics."""
 
 from edtalk.losses.adversarial import d_nonsaturating, g_nonsaturating, r1_penalty
-from edtalk.losses.emotion import EmotionRead, emotion_cross_entropy
+from edtalk.losses.emotion import EmotionRead, PixelEmotionCritic, emotion_cross_entropy, pixel_emotion_terms
 from edtalk.losses.latent import coefficient_invariance, decorrelation, latent_consistency
 from edtalk.losses.orthogonality import bank_diagnostics
 from edtalk.losses.perceptual import VGGPyramidLoss
@@ -9,6 +9,7 @@ from edtalk.losses.region import region_l1
 
 __all__ = [
     "EmotionRead",
+    "PixelEmotionCritic",
     "VGGPyramidLoss",
     "bank_diagnostics",
     "coefficient_invariance",
@@ -17,6 +18,7 @@ __all__ = [
     "emotion_cross_entropy",
     "g_nonsaturating",
     "latent_consistency",
+    "pixel_emotion_terms",
     "r1_penalty",
     "region_l1",
 ]

@@ -51,3 +51,47 @@ def emotion_cross_entropy(logits: torch.Tensor, labels: torch.Tensor | None) -> 
     if not bool(known.any()):
         return logits.sum() * 0.0
     return F.cross_entropy(logits[known], labels[known])
+
+
+class PixelEmotionCritic(nn.Module):
+    """A small CNN that reads the emotion from a frame (B x 3 x S x S in [-1, 1]) -> B x C logits.
+
+    Ours (`model.loss.emotion_pixels` of the expression stage): the paper's expression stage scores its
+    renders with a pretrained emotion network (FRNet, upstream `train/loss/FRNet.py`); on data with no
+    pretrained emotion network this one learns the labels from the real targets during the stage, and
+    the renders are scored with it (`pixel_emotion_terms`). Four stride-2 3x3 convolutions with
+    GroupNorm (no batch statistics: the renders are read exactly as the real frames), a global average
+    and a linear read. A different network from the evaluation's judge (a ResNet-18 trained apart).
+    """
+
+    def __init__(self, classes: int, width: int = 32, depth: int = 4) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        cin = 3
+        for i in range(depth):
+            cout = width * 2 ** min(i, 2)
+            layers += [nn.Conv2d(cin, cout, 3, 2, 1), nn.GroupNorm(8, cout), nn.LeakyReLU(0.2)]
+            cin = cout
+        self.features = nn.Sequential(*layers)
+        self.read = nn.Linear(cin, classes)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.read(self.features(image).mean((2, 3)))
+
+
+def pixel_emotion_terms(
+    critic: PixelEmotionCritic,
+    real: torch.Tensor,
+    real_labels: torch.Tensor | None,
+    fake: torch.Tensor,
+    fake_labels: torch.Tensor | None,
+) -> torch.Tensor:
+    """Cross-entropy of the critic on the real frames (trains the critic only: the frames carry no
+    gradient) plus on the renders read with the critic's parameters held (trains the generator only).
+    Under Adam the two parts' common weight leaves the critic's own step size unchanged."""
+    from torch.func import functional_call
+
+    held = {k: v.detach() for k, v in critic.named_parameters()}
+    on_real = emotion_cross_entropy(critic(real.detach()), real_labels)
+    on_fake = emotion_cross_entropy(functional_call(critic, held, (fake,)), fake_labels)
+    return on_real + on_fake

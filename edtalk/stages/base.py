@@ -262,6 +262,10 @@ class GANStage(EDTalkStage):
         read = list(self.emotion_read.parameters()) if self.emotion_read is not None else []
         return [p for p in self.generator.parameters() if p.requires_grad] + read
 
+    def extra_param_groups(self, lr_scale: float) -> list[dict[str, Any]]:
+        """Optimiser parameter groups beside the generator's, stepped by the G optimiser (none here)."""
+        return []
+
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         params = self.generator_parameters()
         if not any(p.requires_grad for p in self.generator.parameters()):
@@ -269,7 +273,8 @@ class GANStage(EDTalkStage):
         o = self.cfg.optim
         k = world_lr_scale(self, o.scale_lr_with_world_size)
         g_betas = adam_betas(o.g_betas, "model.optim.g_betas")
-        opts: list[torch.optim.Optimizer] = [torch.optim.Adam(params, lr=k * o.g_lr, betas=g_betas)]
+        groups = [{"params": params}, *self.extra_param_groups(k)]
+        opts: list[torch.optim.Optimizer] = [torch.optim.Adam(groups, lr=k * o.g_lr, betas=g_betas)]
         if self.discriminator is not None:
             d_params = self.discriminator.parameters()
             d_betas = adam_betas(o.d_betas, "model.optim.d_betas")

@@ -53,11 +53,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
-from edtalk.losses import coefficient_invariance, decorrelation
+from edtalk.losses import PixelEmotionCritic, coefficient_invariance, decorrelation, pixel_emotion_terms
 from edtalk.nn.emotion import EMOTIONS
 from edtalk.nn.generator import Generator
 from edtalk.nn.layers import EqualLinear
@@ -75,6 +75,7 @@ class ExpressionLoss(LossWeights):
     decorrelation: float = 0.0
     invariance: float = 0.0
     anchor: float = 1.0
+    emotion_pixels: float = 0.0
 
 
 @dataclass
@@ -93,6 +94,9 @@ class ExpressionConfig(GANStageConfig):
             (neutral: zero), so the emotions' weights lie apart by construction.
         exp_teacher: with `exp_anchor`, render labelled targets from their anchors (teacher forcing): the
             bank and EEM learn what each anchor looks like while ELN learns to find it.
+        critic_lr: Adam learning rate of the pixel emotion critic of `loss.emotion_pixels` (ours): a small
+            CNN (`edtalk.losses.PixelEmotionCritic`) that learns the labels from the real targets during
+            the stage and scores the renders' emotion, in place of the paper's pretrained FRNet.
     """
 
     trainable: list[str] = field(default_factory=lambda: list(PHASE1_TRAINABLE))
@@ -101,6 +105,7 @@ class ExpressionConfig(GANStageConfig):
     exp_init_batches: int = 128
     exp_anchor: float = 0.0
     exp_teacher: bool = False
+    critic_lr: float = 1e-3
 
     def __post_init__(self) -> None:
         if self.exp_init not in ("random", "discriminant", "anchors"):
@@ -221,6 +226,19 @@ class ExpressionStage(GANStage):
     stage_name: ClassVar[str] = "expression"
     reads_emotion: ClassVar[bool] = True
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.emotion_critic: PixelEmotionCritic | None = None
+        if self.cfg.loss.emotion_pixels > 0:
+            self.emotion_critic = PixelEmotionCritic(len(EMOTIONS))
+
+    def extra_param_groups(self, lr_scale: float) -> list[dict[str, Any]]:
+        """The pixel emotion critic (`loss.emotion_pixels`) at its own rate, `model.critic_lr`."""
+        if self.emotion_critic is None:
+            return []
+        assert isinstance(self.cfg, ExpressionConfig)
+        return [{"params": list(self.emotion_critic.parameters()), "lr": lr_scale * self.cfg.critic_lr}]
+
     def on_train_start(self) -> None:
         super().on_train_start()
         assert isinstance(self.cfg, ExpressionConfig)
@@ -295,6 +313,13 @@ class ExpressionStage(GANStage):
             alpha2 = self.generator.coefficients(batch["target2"])["exp"]
             losses["invariance"] = coefficient_invariance(alpha2, r["alpha_exp"])
         losses |= self.emotion_term(r["alpha_exp"], batch)
+        if self.emotion_critic is not None:
+            labels = batch.get("emotion")
+            real = torch.cat([tgt, batch["target2"]]) if "target2" in batch else tgt
+            real_labels = None if labels is None else labels.repeat(len(real) // len(tgt))
+            losses["emotion_pixels"] = pixel_emotion_terms(
+                self.emotion_critic, real, real_labels, fake, labels
+            )
         if anchors is not None:
             known = batch["emotion"] >= 0
             losses["anchor"] = (
