@@ -357,7 +357,9 @@ class EatJudges:
     emotion_fan: nn.Module | None = None
     fan_inputs: EmotionFANInputs | None = None
     files: dict[str, Path] = field(default_factory=dict)  # judge files (keys of the ground-truth cache)
-    fast: bool = False  # Emotion-FAN on channels-last batches (values agree to ~1e-7; False: as before)
+    # Emotion-FAN on channels-last batches (with `PresetScorer`: its batch norms folded, `EmotionFAN.fused`;
+    # logits agree to ~1e-7; False: as before)
+    fast: bool = False
 
 
 @dataclass

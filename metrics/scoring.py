@@ -141,10 +141,13 @@ class PresetScorer:
 
     def __init__(self, judges: Judges, protocol: str, workdir: Path | None = None, fast: bool = True) -> None:
         from metrics.eat import EatAligner, EatJudges, EatScorer, EmotionFANInputs
+        from metrics.judges import EmotionFAN
 
         self.eat: EatScorer | None = None
         if protocol == "eat":
             fan = judges.emotion_fan
+            if fast and isinstance(fan, EmotionFAN):
+                fan = fan.fused()  # batch norms folded into the convolutions, channels-last
             eat_judges = EatJudges(
                 EatAligner(),
                 judges.inception_imagenet,

@@ -37,8 +37,9 @@ class Options:
     # the shared path: one dlib detection per result video for CSIM, LMD and the LSE crop, CSIM's
     # descriptors batched in PyTorch (`DlibFaceResNet`), the first ground-truth frame's descriptor cached
     # on disk, SSIM by scikit-image on the uint8 frames, channels-last LPIPS, SyncNet and
-    # Emotion-FAN (False: each metric prepares its own inputs, dlib's
-    # descriptor per frame: the path before issue 29 and the baseline of benchmarks/evaluate.py)
+    # Emotion-FAN (its batch norms folded, `EmotionFAN.fused`) (False: each metric prepares its own
+    # inputs, dlib's descriptor per frame: the path before issue 29 and the baseline of
+    # benchmarks/evaluate.py)
     fast: bool = True
 
 
@@ -309,10 +310,13 @@ TABLE: tuple[MetricRow, ...] = (
 class FanJudge:
     """Emotion-FAN on EAT's face-chip inputs of a clip's frames: (row, hit or None without a face)."""
 
-    def __init__(self, net: torch.nn.Module, channels_last: bool = False) -> None:
+    def __init__(self, net: torch.nn.Module, fast: bool = False) -> None:
         from metrics.eat import EmotionFANInputs
+        from metrics.judges import EmotionFAN
 
-        self.net, self.prep, self.channels_last = net, EmotionFANInputs(), channels_last
+        if fast and isinstance(net, EmotionFAN):
+            net = net.fused()  # batch norms folded into the convolutions, channels-last
+        self.net, self.prep, self.channels_last = net, EmotionFANInputs(), fast
 
     @torch.no_grad()
     def add(self, clip_id: str, frames: np.ndarray) -> tuple[dict[str, Any], Part]:

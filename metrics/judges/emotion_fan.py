@@ -13,6 +13,7 @@ alpha * beta (see `EmotionFAN.pool`).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
@@ -115,6 +116,26 @@ class EmotionFAN(nn.Module):
 
     def train(self, mode: bool = True) -> EmotionFAN:
         return super().train(False)  # a judge: batch norm and dropout stay in eval mode
+
+    def fused(self) -> EmotionFAN:
+        """A copy for CPU inference: each batch norm folded into the convolution before it
+        (`fuse_conv_bn_eval`: w * gamma / sqrt(var + eps), beta - mean * gamma / sqrt(var + eps)), weights
+        channels-last. The same function in another float order: logits agree to ~1e-7 (about 15%
+        faster than channels-last alone on one CPU thread). Feed it channels-last frames."""
+        from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+        def fold(owner: nn.Module, conv: str, bn: str) -> None:
+            setattr(owner, conv, fuse_conv_bn_eval(getattr(owner, conv), getattr(owner, bn)))
+            setattr(owner, bn, nn.Identity())
+
+        net = copy.deepcopy(self).eval()
+        fold(net, "conv1", "bn1")
+        for block in (b for i in range(1, 5) for b in getattr(net, f"layer{i}")):
+            fold(block, "conv1", "bn1")
+            fold(block, "conv2", "bn2")
+            if block.downsample is not None:
+                fold(block.downsample, "0", "1")  # nn.Sequential(conv, bn)
+        return net.to(memory_format=torch.channels_last).requires_grad_(False)
 
 
 def load_emotion_fan(path: str | Path | None) -> EmotionFAN:

@@ -164,6 +164,31 @@ def test_dlib_descriptor_in_pytorch_equals_dlibs_own() -> None:
     np.testing.assert_allclose(cosine(batched), cosine(own), atol=1e-6)
 
 
+def test_emotion_fan_with_folded_batch_norms_gives_the_same_logits() -> None:
+    """`EmotionFAN.fused` (each batch norm folded into its convolution, channels-last: the fast path's
+    Emotion-FAN) gives the network's frame features, attention and clip logits to 1e-5, with batch-norm
+    statistics far from the identity; the judge itself is left as it was."""
+    from metrics.judges.emotion_fan import EmotionFAN
+
+    torch.manual_seed(0)
+    net = EmotionFAN().eval()
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    frames = torch.rand(6, 3, 96, 96)
+    fused = net.fused()
+    with torch.no_grad():
+        want = net.frame_features(frames), net(frames)
+        cl = frames.contiguous(memory_format=torch.channels_last)
+        got = fused.frame_features(cl), fused(cl)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    assert isinstance(net.bn1, torch.nn.BatchNorm2d)
+
+
 def test_ssim_of_uint8_frames_by_skimage_equals_the_pooling_path() -> None:
     """SSIM(uint8_frames=True) (scikit-image on the frames' uint8 values) equals skimage exactly and the
     float64 pooling path to 1e-8."""
