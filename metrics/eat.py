@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edtalk.io import FPS, read_video
+from edtalk.io import FPS, ffmpeg_rate_indices, read_video
 from metrics.judges import dlib_model_file
 
 # Rows 27..44 (nose bridge, nose, eyes) of EAT's 68-point template `base_68.npy` (code.zip), in the
@@ -51,7 +51,9 @@ FID_SIZE = 299
 
 
 # -- step 1: re-encode at 25 fps -------------------------------------------------------------------
-def reencode_25fps(src: str | Path, dst: str | Path, crf: int = 23) -> Path:
+def reencode_25fps(
+    src: str | Path, dst: str | Path, crf: int = 23, decoded: DecodedVideo | None = None
+) -> Path:
     """`ffmpeg -i SRC -r 25 DST.mp4` with FFmpeg's default x264 (crf 23, preset medium), through PyAV.
 
     Frames are taken as they are stored (a 25 fps clip passes frame for frame; other rates: the last
@@ -60,7 +62,8 @@ def reencode_25fps(src: str | Path, dst: str | Path, crf: int = 23) -> Path:
     keeps its format and range, yuvj* included; RGB input such as PNG or rgb24 becomes limited-range
     yuv444p, x264's High 4:4:4 Predictive). As the CLI, frames reach the encoder without the decoder's
     picture types (an all-intra source such as PNG would otherwise be encoded all-intra).
-    Audio is not needed by image metrics.
+    Audio is not needed by image metrics. `decoded`: filled with the source's frames as they are decoded
+    (for the other consumers of the same video).
     """
     src, dst = Path(src), Path(dst)
     with av.open(str(src)) as inp, av.open(str(dst), mode="w", format="mp4") as out:
@@ -70,8 +73,9 @@ def reencode_25fps(src: str | Path, dst: str | Path, crf: int = 23) -> Path:
         stream.thread_type = "AUTO"
         graph = _x264_format_graph(stream)
         enc: Any = None
-        for i, decoded in enumerate(_at_25fps(inp.decode(stream))):
-            graph.push(decoded)
+        frames = inp.decode(stream) if decoded is None else decoded.collect(inp.decode(stream), stream)
+        for i, source in enumerate(_at_25fps(frames)):
+            graph.push(source)
             frame = graph.vpull()
             if enc is None:
                 enc = _x264_stream(out, frame, crf)
@@ -84,6 +88,39 @@ def reencode_25fps(src: str | Path, dst: str | Path, crf: int = 23) -> Path:
             raise ValueError(f"{src} has no video frames")
         out.mux(enc.encode(None))
     return dst
+
+
+@dataclass
+class DecodedVideo:
+    """Every stored frame of a video (RGB uint8), its time since the first frame and its duration (s),
+    kept while `reencode_25fps` decodes the video, so that its other consumers need no decode of their
+    own: `frames()` is `read_video(path, fps=None)` (Emotion-FAN's input) and `at_25fps()` is
+    `read_video_ffmpeg_rate(path)` (syncnet_python's `ffmpeg -r 25`, the LSE's input), frame for frame
+    (tests/metrics/test_evaluate_fast.py)."""
+
+    images: list[np.ndarray] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+    durations: list[float] = field(default_factory=list)
+
+    def collect(self, frames: Iterator[av.VideoFrame], stream: Any) -> Iterator[av.VideoFrame]:
+        """Pass `stream`'s decoded frames on, keeping each one's image, time and duration as
+        `edtalk.io.read_video_ffmpeg_rate` reads them."""
+        rate = float(stream.average_rate or stream.guessed_rate or FPS)
+        for n, frame in enumerate(frames):
+            self.images.append(frame.to_ndarray(format="rgb24"))
+            self.times.append(float(frame.time) if frame.time is not None else n / rate)
+            tb = frame.time_base or stream.time_base
+            self.durations.append(float(frame.duration * tb) if frame.duration and tb else 1.0 / rate)
+            yield frame
+
+    def frames(self) -> np.ndarray:
+        """T x H x W x 3: every stored frame."""
+        return np.stack(self.images)
+
+    def at_25fps(self) -> np.ndarray:
+        """T' x H x W x 3: the frames `ffmpeg -r 25` keeps (`edtalk.io.ffmpeg_rate_indices`)."""
+        times = [t - self.times[0] for t in self.times]
+        return np.stack([self.images[i] for i in ffmpeg_rate_indices(times, self.durations, FPS)])
 
 
 def _x264_format_graph(stream: Any) -> av.filter.Graph:
@@ -392,17 +429,21 @@ class EatScorer:
         gt.cache["eat_crops"] = crops
         return crops
 
-    def result_crops(self, video: Path) -> np.ndarray:
-        """A result video re-encoded at 25 fps, cropped and MP4V round-tripped."""
+    def result_crops(self, video: Path, decoded: DecodedVideo | None = None) -> np.ndarray:
+        """A result video re-encoded at 25 fps, cropped and MP4V round-tripped (`decoded`: filled with
+        the video's frames on the way)."""
         with tempfile.TemporaryDirectory(dir=self.workdir) as tmp:
-            encoded = reencode_25fps(video, Path(tmp) / "25fps.mp4")
+            encoded = reencode_25fps(video, Path(tmp) / "25fps.mp4", decoded=decoded)
             frames = read_video(encoded, fps=None)
         return mp4v_roundtrip(self.judges.aligner.crops(frames), self.workdir)
 
     @torch.no_grad()
-    def add(self, gt: Any, video: Path) -> dict[str, Any]:
-        """Score one result video against its ground-truth clip; returns the per-clip row."""
-        fake, real = self.result_crops(video), self.gt_crops(gt)
+    def add(self, gt: Any, video: Path, decoded: DecodedVideo | None = None) -> dict[str, Any]:
+        """Score one result video against its ground-truth clip; returns the per-clip row.
+
+        `decoded`: an empty `DecodedVideo` to keep the video's frames from the re-encode's decode, for
+        Emotion-FAN here and for the caller (the LSE); None: each step decodes the file itself."""
+        fake, real = self.result_crops(video, decoded), self.gt_crops(gt)
         row: dict[str, Any] = {"clip_id": gt.clip_id, "frames": min(len(fake), len(real))}
         self.part = {}
         if len(fake) and len(real):
@@ -415,7 +456,7 @@ class EatScorer:
         elif not len(fake):
             row["note"] = "no face found in the result video (EAT's image metrics skip it)"
         if self.judges.emotion_fan is not None:
-            row.update(self._emotion(gt.clip_id, video))
+            row.update(self._emotion(gt.clip_id, video, decoded))
         self.restore(self.part)
         self.rows.append(row)
         return row
@@ -486,10 +527,10 @@ class EatScorer:
         compute = lambda: net(fid_inputs(g[idx])).numpy()  # noqa: E731
         self.part["fid_real"] = gt_cached(gt, kind, [file], compute)
 
-    def _emotion(self, clip_id: str, video: Path) -> dict[str, Any]:
+    def _emotion(self, clip_id: str, video: Path, decoded: DecodedVideo | None = None) -> dict[str, Any]:
         fan, prep = self.judges.emotion_fan, self.judges.fan_inputs
         assert fan is not None and prep is not None
-        faces = prep(read_video(video, fps=None))
+        faces = prep(decoded.frames() if decoded is not None else read_video(video, fps=None))
         if not len(faces):
             return {}
         if self.judges.fast:

@@ -96,7 +96,9 @@ class PaperLSE:
         self.parts: list[tuple[float, float]] = []
         self.part: tuple[float, float] | None = None
 
-    def add(self, video: Path, gt: GroundTruth) -> dict[str, Any]:
+    def add(self, video: Path, gt: GroundTruth, frames: np.ndarray | None = None) -> dict[str, Any]:
+        """Score one video (`frames`: its frames at 25 fps as `read_video_ffmpeg_rate` gives them, when
+        decoded already)."""
         import tempfile
 
         from edtalk.io import probe_video, write_wav
@@ -107,7 +109,13 @@ class PaperLSE:
             audio = None if probe_video(video).has_audio else write_wav(Path(tmp) / "gt.wav", gt.wav)
             try:
                 inputs = prepare_lse_inputs(
-                    video, "s3fd", audio, self.s3fd, detector=self.detector(), batch_size=self.batch
+                    video,
+                    "s3fd",
+                    audio,
+                    self.s3fd,
+                    detector=self.detector(),
+                    batch_size=self.batch,
+                    frames=frames,
                 )
             except ValueError as err:  # no face track long enough: syncnet_python scores nothing either
                 return {"lse_note": str(err)}
@@ -144,6 +152,7 @@ class PresetScorer:
         from metrics.judges import EmotionFAN
 
         self.eat: EatScorer | None = None
+        self.fast = fast
         if protocol == "eat":
             fan = judges.emotion_fan
             if fast and isinstance(fan, EmotionFAN):
@@ -162,10 +171,15 @@ class PresetScorer:
         self.part: dict[str, Any] = {}
 
     def add_video(self, gt: GroundTruth, video: Path) -> dict[str, Any]:
-        row = self.eat.add(gt, video) if self.eat is not None else {"clip_id": gt.clip_id}
+        """Score one result video. Fast path: the video is decoded once (by EAT's re-encode), its frames
+        passed to Emotion-FAN and the LSE."""
+        from metrics.eat import DecodedVideo
+
+        decoded = DecodedVideo() if self.fast and self.eat is not None else None
+        row = self.eat.add(gt, video, decoded) if self.eat is not None else {"clip_id": gt.clip_id}
         self.part = dict(self.eat.part) if self.eat is not None else {}
         if self.lse is not None:
-            row.update(self.lse.add(video, gt))
+            row.update(self.lse.add(video, gt, decoded.at_25fps() if decoded is not None else None))
             self.part["lse"] = self.lse.part
         self.rows.append(row)
         return row

@@ -198,6 +198,7 @@ def prepare_lse_inputs(
     min_track: int = 100,
     detector: Any = None,
     batch_size: int = 0,
+    frames: np.ndarray | None = None,
 ) -> LSEInputs:
     """A video's LSE inputs as syncnet_python's run_pipeline.py + SyncNetInstance.evaluate make them.
 
@@ -213,12 +214,14 @@ def prepare_lse_inputs(
         min_track: a track needs more faces than this (syncnet_python: 100 frames = 4 s).
         detector: a ready detector with `detect(rgb) -> N x 5` (overrides `s3fd_weights`).
         batch_size: S3FD on that many frames per call (`metrics.syncnet_crop.detect_all`; 0: one).
+        frames: the video's frames as `read_video_ffmpeg_rate(video)` gives them, when the caller has
+            decoded it already (`metrics.eat.DecodedVideo.at_25fps`); None: decoded here.
     """
     from edtalk.io import read_audio, read_video_ffmpeg_rate
 
     if crop not in CROPS:
         raise ValueError(f"unknown LSE crop {crop!r}; choose one of {', '.join(CROPS)}")
-    frames = read_video_ffmpeg_rate(video)
+    frames = read_video_ffmpeg_rate(video) if frames is None else frames
     wav = read_audio(audio or video)
     if crop == "none":
         return LSEInputs(face_crops_224(frames), wav)

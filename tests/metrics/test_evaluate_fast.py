@@ -9,6 +9,7 @@ and every summary value must agree to 1e-6.
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -162,6 +163,24 @@ def test_dlib_descriptor_in_pytorch_equals_dlibs_own() -> None:
         return (e[0] * e).sum(1) / np.linalg.norm(e[0]) / np.linalg.norm(e, axis=1)
 
     np.testing.assert_allclose(cosine(batched), cosine(own), atol=1e-6)
+
+
+@pytest.mark.parametrize("fps", [Fraction(25), Fraction(30), Fraction(30000, 1001), Fraction(20)])
+def test_the_reencodes_decode_gives_the_frames_each_reader_decodes(tmp_path: Path, fps: Fraction) -> None:
+    """The frames EAT's re-encode keeps while it decodes a result video (`DecodedVideo`, the fast path's
+    one decode) are `read_video(fps=None)`'s (Emotion-FAN's input) and `read_video_ffmpeg_rate`'s (the
+    LSE's), bit for bit, at 25, 30, 29.97 and 20 fps."""
+    from edtalk.io import read_video, read_video_ffmpeg_rate
+    from metrics.eat import DecodedVideo, reencode_25fps
+    from tests.avclips import write_clip
+
+    images = np.random.default_rng(0).integers(0, 256, (40, 48, 64, 3), dtype=np.uint8)
+    clip = write_clip(tmp_path / "clip.mp4", images, fps)
+    decoded = DecodedVideo()
+    reencode_25fps(clip, tmp_path / "25fps.mp4", decoded=decoded)
+    np.testing.assert_array_equal(decoded.frames(), read_video(clip, fps=None))
+    np.testing.assert_array_equal(decoded.at_25fps(), read_video_ffmpeg_rate(clip))
+    assert len(decoded.at_25fps()) != len(decoded.frames()) or fps == 25
 
 
 def test_emotion_fan_with_folded_batch_norms_gives_the_same_logits() -> None:
