@@ -15,12 +15,16 @@ CSIM, LMD and the LSE crop, CSIM's descriptors batched in PyTorch, S3FD batched 
 channels-last judges, SSIM by scikit-image on the uint8 frames, the ground truth's side cached on disk) against
 the unbatched path (`fast=False`, `edtalk evaluate --unbatched`: what `evaluate` did before), in one
 process, CPU seconds per clip. tests/metrics/test_evaluate_fast.py checks both give the same values.
+`--json --workers N`: also the `edtalk evaluate --workers N` path (N spawned processes, each scoring every
+N-th clip into the per-clip store, threads = cores / N), cold then with the ground truth cached: wall
+seconds per clip from the moment all N have loaded their judges, and their CPU seconds, under "workers".
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import os
 import tempfile
 import time
@@ -70,9 +74,17 @@ def main() -> None:
         "cached on disk); the last line is {seconds_per_clip, seconds_per_clip_cached_gt, "
         "baseline_seconds_per_clip, ratio, projected_hours}",
     )
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="with --json and N > 1: also time `edtalk evaluate --workers N` (JSON key 'workers')",
+    )
     args = ap.parse_args()
+    if args.workers < 1 or (args.workers > 1 and not args.json):
+        ap.error("--workers N takes N >= 1, and N > 1 only with --json")
     if args.json:
-        print(json.dumps(runner_vs_baseline(args.protocol, args.clips, args.weights_dir)))
+        print(json.dumps(runner_vs_baseline(args.protocol, args.clips, args.weights_dir, args.workers)))
         return
     if args.protocol == "eat":
         eat_main(args.clips, args.weights_dir)
@@ -194,28 +206,22 @@ def _per_clip(start: tuple[float, float], n: int) -> tuple[float, float]:
     return (cpu - start[0]) / n, (wall - start[1]) / n
 
 
-def runner_vs_baseline(protocol: str, n_clips: int, weights_dir: str | None) -> dict[str, Any]:
+def runner_vs_baseline(
+    protocol: str, n_clips: int, weights_dir: str | None, workers: int = 1
+) -> dict[str, Any]:
     """Seconds per clip of `metrics.runner.evaluate` (per-clip store, the ground truth's side cached on
     disk) for a first method (cold caches) and a second one (the ground truth's side read back), against
     today's path (one scorer, nothing cached: what `evaluate` did before), all in this process.
 
     Every judge runs (random weights where the real files are absent); the results are the ground truth
     re-encoded. The projections scale the cold time by clip count (MEAD test 2,293 clips, EAT's list 985)
-    and, for HDTF's 77 test videos, by frames (hours per minute of video).
+    and, for HDTF's 77 test videos, by frames (hours per minute of video). `workers` > 1: also the
+    `--workers` path (`in_workers`).
     """
-    from edtalk.io import write_video
-    from metrics.runner import MethodScorer, PresetScorer, Store, evaluate, ground_truth, load_judges
+    from metrics.runner import MethodScorer, PresetScorer, Store, evaluate, load_judges
 
-    tmp = Path(tempfile.mkdtemp(prefix="edtalk-bench-json-"))
-    if weights_dir is None:
-        (_random_eat_judges if protocol == "eat" else _random_judges)(tmp)
-    judges = load_judges(weights_dir or tmp, protocol=protocol)
-    clips = list(islice(ground_truth("builtin"), n_clips))
-    methods = {}
-    for name in ("a", "b"):
-        for c in clips:
-            write_video(tmp / name / f"{c.clip_id}.mp4", c.frames, audio=c.wav)
-        methods[name] = tmp / name
+    tmp, weights, clips, methods = _bench_inputs(protocol, n_clips, weights_dir)
+    judges = load_judges(weights, protocol=protocol)
 
     def fresh() -> None:  # an empty ground-truth disk cache, nothing kept in the clips
         os.environ["EDTALK_CACHE"] = tempfile.mkdtemp(prefix="cache-", dir=tmp)
@@ -250,7 +256,109 @@ def runner_vs_baseline(protocol: str, n_clips: int, weights_dir: str | None) -> 
     cold, cold_wall = runner("a")
     cached, cached_wall = runner("b")  # the same split, a second method: the ground truth's side from disk
     frames = sum(len(c.frames) for c in clips) / len(clips)
-    return _result(protocol, len(clips), frames, (base, cold, cached), (base_wall, cold_wall, cached_wall))
+    out = _result(protocol, len(clips), frames, (base, cold, cached), (base_wall, cold_wall, cached_wall))
+    if workers > 1:
+        out["workers"] = in_workers(protocol, n_clips, weights, methods, workers, tmp)
+    return out
+
+
+def _bench_inputs(
+    protocol: str, n_clips: int, weights_dir: str | None
+) -> tuple[Path, Path, list[Any], dict[str, Path]]:
+    """A temporary folder, the judges' folder (random weights written there unless `weights_dir`), the
+    first `n_clips` built-in clips, and two result folders ("a", "b") holding them re-encoded."""
+    from edtalk.io import write_video
+    from metrics.runner import ground_truth
+
+    tmp = Path(tempfile.mkdtemp(prefix="edtalk-bench-json-"))
+    if weights_dir is None:
+        (_random_eat_judges if protocol == "eat" else _random_judges)(tmp)
+    clips = list(islice(ground_truth("builtin"), n_clips))
+    methods = {}
+    for name in ("a", "b"):
+        for c in clips:
+            write_video(tmp / name / f"{c.clip_id}.mp4", c.frames, audio=c.wav)
+        methods[name] = tmp / name
+    return tmp, Path(weights_dir) if weights_dir else tmp, clips, methods
+
+
+def in_workers(
+    protocol: str, n_clips: int, weights: Path, methods: dict[str, Path], workers: int, tmp: Path
+) -> dict[str, Any]:
+    """Seconds per clip of `edtalk evaluate --workers N`'s scoring: N spawned processes, each with
+    cores / N threads, its own judges, every N-th clip and the shared ground-truth disk cache (as
+    `edtalk.commands.evaluate._worker`). Method "a" from an empty cache (cold), then "b" (the ground
+    truth's side read back). The clock starts when all N have loaded their judges and decoded the
+    clips (that start-up, once per run, is `startup_seconds`); wall seconds per clip are what N cores
+    give, CPU seconds the workers' sum."""
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    ctx = mp.get_context("spawn")
+    barrier, results = ctx.Barrier(workers + 1), ctx.Queue()
+    cache = tempfile.mkdtemp(prefix="cache-workers-", dir=tmp)
+    args = (protocol, n_clips, str(weights), {k: str(v) for k, v in methods.items()}, str(tmp), cache)
+    start = time.perf_counter()
+    procs = [
+        ctx.Process(target=_bench_worker, args=(*args, (k, workers), threads, barrier, results))
+        for k in range(workers)
+    ]
+    for p in procs:
+        p.start()
+    marks = []
+    for _ in range(3):  # judges loaded, cold scored, cached scored
+        barrier.wait(timeout=3600)
+        marks.append(time.perf_counter())
+    cpu = [results.get(timeout=600) for _ in procs]
+    for p in procs:
+        p.join()
+        if p.exitcode:
+            raise RuntimeError(f"benchmark worker exited with {p.exitcode}")
+    n = min(n_clips, len(list(methods["a"].glob("*.mp4"))))
+    return {
+        "n": workers,
+        "threads_per_worker": threads,
+        "startup_seconds": round(marks[0] - start, 3),
+        "wall_seconds_per_clip": round((marks[1] - marks[0]) / n, 3),
+        "wall_seconds_per_clip_cached_gt": round((marks[2] - marks[1]) / n, 3),
+        "cpu_seconds_per_clip": round(sum(c[0] for c in cpu) / n, 3),
+        "cpu_seconds_per_clip_cached_gt": round(sum(c[1] for c in cpu) / n, 3),
+        "how": "edtalk evaluate --workers N's scoring (spawned processes, every N-th clip each, per-clip "
+        "store, shared ground-truth cache), timed from when all have loaded their judges: wall time over "
+        "clips is the throughput on N free cores (not on a shared machine); fewer clips than workers "
+        "leave workers idle",
+    }
+
+
+def _bench_worker(
+    protocol: str,
+    n_clips: int,
+    weights: str,
+    methods: dict[str, str],
+    tmp: str,
+    cache: str,
+    worker: tuple[int, int],
+    threads: int,
+    barrier: Any,
+    results: Any,
+) -> None:
+    """One `--workers` process of `in_workers`: its judges and clips, then its share of "a" and "b"."""
+    from metrics.runner import Store, evaluate, ground_truth, load_judges
+
+    torch.set_num_threads(threads)
+    os.environ["EDTALK_CACHE"] = cache
+    judges = load_judges(weights, protocol=protocol)
+    clips = list(islice(ground_truth("builtin"), n_clips))
+    barrier.wait(timeout=3600)
+    cpu = []
+    for name in ("a", "b"):
+        for c in clips:
+            c.cache.clear()
+            c.lmk = None
+        start = time.process_time()
+        evaluate({name: Path(methods[name])}, iter(clips), judges, log=lambda s: None, protocol=protocol,
+                 store=Store(Path(tmp) / f"out-workers-{name}", worker=worker))  # fmt: skip
+        cpu.append(time.process_time() - start)
+        barrier.wait(timeout=3600)
+    results.put(cpu)
 
 
 def _result(
