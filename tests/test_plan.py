@@ -47,7 +47,7 @@ def test_the_demo_readme_shows_the_plan_graph(capsys: pytest.CaptureFixture[str]
 def test_steps_are_the_budget_times_the_profile_scale() -> None:
     plan = load_plan(main_plan())
     demo = {s: plan.steps(s, "demo", {"visual": 4, "audio": 3}) for s in plan.order}
-    assert demo == {"reconstruct": 20, "mouth_pose": 12, "expression": 24, "syncnet": 9, "audio2exp": 9} | {
+    assert demo == {"reconstruct": 20, "mouth_pose": 12, "expression": 24, "syncnet": 9, "audio2exp": 2} | {
         s: 3 for s in ("audio2mouth", "audio2pose", "emotion_classifier")
     }
     assert plan.steps("reconstruct", "demo") == 1000 and plan.steps("reconstruct", "debug") == 200
