@@ -241,6 +241,15 @@ def read_video_ffmpeg_rate(path: str | Path, fps: float = FPS) -> np.ndarray:
     return np.stack([images[i] for i in ffmpeg_rate_indices(times, durations, fps)])
 
 
+def frame_timing(frame: Any, stream: Any, index: int) -> tuple[float, float]:
+    """(time, duration) in seconds of decoded frame `index` of `stream`, as `read_video_ffmpeg_rate` reads
+    them: the frame's own timestamp and duration where the container has them, else the stream's rate."""
+    rate = float(stream.average_rate or stream.guessed_rate or FPS)
+    stamp = float(frame.time) if frame.time is not None else index / rate
+    tb = frame.time_base or stream.time_base
+    return stamp, float(frame.duration * tb) if frame.duration and tb else 1.0 / rate
+
+
 def _decode_timed(path: Path) -> tuple[list[np.ndarray], list[float], list[float]]:
     """Every stored frame, its time since the first frame (s) and its duration (s)."""
     images: list[np.ndarray] = []
@@ -251,12 +260,11 @@ def _decode_timed(path: Path) -> tuple[list[np.ndarray], list[float], list[float
             if not container.streams.video:
                 raise MediaError(f"{path} has no video stream")
             stream = container.streams.video[0]
-            rate = float(stream.average_rate or stream.guessed_rate or FPS)
             for n, frame in enumerate(container.decode(stream)):
                 images.append(frame.to_ndarray(format="rgb24"))
-                stamps.append(float(frame.time) if frame.time is not None else n / rate)
-                tb = frame.time_base or stream.time_base
-                durations.append(float(frame.duration * tb) if frame.duration and tb else 1.0 / rate)
+                stamp, duration = frame_timing(frame, stream, n)
+                stamps.append(stamp)
+                durations.append(duration)
     except av.FFmpegError as err:
         raise MediaError(
             f"cannot decode video {path}: {err}; re-encode it (e.g. ffmpeg -i in.mp4 out.mp4)"

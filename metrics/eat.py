@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edtalk.io import FPS, ffmpeg_rate_indices, read_video
+from edtalk.io import FPS, ffmpeg_rate_indices, frame_timing, read_video
 from metrics.judges import dlib_model_file
 
 # Rows 27..44 (nose bridge, nose, eyes) of EAT's 68-point template `base_68.npy` (code.zip), in the
@@ -105,12 +105,11 @@ class DecodedVideo:
     def collect(self, frames: Iterator[av.VideoFrame], stream: Any) -> Iterator[av.VideoFrame]:
         """Pass `stream`'s decoded frames on, keeping each one's image, time and duration as
         `edtalk.io.read_video_ffmpeg_rate` reads them."""
-        rate = float(stream.average_rate or stream.guessed_rate or FPS)
         for n, frame in enumerate(frames):
             self.images.append(frame.to_ndarray(format="rgb24"))
-            self.times.append(float(frame.time) if frame.time is not None else n / rate)
-            tb = frame.time_base or stream.time_base
-            self.durations.append(float(frame.duration * tb) if frame.duration and tb else 1.0 / rate)
+            stamp, duration = frame_timing(frame, stream, n)
+            self.times.append(stamp)
+            self.durations.append(duration)
             yield frame
 
     def frames(self) -> np.ndarray:

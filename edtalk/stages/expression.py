@@ -315,8 +315,13 @@ class ExpressionStage(GANStage):
         losses |= self.emotion_term(r["alpha_exp"], batch)
         if self.emotion_critic is not None:
             labels = batch.get("emotion")
+            if labels is None:
+                raise ValueError(
+                    "model.loss.emotion_pixels needs the clips' emotion labels in the batch (EmotionDataModule "
+                    "adds them); set model.loss.emotion_pixels=0"
+                )
             real = torch.cat([tgt, batch["target2"]]) if "target2" in batch else tgt
-            real_labels = None if labels is None else labels.repeat(len(real) // len(tgt))
+            real_labels = labels.repeat(len(real) // len(tgt))
             losses["emotion_pixels"] = pixel_emotion_terms(
                 self.emotion_critic, real, real_labels, fake, labels
             )

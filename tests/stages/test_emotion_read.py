@@ -218,3 +218,11 @@ def test_expression_stage_critic_learns_the_labels(tmp_path: Path) -> None:
     assert len(groups) == 2 and groups[1]["lr"] == pytest.approx(3e-3)
     ce = [r["train/emotion_pixels"] for r in rec.rows]
     assert ce[0] > 2.0 and min(ce[-5:]) < 0.5 * ce[0], ce
+
+
+def test_pixel_critic_without_labels_names_its_key() -> None:
+    batch = make_batch("expression", batch=2)
+    del batch["emotion"]
+    module = make_stage("expression", with_d=False, **{"loss.vgg": 0.0, "loss.emotion_pixels": 1.0})
+    with pytest.raises(ValueError, match=r"model\.loss\.emotion_pixels"):
+        module.generator_step(batch)
