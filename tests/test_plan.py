@@ -34,6 +34,44 @@ def test_the_main_plan_declares_the_stage_graph_once() -> None:
         assert requires is None or requires in plan.upstream_of(stage), stage
 
 
+def test_a_profile_changes_the_graph_where_its_layer_makes_a_stage_read_less() -> None:
+    """The demo's audio2exp regresses the emotions' anchors alone (its layer: data.coefficients=false, requires
+    null), so under `demo` it reads no generator and trains from the start beside the visual stages; other
+    profiles keep the plan's graph."""
+    plan = load_plan(main_plan())
+    demo = plan.for_profile("demo")
+    assert demo.upstream_of("audio2exp") == () and plan.upstream_of("audio2exp") == ("expression",)
+    assert demo.side_groups() == {
+        None: ("syncnet", "audio2exp", "emotion_classifier"),
+        "mouth_pose": ("audio2mouth", "audio2pose"),
+    }
+    assert plan.for_profile("debug") is plan and demo.order == plan.order
+    layer = OmegaConf.load(main_plan().parent / "audio2exp.yaml")
+    assert layer.data.coefficients is False and layer.requires is None and layer.model.exp_anchor > 0
+    job = PlanRun(plan, Path("unused"), profile="demo", log=lambda s: None)
+    assert job.plan.upstream_of("audio2exp") == ()
+
+
+@pytest.mark.parametrize(
+    ("stages", "error"),
+    [
+        ("{nope: {side: true}}", r"profiles: p: stages: nope"),
+        ("{audio2exp: {budget: 3}}", r"profiles: p: stages: audio2exp"),
+        (
+            "{audio2exp: {after: [audio2pose]}}",
+            r"stage 'audio2exp' reads \['audio2pose'\], which the plan does not list",
+        ),
+    ],
+)
+def test_a_profile_graph_change_is_checked(tmp_path: Path, stages: str, error: str) -> None:
+    path = tmp_path / "plan.yaml"
+    path.write_text(
+        f"stages: [syncnet, audio2exp, audio2pose]\nbudgets: {{visual: 1}}\nprofiles: {{p: {{stages: {stages}}}}}\n"
+    )
+    with pytest.raises(ValueError, match=error):
+        load_plan(path).for_profile("p")
+
+
 def test_the_demo_readme_shows_the_plan_graph(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", str(main_plan()), "--graph"]) == 0
     table = capsys.readouterr().out
@@ -47,9 +85,13 @@ def test_the_demo_readme_shows_the_plan_graph(capsys: pytest.CaptureFixture[str]
 def test_steps_are_the_budget_times_the_profile_scale() -> None:
     plan = load_plan(main_plan())
     demo = {s: plan.steps(s, "demo", {"visual": 4, "audio": 3}) for s in plan.order}
-    assert demo == {"reconstruct": 20, "mouth_pose": 12, "expression": 24, "syncnet": 9, "audio2exp": 2} | {
-        s: 3 for s in ("audio2mouth", "audio2pose", "emotion_classifier")
-    }
+    assert demo == {
+        "reconstruct": 20,
+        "mouth_pose": 12,
+        "expression": 24,
+        "syncnet": 9,
+        "audio2mouth": 15,
+    } | {"audio2exp": 4} | {s: 3 for s in ("audio2pose", "emotion_classifier")}
     assert plan.steps("reconstruct", "demo") == 1000 and plan.steps("reconstruct", "debug") == 200
     assert plan.layer("demo") == "demo" and plan.layer("debug") is None
     with pytest.raises(ValueError, match=r"--profile must be one of \('demo', 'debug'\), got 'nope'"):

@@ -8,7 +8,7 @@ A plan file (YAML; `experiments/demo/plan.yaml` is the main job, `edtalk quickst
     generator: expression          # the stage whose generator the tasks evaluate and render
     budgets: {visual: 200, audio: 120}        # named step counts (`quickstart --steps/--audio-steps`)
     profiles:                      # config layers: experiments/<layer>/<stage>.yaml + step scales
-      demo: {layer: demo, scale: {reconstruct: 5.0}}
+      demo: {layer: demo, scale: {reconstruct: 5.0}}   # + stages: {STAGE: {after: [...], side: true}}
     stages:                        # in order; `after`: stages whose outputs it reads (init_from, exports)
       - {name: reconstruct, budget: visual}   # budget: recipe = the experiment's own steps and intervals
       - {name: syncnet, budget: audio, side: true}       # side: may run in a second process
@@ -170,6 +170,32 @@ class Plan:
         base = budget if isinstance(budget, int) else {**self.budgets, **(budgets or {})}[budget]
         scale = float(self.profiles.get(profile, {}).get("scale", {}).get(stage, 1.0))
         return max(1, round(base * scale))
+
+    def for_profile(self, profile: str) -> Plan:
+        """This plan with the profile's `stages:` changes to the graph applied (`{STAGE: {after, side}}`),
+        e.g. a stage the profile configures to read nothing more may train from the start; checked."""
+        changes = self.profiles.get(profile, {}).get("stages") or {}
+        if not changes:
+            return self
+        where = f"{self.path}: profiles: {profile}: stages"
+        for name, change in changes.items():
+            if name not in self.order or not isinstance(change, dict) or set(change) - {"after", "side"}:
+                raise ValueError(
+                    f"{where}: {name}: {change!r}; give a stage of the plan {{after: [...], side: bool}}"
+                )
+        stages = tuple(
+            dataclasses.replace(
+                s,
+                after=tuple(changes[s.name].get("after", s.after) or ()),
+                side=bool(changes[s.name].get("side", s.side)),
+            )
+            if s.name in changes
+            else s
+            for s in self.stages
+        )
+        plan = dataclasses.replace(self, stages=stages)
+        check(plan)
+        return plan
 
     def layer(self, profile: str) -> str | None:
         """The config folder under experiments/ the profile layers over each stage (None: none)."""

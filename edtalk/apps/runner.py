@@ -55,6 +55,9 @@ class PlanRun:
     shards: Path | None = None
     official: dict[str, Path | None] | None = None  # checkpoints to use instead of trained ones
 
+    def __post_init__(self) -> None:
+        self.plan = self.plan.for_profile(self.profile)  # the profile's changes to the stage graph
+
     @property
     def clips(self) -> int:
         return self.plan.eval_clips if self.eval_clips is None else self.eval_clips

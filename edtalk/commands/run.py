@@ -26,7 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="a config override for one stage of the plan, repeatable (e.g. the paper's ablations: "
         "expression.model.ablation.no_eem=true)",
     )
-    p.add_argument("--graph", action="store_true", help="print the plan's stage graph (markdown) and exit")
+    p.add_argument(
+        "--graph", action="store_true", help="print the plan's stage graph under the profile (markdown) and exit"
+    )
     p.set_defaults(func=run)
 
 
@@ -37,11 +39,11 @@ def run(args: argparse.Namespace) -> int:
     from edtalk.apps.runner import PlanRun
 
     plan = load_plan(args.plan).with_overrides(args.set)
-    if args.graph:
-        print(plan.graph_table(), end="")
-        return 0
     profile = args.profile if args.profile is not None else next(iter(plan.profiles), "")
     plan.layer(profile)  # an unknown profile is an error before anything runs
+    if args.graph:
+        print(plan.for_profile(profile).graph_table(), end="")
+        return 0
     if plan.debug:
         torch.set_num_threads(1)  # tiny CPU networks: a second thread costs more than it gains
     job = PlanRun(plan, args.out, profile, args.seed)

@@ -12,6 +12,10 @@ left out of it). It lets `edtalk generate --emotion auto` drive the expression f
 Batch (AudioDataModule over emotional clips with full-generator coefficient sidecars; long windows,
 e.g. `data.clip_frames=50`): mel B x T x 1 x 80 x 16, exp B x T x 10, emotion B.
 
+Anchors alone (ours; the demo profile): with `model.exp_anchor` > 0 and `data.coefficients=false` (and
+`requires: null`) every clip's target is its emotion's anchor, so the stage reads no generator and can
+train before the expression stage exists; each clip then needs its emotion label.
+
 The paper's input path (experiments/audio2exp_hubert.yaml): `model.network.input=hubert` reads the batch's
 "hubert" B x T x D (`data.hubert=true`: the `<shard>.hubert.npz` sidecars of `edtalk extract-hubert`)
 instead of mel, and with `model.network.text_dim` > 0 the per-clip "text" B x D_text (`data.text=true`:
@@ -104,29 +108,47 @@ class Audio2ExpStage(SupervisedStage):
     @classmethod
     def build(cls, cfg: Any, resume: bool = False) -> Audio2ExpStage:
         model_cfg, run_config = resolved(cfg)
+        if cfg.data.get("coefficients") is False and not model_cfg.exp_anchor > 0:
+            raise ValueError(
+                "audio2exp with data.coefficients=false regresses the emotions' anchors alone: set "
+                "model.exp_anchor (the expression stage's value), or data.coefficients=true with the "
+                "expression generator's coefficient sidecars"
+            )
         net_cfg = network_config(model_cfg, int(cfg.generator.exp_dim))
         return cls(Audio2Exp(net_cfg), net_cfg.to_dict(), model_cfg, run_config)
 
     @classmethod
     def prepare_debug(cls, cfg: Any, debug_export: DebugExport) -> None:
-        """`--debug`: shards with the coefficients of the debug generator (`requires`)."""
-        debug_coefficient_data(cfg)
+        """`--debug`: shards with the coefficients of the debug generator (`requires`); none when the
+        stage regresses anchors only (`data.coefficients=false`)."""
+        if cfg.data.get("coefficients") is not False:
+            debug_coefficient_data(cfg)
 
     def compute(self, batch: dict[str, torch.Tensor], train: bool) -> dict[str, torch.Tensor]:
-        if "exp" not in batch:
-            raise KeyError(
-                "audio2exp needs expression coefficients in the batch: extract them with a full (expression) "
-                "generator (edtalk extract-coefficients) so the shards' .coeffs.npz hold 10 exp weights"
-            )
         out = self.net(self._audio(batch), text=batch.get("text") if self.net.cfg.text_dim else None)
-        target = batch["exp"].mean(1)  # -> B x 10, the utterance's expression
-        anchors = emotion_anchors(batch["emotion"], target.shape[1], self.cfg.exp_anchor)
-        if anchors is not None:  # labelled clips: their emotion's anchor
-            target = torch.where((batch["emotion"] >= 0)[:, None], anchors.to(target), target)
+        target = self._target(batch, out.exp)
         mse = F.mse_loss(out.exp, target)
         ce, acc = emotion_terms(out.logits, batch["emotion"], self.cfg.label_smoothing)
         total = mse + self.cfg.loss.emotion * ce
         return {"loss": total, "exp": mse, "emotion": ce, "accuracy": acc}
+
+    def _target(self, batch: dict[str, torch.Tensor], pred: torch.Tensor) -> torch.Tensor:
+        """B x D like `pred`: the utterance's mean extracted expression weights; with `exp_anchor` the emotion's anchor
+        for labelled clips. Without coefficients in the batch (anchors only) every clip needs its label."""
+        labels = batch["emotion"]
+        anchors = emotion_anchors(labels, pred.shape[1], self.cfg.exp_anchor)
+        if "exp" not in batch:
+            if anchors is None or bool((labels < 0).any()):
+                raise KeyError(
+                    "audio2exp needs expression coefficients in the batch (extract them with a full expression "
+                    "generator, edtalk extract-coefficients, so the shards' .coeffs.npz hold the exp weights)"
+                    + ("" if anchors is None else ", or emotion labels on every clip for the anchors alone")
+                )
+            return anchors.to(pred)
+        target = batch["exp"].mean(1)  # -> B x D, the utterance's expression
+        if anchors is not None:  # labelled clips: their emotion's anchor
+            target = torch.where((labels >= 0)[:, None], anchors.to(target), target)
+        return target
 
     def _audio(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The network's audio input: mel windows, or HuBERT features with `model.network.input=hubert`."""

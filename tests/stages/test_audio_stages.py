@@ -362,3 +362,50 @@ def test_audio2exp_regresses_the_anchor_of_labelled_clips() -> None:
         cfg.exp_anchor = 0.0
         plain = torch.nn.functional.mse_loss(out.exp, batch["exp"].mean(1))
         assert torch.allclose(stage.compute(batch, train=False)["exp"], plain)
+
+
+def test_audio2exp_regresses_anchors_alone_without_coefficients() -> None:
+    """`data.coefficients=false` (the demo: audio2exp trains from the start, beside the visual stages): with
+    `model.exp_anchor` every clip's target is its emotion's anchor; an unlabelled clip, or no anchors, is an
+    error that names the fix."""
+    from edtalk.nn.audio2exp import Audio2Exp, Audio2ExpConfig
+    from edtalk.stages.expression import emotion_anchors
+
+    seed_torch()
+    network = Audio2ExpConfig(audio=AudioEncoderConfig(dim=128), hidden=128, context_layers=1)
+    cfg = Audio2ExpStageConfig(width=TINY, network=network, exp_anchor=2.0)
+    net_cfg = exp_config(cfg)
+    stage = Audio2ExpStage(Audio2Exp(net_cfg), net_cfg.to_dict(), cfg)
+    batch = talking_batch(4, 12, seed=3)
+    del batch["exp"], batch["mouth"], batch["pose"]
+    batch["emotion"] = torch.tensor([0, 4, 1, 5])
+    with torch.no_grad():
+        out = stage.net(stage._audio(batch))
+        anchors = emotion_anchors(batch["emotion"], net_cfg.exp_dim, 2.0)
+        assert anchors is not None and anchors.abs().sum() > 0
+        expected = torch.nn.functional.mse_loss(out.exp, anchors)
+        assert torch.allclose(stage.compute(batch, train=False)["exp"], expected)
+        batch["emotion"] = torch.tensor([0, 4, -1, 5])
+        with pytest.raises(KeyError, match="emotion labels on every clip"):
+            stage.compute(batch, train=False)
+        cfg.exp_anchor = 0.0
+        with pytest.raises(KeyError, match="extract-coefficients"):
+            stage.compute(batch, train=False)
+
+
+@pytest.mark.slow
+def test_fit_debug_audio2exp_on_anchors_alone_trains_no_generator(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`edtalk fit audio2exp --debug data.coefficients=false requires=null model.exp_anchor=3` reads only the
+    built-in shards: no generator stage runs and no sidecars are written; without the anchor it stops."""
+    from edtalk.cli import main
+
+    args = ["fit", "audio2exp", f"run.root={tmp_path}", "--debug", "data.coefficients=false", "requires=null"]
+    assert main([*args, "model.exp_anchor=3", "trainer.max_steps=2"]) == 0
+    assert (tmp_path / "audio2exp" / "debug" / "checkpoints" / "audio2exp.pt").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["audio2exp"]
+    assert not list(tmp_path.rglob("*.coeffs.npz"))
+    capsys.readouterr()
+    assert main([*args, "run.name=plain", "trainer.max_steps=2"]) == 2
+    assert "set model.exp_anchor" in capsys.readouterr().err
