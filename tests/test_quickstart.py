@@ -33,6 +33,7 @@ def test_quickstart_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str
         "audio2exp": 4,
     }
     assert all(summary["stages"][s]["steps"] == expected.get(s, 3) for s in stages)
+    assert summary["threads"] == 1  # `--threads`: torch threads of each of the two processes
     assert set(summary["evaluation"]) == {"edtalk_video", "edtalk_audio"}
     assert {"psnr", "ssim", "emotion_acc"} <= set(summary["evaluation"]["edtalk_video"])
     modes = {
@@ -121,3 +122,9 @@ def test_side_process_failure_is_raised_with_its_traceback(tmp_path: Path) -> No
     with pytest.raises(RuntimeError, match=r"(?s)the second process \(syncnet\) failed.*no-such-profile"):
         side.join()
     assert not side.process.is_alive()
+
+
+def test_quickstart_threads_must_be_positive(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["quickstart", "--out", str(tmp_path), "--threads", "0"]) == 2
+    assert "--threads must be >= 1, got 0" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # nothing ran

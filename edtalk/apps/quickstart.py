@@ -39,13 +39,14 @@ def main_job(
     seed: int = 0,
     log: Callable[[str], None] = print,
     settings: Sequence[str] = (),
+    threads: int = 1,
 ) -> PlanRun:
     """The main job's run of the demo plan (`edtalk quickstart --help` names the options; `settings`:
-    `--set STAGE.KEY=VALUE`); `.run()` runs it."""
+    `--set STAGE.KEY=VALUE`; `threads`: torch CPU threads of each process); `.run()` runs it."""
     official = official_checkpoints(weights) if weights is not None else None
     plan = load_plan(main_plan()).with_overrides(settings)
     budgets = {"visual": steps, "audio": audio_steps}
-    return PlanRun(plan, out, profile, seed, budgets, eval_clips, log=log, official=official)
+    return PlanRun(plan, out, profile, seed, budgets, eval_clips, log=log, official=official, threads=threads)
 
 
 def official_checkpoints(folder: Path) -> dict[str, Path | None]:

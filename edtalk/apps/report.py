@@ -65,6 +65,7 @@ def summary(job: Any, total: float) -> dict[str, Any]:
     return {
         "seconds": total,
         "profile": job.profile,
+        "threads": job.threads,
         "stages": {s.name: {"steps": s.steps, "seconds": s.seconds, **s.metrics} for s in job.stages},
         "evaluation": res.get("evaluation", {}).get("summary", {}),
         "learning": res.get("learning", {}),

@@ -54,6 +54,7 @@ class PlanRun:
     results: dict[str, Any] = field(default_factory=dict)
     shards: Path | None = None
     official: dict[str, Path | None] | None = None  # checkpoints to use instead of trained ones
+    threads: int = 1  # torch CPU threads of the second process (the caller sets its own)
 
     def __post_init__(self) -> None:
         self.plan = self.plan.for_profile(self.profile)  # the profile's changes to the stage graph

@@ -67,7 +67,7 @@ def _main(job: Any, work: dict[str, Any], queue: Any) -> None:
     """Entry of the side process: put ("ok", [StageRun]) or ("ok", task results); ("error", traceback)."""
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(job.threads)
     try:
         if "task" in work:
             queue.put(("ok", job.task(work["task"])))
