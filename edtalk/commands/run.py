@@ -27,7 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "expression.model.ablation.no_eem=true)",
     )
     p.add_argument(
-        "--graph", action="store_true", help="print the plan's stage graph under the profile (markdown) and exit"
+        "--graph",
+        action="store_true",
+        help="print the plan's stage graph under the profile (markdown) and exit",
     )
     p.set_defaults(func=run)
 

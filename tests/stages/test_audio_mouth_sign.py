@@ -107,6 +107,7 @@ def test_demo_audio2mouth_learns_the_opening_from_held_out_speech(tmp_path: Path
     stage = Audio2MouthStage(net, {"mouth_dim": MOUTH}, gen, None, None, model_cfg, run_config)
     trainer = L.Trainer(
         accelerator="cpu",
+        default_root_dir=tmp_path,  # the stage's export goes under it
         max_steps=STEPS,
         logger=False,
         enable_checkpointing=False,
