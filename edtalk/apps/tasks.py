@@ -117,32 +117,58 @@ def stage_generators(job: Any) -> tuple[dict[str, Any], dict[str, int]]:
 
 
 def emotion_vectors(job: Any) -> dict[str, Any]:
-    """<emotion>.npy from our expression generator's coefficients (the shards audio2exp trained on)."""
+    """<emotion>.npy: with an anchored expression stage (`model.exp_anchor`) the anchor of each emotion its
+    training clips show (no coefficients needed); else the mean expression weights of each emotion from our
+    expression generator's coefficients (the shards audio2exp trained on)."""
     import torch
 
-    from edtalk.coefficients import emotion_vectors as vectors
     from edtalk.nn.emotion import EMOTIONS
     from edtalk.stages.expression import emotion_anchors
 
     dirs = job.run_dirs()
-    data = runs.coefficient_data(dirs["audio2exp"]) if "audio2exp" in dirs else None
-    if "audio2exp" in dirs and "extract" in job.plan.upstream_of("audio2exp"):
-        data = runs.extracted_data(dirs["extract"])  # the plan's extract step's shards
-    if data is None:
+    if "audio2exp" not in dirs:
+        return {"emotion_vectors": None}
+    anchor = expression_anchor(dirs.get("expression"))
+    if anchor > 0:
+        names = labelled_emotions(job.shards) if job.shards is not None else []
+        dim = int(load_generator_config(dirs["expression"]).exp_dim)
+        found = {name: emotion_anchors(torch.tensor([EMOTIONS.index(name)]), dim, anchor) for name in names}
+        vectors = {name: a.numpy() for name, a in found.items() if a is not None}
+    else:
+        from edtalk.coefficients import emotion_vectors as mean_weights
+
+        data = runs.coefficient_data(dirs["audio2exp"])
+        if "extract" in job.plan.upstream_of("audio2exp"):
+            data = runs.extracted_data(dirs["extract"])  # the plan's extract step's shards
+        if data is None:
+            return {"emotion_vectors": None}
+        vectors = {name: entry["weights"] for name, entry in mean_weights(data, ("train",)).items()}
+    if not vectors:
         return {"emotion_vectors": None}
     folder = job.out / "emotion_vectors"
     folder.mkdir(parents=True, exist_ok=True)
-    found = vectors(data, ("train",))
-    anchor = expression_anchor(dirs.get("expression"))
-    for name, entry in found.items():
-        weights = entry["weights"]
-        if anchor > 0:  # the expression stage taught the generator one anchor per emotion: render those
-            label = torch.tensor([EMOTIONS.index(name)])
-            anchors = emotion_anchors(label, weights.shape[1], anchor)
-            assert anchors is not None
-            weights = anchors.numpy()
-        np.save(folder / f"{name}.npy", weights.astype(np.float32))
+    for name, weights in vectors.items():
+        np.save(folder / f"{name}.npy", np.asarray(weights, np.float32))
     return {"emotion_vectors": folder}
+
+
+def labelled_emotions(root: Path) -> list[str]:
+    """The MEAD emotions the training clips of a shard folder are labelled with, in MEAD order."""
+    from datamodules.shards import clip_infos
+    from edtalk.nn.emotion import EMOTIONS
+
+    seen = {
+        int(info.meta.get("emotion_id", -1)) for infos in clip_infos(root, "train").values() for info in infos
+    }
+    return [name for i, name in enumerate(EMOTIONS) if i in seen]
+
+
+def load_generator_config(run_dir: Path) -> Any:
+    """The generator config (`edtalk.config.GeneratorConfig`) a finished GAN stage's checkpoint holds."""
+    from edtalk.weights.handoff import read_generator
+
+    cfg, _, _ = read_generator(runs.checkpoint(run_dir))
+    return cfg
 
 
 def expression_anchor(run_dir: Path | None) -> float:
