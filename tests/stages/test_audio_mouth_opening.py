@@ -1,14 +1,15 @@
-"""The audio-driven mouth follows the speech (issue 30): the demo profile's audio2mouth recipe learns the
-mouth opening from the built-in speech on held-out speakers, in a reduced budget, for any seed.
+"""The audio2mouth stage learns the mouth opening from the built-in speech of held-out speakers when the
+opening is a small direction of the mouth weights (issue 30), in a reduced budget, for any seed.
 
-The sign of `mouth_open_corr_audio` used to follow the seed (+0.44 / -0.05 / +0.30 / -0.11 over seeds 0-3 on
-one machine): the opening is a small direction of the mouth weights (~5 % of their variance; the rest is the
-pose they still carry and per-clip offsets), and 120 steps of two clips that rendered through the generator
-learned the large directions first. Here the sidecars hold weights built that way from the clips' known
+On the demo's mouth_pose generators the opening is ~5 % of the mouth weights' variance (the rest: the pose
+they still carry, per-clip offsets). Here the sidecars hold weights built that way from the clips' known
 factors (a random rotation of [opening, yaw, pitch, roll, per-clip offsets]), so the test needs no trained
-generator; the stage trains with the demo layer's settings (experiments/demo/audio2mouth.yaml) through a real
-Trainer on the built-in shards, and a ridge read-out fitted on the training speakers' weights must find the
-true opening in the network's predictions for the held-out speakers' speech.
+generator; the stage trains on its coefficient terms (the image terms off: the generator here is random)
+through a real Trainer on the built-in shards, over the demo layer, and a ridge read-out fitted on the
+training speakers' weights must find the true opening in the network's predictions for the held-out
+speakers' speech. What it does not guard: the main job's `mouth_open_corr_audio`, whose sign also depends on
+how the learning table's probe reads the mouth_pose generator's weights (experiments/demo/README.md, "The
+audio mouth's sign, session 11").
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from datamodules.samplers import mel_windows_of
 from datamodules.shards import Clip, clip_pipeline, shard_urls
 from datamodules.sidecars import open_sidecar, write_sidecar
 from datamodules.synthetic import ensure_builtin
-from edtalk.apps.plan import main_plan
 from edtalk.apps.runner import profile_overrides
 from edtalk.coefficients import link_shards
 from edtalk.config import GeneratorConfig
@@ -38,7 +38,7 @@ from edtalk.train import build_datamodule, compose
 from tests.learn import above, learn_seed
 
 MOUTH, POSE = 20, 6
-STEPS = 200  # a third of the demo's 600
+STEPS = 200
 
 
 def leaky_weights(
@@ -85,12 +85,15 @@ def ridge(x: np.ndarray, y: np.ndarray, lam: float = 1e-3) -> tuple[np.ndarray, 
 
 @pytest.mark.slow
 @pytest.mark.learns
-def test_demo_audio2mouth_learns_the_opening_from_held_out_speech(tmp_path: Path) -> None:
+def test_audio2mouth_learns_a_small_opening_direction_from_held_out_speech(tmp_path: Path) -> None:
     seed = learn_seed(7)
     root = link_shards(ensure_builtin(), tmp_path / "shards")
     write_leaky_sidecars(root, seed)
     overrides = [
         *profile_overrides("audio2mouth", "demo"),
+        "data.batch_size=8",
+        "model.loss.l1=0",
+        "model.loss.mouth_l1=0",
         f"data.root={root}",
         f"run.root={tmp_path / 'runs'}",
         f"seed={seed}",
@@ -98,7 +101,6 @@ def test_demo_audio2mouth_learns_the_opening_from_held_out_speech(tmp_path: Path
         "trainer.val_check_interval=100",
     ]
     cfg = compose("audio2mouth", overrides, debug=True)
-    assert main_plan().is_file() and cfg.data.batch_size == 8  # the demo layer is what is tested
     assert cfg.model.loss.l1 == 0 and cfg.model.loss.mouth_l1 == 0 and cfg.model.loss.sync == 0
     model_cfg, run_config = resolved(cfg)
     L.seed_everything(seed, workers=True)
