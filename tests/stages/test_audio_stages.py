@@ -338,17 +338,24 @@ def test_fit_debug_builds_every_dependency(experiment: str, tmp_path: Path) -> N
         assert (tmp_path / "syncnet" / "debug" / "checkpoints" / "syncnet.pt").is_file()
 
 
-def test_audio2exp_regresses_the_anchor_of_labelled_clips() -> None:
-    """`model.exp_anchor` (ours, = the expression stage's): a labelled clip's target is its emotion's anchor, an
-    unlabelled clip's the mean of its extracted weights."""
+def anchored_audio2exp(anchor: float) -> Audio2ExpStage:
+    """A tiny audio2exp stage regressing anchors of `anchor` (`model.exp_anchor`), torch seeded."""
     from edtalk.nn.audio2exp import Audio2Exp, Audio2ExpConfig
-    from edtalk.stages.expression import emotion_anchors
 
     seed_torch()
     network = Audio2ExpConfig(audio=AudioEncoderConfig(dim=128), hidden=128, context_layers=1)
-    cfg = Audio2ExpStageConfig(width=TINY, network=network, exp_anchor=2.0)
+    cfg = Audio2ExpStageConfig(width=TINY, network=network, exp_anchor=anchor)
     net_cfg = exp_config(cfg)
-    stage = Audio2ExpStage(Audio2Exp(net_cfg), net_cfg.to_dict(), cfg)
+    return Audio2ExpStage(Audio2Exp(net_cfg), net_cfg.to_dict(), cfg)
+
+
+def test_audio2exp_regresses_the_anchor_of_labelled_clips() -> None:
+    """`model.exp_anchor` (ours, = the expression stage's): a labelled clip's target is its emotion's anchor, an
+    unlabelled clip's the mean of its extracted weights."""
+    from edtalk.stages.expression import emotion_anchors
+
+    stage = anchored_audio2exp(2.0)
+    cfg = stage.cfg
     batch = talking_batch(4, 12, seed=3)
     batch["emotion"] = torch.tensor([0, 4, -1, 5])
     with torch.no_grad():
@@ -368,20 +375,16 @@ def test_audio2exp_regresses_anchors_alone_without_coefficients() -> None:
     """`data.coefficients=false` (the demo: audio2exp trains from the start, beside the visual stages): with
     `model.exp_anchor` every clip's target is its emotion's anchor; an unlabelled clip, or no anchors, is an
     error that names the fix."""
-    from edtalk.nn.audio2exp import Audio2Exp, Audio2ExpConfig
     from edtalk.stages.expression import emotion_anchors
 
-    seed_torch()
-    network = Audio2ExpConfig(audio=AudioEncoderConfig(dim=128), hidden=128, context_layers=1)
-    cfg = Audio2ExpStageConfig(width=TINY, network=network, exp_anchor=2.0)
-    net_cfg = exp_config(cfg)
-    stage = Audio2ExpStage(Audio2Exp(net_cfg), net_cfg.to_dict(), cfg)
+    stage = anchored_audio2exp(2.0)
+    cfg = stage.cfg
     batch = talking_batch(4, 12, seed=3)
     del batch["exp"], batch["mouth"], batch["pose"]
     batch["emotion"] = torch.tensor([0, 4, 1, 5])
     with torch.no_grad():
         out = stage.net(stage._audio(batch))
-        anchors = emotion_anchors(batch["emotion"], net_cfg.exp_dim, 2.0)
+        anchors = emotion_anchors(batch["emotion"], stage.net.cfg.exp_dim, 2.0)
         assert anchors is not None and anchors.abs().sum() > 0
         expected = torch.nn.functional.mse_loss(out.exp, anchors)
         assert torch.allclose(stage.compute(batch, train=False)["exp"], expected)
