@@ -131,7 +131,7 @@ def emotion_vectors(job: Any) -> dict[str, Any]:
     anchor = expression_anchor(dirs.get("expression"))
     if anchor > 0:
         names = labelled_emotions(job.shards) if job.shards is not None else []
-        dim = int(load_generator_config(dirs["expression"]).exp_dim)
+        dim = int(run_setting(dirs["expression"], "generator.exp_dim"))
         found = {name: emotion_anchors(torch.tensor([EMOTIONS.index(name)]), dim, anchor) for name in names}
         vectors = {name: a.numpy() for name, a in found.items() if a is not None}
     else:
@@ -163,22 +163,18 @@ def labelled_emotions(root: Path) -> list[str]:
     return [name for i, name in enumerate(EMOTIONS) if i in seen]
 
 
-def load_generator_config(run_dir: Path) -> Any:
-    """The generator config (`edtalk.config.GeneratorConfig`) a finished GAN stage's checkpoint holds."""
-    from edtalk.weights.handoff import read_generator
-
-    cfg, _, _ = read_generator(runs.checkpoint(run_dir))
-    return cfg
-
-
 def expression_anchor(run_dir: Path | None) -> float:
     """`model.exp_anchor` of an expression run (0: none, or no run)."""
+    return float(run_setting(run_dir, "model.exp_anchor") or 0.0)
+
+
+def run_setting(run_dir: Path | None, key: str) -> Any:
+    """A dotted key of a finished run's config (None: no run, or no such key)."""
     from omegaconf import OmegaConf
 
     if run_dir is None or not runs.config_file(run_dir).is_file():
-        return 0.0
-    cfg = OmegaConf.load(runs.config_file(run_dir))
-    return float(OmegaConf.select(cfg, "model.exp_anchor", default=0.0) or 0.0)
+        return None
+    return OmegaConf.select(OmegaConf.load(runs.config_file(run_dir)), key, default=None)
 
 
 # Fine-tuning steps = this x the visual budget (300 at `quickstart --steps 200`: +4.0 dB over the shared
