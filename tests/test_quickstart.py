@@ -8,6 +8,7 @@ from pathlib import Path
 
 import av
 import pytest
+import torch
 
 from edtalk.cli import main
 
@@ -33,6 +34,7 @@ def test_quickstart_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str
     }
     assert all(summary["stages"][s]["steps"] == expected.get(s, 3) for s in stages)
     assert summary["threads"] == 1  # `--threads`: torch threads of each of the two processes
+    assert summary["cpu_capability"] == torch.backends.cpu.get_cpu_capability()  # e.g. AVX2, AVX512
     assert set(summary["evaluation"]) == {"edtalk_video", "edtalk_audio"}
     assert {"psnr", "ssim", "emotion_acc"} <= set(summary["evaluation"]["edtalk_video"])
     modes = {

@@ -59,6 +59,14 @@ def report(job: Any) -> dict[str, Any]:
     return {"report": path}
 
 
+def cpu_capability() -> str:
+    """torch's CPU kernel level here (e.g. "AVX512", "AVX2"): a seed's run is bit-reproducible only at the
+    same level and thread count (experiments/demo/README.md, "The audio paths")."""
+    import torch
+
+    return str(torch.backends.cpu.get_cpu_capability())
+
+
 def summary(job: Any, total: float) -> dict[str, Any]:
     """The summary.json object (keys are an interface)."""
     res = job.results
@@ -66,6 +74,7 @@ def summary(job: Any, total: float) -> dict[str, Any]:
         "seconds": total,
         "profile": job.profile,
         "threads": job.threads,
+        "cpu_capability": cpu_capability(),  # the kernels torch picked: runs differ in float rounding across them
         "stages": {s.name: {"steps": s.steps, "seconds": s.seconds, **s.metrics} for s in job.stages},
         "evaluation": res.get("evaluation", {}).get("summary", {}),
         "learning": res.get("learning", {}),
