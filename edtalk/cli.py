@@ -306,6 +306,7 @@ ARGUMENTS: dict[tuple[str, str], Check] = {
     ("quickstart", "steps"): AtLeast(1),
     ("quickstart", "audio_steps"): AtLeast(1),
     ("quickstart", "eval_clips"): AtLeast(1),
+    ("quickstart", "threads"): AtLeast(1),
     ("quickstart", "weights"): input_folder,
     ("run", "plan"): input_file,
     ("run", "out"): output_folder,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 
@@ -75,9 +74,6 @@ def run(args: argparse.Namespace) -> int:
     if args.random_clip:
         print(f"wrote {render_random_clip(args.out, seed=args.seed)}")
         return 0
-    if args.threads < 1:
-        print(f"edtalk quickstart: error: --threads must be >= 1, got {args.threads}", file=sys.stderr)
-        return 2
     torch.set_num_threads(args.threads)
     job = main_job(
         args.out,
