@@ -132,8 +132,10 @@ def emotion_vectors(job: Any) -> dict[str, Any]:
     if anchor > 0:
         names = labelled_emotions(job.shards) if job.shards is not None else []
         dim = int(run_setting(dirs["expression"], "generator.exp_dim"))
-        found = {name: emotion_anchors(torch.tensor([EMOTIONS.index(name)]), dim, anchor) for name in names}
-        vectors = {name: a.numpy() for name, a in found.items() if a is not None}
+        labels = torch.tensor([EMOTIONS.index(n) for n in names], dtype=torch.long)
+        rows = emotion_anchors(labels, dim, anchor)  # -> N x dim
+        assert rows is not None  # anchor > 0
+        vectors = {name: row[None].numpy() for name, row in zip(names, rows)}
     else:
         from edtalk.coefficients import emotion_vectors as mean_weights
 
