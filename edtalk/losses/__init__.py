@@ -2,7 +2,13 @@
 
 from edtalk.losses.adversarial import d_nonsaturating, g_nonsaturating, r1_penalty
 from edtalk.losses.emotion import EmotionRead, PixelEmotionCritic, emotion_cross_entropy, pixel_emotion_terms
-from edtalk.losses.latent import coefficient_invariance, decorrelation, latent_consistency
+from edtalk.losses.latent import (
+    coefficient_invariance,
+    decorrelation,
+    latent_consistency,
+    random_similarity,
+    standardised_invariance,
+)
 from edtalk.losses.orthogonality import bank_diagnostics
 from edtalk.losses.perceptual import VGGPyramidLoss
 from edtalk.losses.region import region_l1
@@ -20,5 +26,7 @@ __all__ = [
     "latent_consistency",
     "pixel_emotion_terms",
     "r1_penalty",
+    "random_similarity",
     "region_l1",
+    "standardised_invariance",
 ]

@@ -4,6 +4,9 @@
 from a mouth-swapped driver must point the same way as the one from the original frame,
 L = sum_batch exp(-cos(d_cross, d_self)) per component (summed over the batch, as upstream).
 `coefficient_invariance` (ours, not upstream) asks the same of the bank weights themselves, scale-free.
+`random_similarity` (ours) warps frames by a random in-plane rotation, per-axis scale and shift: the mouth
+stage's `warp_invariance` asks the mouth weights not to change under it (a head that rolls or moves keeps
+its mouth).
 `decorrelation` is ||A_c^T B_c||_F^2 / D of batch-centred codes (upstream `discor`), used by the
 expression stage to keep expression weights from re-encoding mouth/pose.
 """
@@ -37,6 +40,16 @@ def coefficient_invariance(cross: torch.Tensor, self_: torch.Tensor) -> torch.Te
     return (cross - self_).pow(2).mean() / (spread + 1e-8)
 
 
+def standardised_invariance(cross: torch.Tensor, self_: torch.Tensor, floor: float = 0.01) -> torch.Tensor:
+    """`coefficient_invariance` per dimension: mean over dimensions of mean |cross - self_|^2 / var_batch of
+    that dimension (its variance floored at `floor` x the mean variance, so an unused dimension does not
+    divide by ~0). A linear probe standardises every dimension before it reads a factor, so a small
+    dimension that changes with the pose weighs as much as a large one; this ratio weighs it so too."""
+    var = torch.cat([cross, self_]).var(0, unbiased=False)
+    var = torch.maximum(var, floor * var.mean().detach())
+    return ((cross - self_).pow(2).mean(0) / (var + 1e-8)).mean()
+
+
 def decorrelation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """||A_c^T B_c||_F^2 / B for batch-centred, unit-variance codes a: B x Da, b: B x Db (0 when B < 2)."""
     if a.shape[0] < 2:
@@ -45,3 +58,38 @@ def decorrelation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     b = (b - b.mean(0)) / (b.std(0) + 1e-6)
     cross = a.t() @ b / a.shape[0]  # -> Da x Db correlation matrix
     return cross.pow(2).sum() / a.shape[1]
+
+
+def random_similarity(
+    frames: torch.Tensor, roll: float, scale: float, shift: float, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each frame warped about the image centre by its own random rotation (uniform in +-`roll` degrees),
+    per-axis scale (1 + uniform in +-`scale`) and shift (uniform in +-`shift` of the half-width), with
+    border padding. frames: B x C x H x W (square). Returns the warped frames and the parameters drawn,
+    B x 5: angle (degrees), scale x, scale y, shift x, shift y (normalised). All amplitudes 0 returns the
+    frames themselves. `generator`, if given, lives on the frames' device.
+    """
+    b = frames.shape[0]
+    if roll == 0 and scale == 0 and shift == 0:
+        return frames, torch.cat([frames.new_zeros(b, 1), frames.new_ones(b, 2), frames.new_zeros(b, 2)], 1)
+
+    def uniform(n: int) -> torch.Tensor:
+        u = torch.rand(b, n, generator=generator, device=frames.device, dtype=frames.dtype)
+        return 2 * u - 1
+
+    angle = uniform(1)[:, 0] * roll
+    s = 1 + uniform(2) * scale
+    t = uniform(2) * shift
+    rad = torch.deg2rad(angle)
+    cos, sin = torch.cos(rad), torch.sin(rad)
+    # theta maps output coordinates to input ones (normalised [-1, 1]); square frames keep angles true
+    theta = torch.stack(
+        [
+            torch.stack([cos / s[:, 0], -sin / s[:, 0], t[:, 0]], 1),
+            torch.stack([sin / s[:, 1], cos / s[:, 1], t[:, 1]], 1),
+        ],
+        1,
+    )
+    grid = F.affine_grid(theta, list(frames.shape), align_corners=False)
+    warped = F.grid_sample(frames, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return warped, torch.cat([angle[:, None], s, t], 1)

@@ -19,7 +19,12 @@ Three terms of our own, off by default (the paper has none of them): `model.loss
 targets' mouth boxes, `edtalk.losses.region`; the CPU demo profile uses it), `model.loss.decorrelation`
 (upstream's `discor`, as in the expression stage, between the mouth and pose weights; measured to lower
 the disentanglement score, experiments/demo/README.md) and `model.loss.invariance` (the latent
-consistency's pairs on the bank weights themselves, scale-free: `edtalk.losses.coefficient_invariance`).
+consistency's pairs on the bank weights themselves, scale-free: `edtalk.losses.coefficient_invariance`),
+and `model.loss.warp_invariance`: the same ratio between the mouth weights of the targets and of the
+targets warped by a random in-plane rotation, scale and shift (`model.warp`, `edtalk.losses.random_similarity`):
+a head that rolls, nears or moves keeps its mouth. A mouth-swapped frame carries its own frame's roll
+and placement in the pasted mouth, so the swaps alone leave a pose direction in the mouth weights that a
+linear probe reads; the warp pairs differ in the pose only (one more encoder pass of 2B frames).
 Sources are encoded once and the four drivers in one batch; the four renders are one batched synthesis
 call (upstream runs ten encoder passes per step).
 Init from `reconstruct` (same lip-pose generator: a strict load, no key surgery). As in the original
@@ -35,7 +40,13 @@ from typing import ClassVar
 
 import torch
 
-from edtalk.losses import coefficient_invariance, decorrelation, latent_consistency
+from edtalk.losses import (
+    coefficient_invariance,
+    decorrelation,
+    latent_consistency,
+    random_similarity,
+    standardised_invariance,
+)
 from edtalk.nn.generator import Generator, SourceEncoding
 from edtalk.stages.base import GANStage, GANStageConfig, LossWeights, StepOutput
 from edtalk.weights.handoff import MOUTH_POSE_HEADS
@@ -47,11 +58,27 @@ class MouthPoseLoss(LossWeights):
     decorrelation: ||corr(alpha_m, alpha_p)||_F^2 / 20 of the batch-centred mouth and pose weights of the
     step's 4B drivers (`edtalk.losses.decorrelation`). invariance: `edtalk.losses.coefficient_invariance` of
     the mouth weights of swap_ba vs t_a (and swap_ab vs t_b: same mouth, other pose and identity) plus the
-    pose weights of swap_ab vs t_a (and swap_ba vs t_b: same pose, other mouth)."""
+    pose weights of swap_ab vs t_a (and swap_ba vs t_b: same pose, other mouth). warp_invariance: the same
+    ratio of the mouth weights of t_a, t_b vs those frames warped (`MouthPoseConfig.warp`)."""
 
     latent: float = 1.0
     decorrelation: float = 0.0
     invariance: float = 0.0
+    warp_invariance: float = 0.0
+
+
+@dataclass
+class WarpConfig:
+    """`model.warp`: amplitudes of the random similarity of `loss.warp_invariance` (uniform in +-each):
+    roll in degrees, scale as a fraction per axis, shift as a fraction of the half-width. Roll alone by
+    default: with scale 0.1 and shift 0.08 as well the mouth weights lost the opening (R² 0.32 vs 0.74 in
+    600 demo steps, experiments/demo/README.md)."""
+
+    roll: float = 10.0
+    scale: float = 0.0
+    shift: float = 0.0
+    # the ratio per weight dimension (`edtalk.losses.standardised_invariance`) instead of over all of them
+    standardised: bool = False
 
 
 PAIRS = 4  # self a, self b, cross a, cross b
@@ -68,6 +95,7 @@ class MouthPoseConfig(GANStageConfig):
     """
 
     loss: MouthPoseLoss = field(default_factory=MouthPoseLoss)
+    warp: WarpConfig = field(default_factory=WarpConfig)
     pair_losses: str = "sum"
     fresh_heads: bool = True
 
@@ -145,6 +173,13 @@ class MouthPoseStage(GANStage):
             losses["invariance"] = coefficient_invariance(
                 torch.cat([m_ba, m_ab]), torch.cat([m_ta, m_tb])
             ) + coefficient_invariance(torch.cat([p_ab, p_ba]), torch.cat([p_ta, p_tb]))
+        if self.cfg.loss.warp_invariance > 0:
+            drivers = torch.cat([batch["target_a"], batch["target_b"]])
+            warp = self.cfg.warp
+            warped, _ = random_similarity(drivers, warp.roll, warp.scale, warp.shift)
+            m_warped = self.generator.coefficients(warped)["mouth"]
+            ratio = standardised_invariance if warp.standardised else coefficient_invariance
+            losses["warp_invariance"] = ratio(m_warped, r["alpha_mouth"][:half])
         with torch.no_grad():
             self.log("train/cross_l1", (out[half:] - target[half:]).abs().mean(), batch_size=half)
         b = half // 2

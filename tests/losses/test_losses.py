@@ -19,6 +19,8 @@ from edtalk.losses import (
     g_nonsaturating,
     latent_consistency,
     r1_penalty,
+    random_similarity,
+    standardised_invariance,
 )
 from edtalk.losses.perceptual import AntiAliasDownsample, vgg19_features
 from edtalk.nn.navigation import BasesBanks
@@ -111,6 +113,60 @@ def test_coefficient_invariance_is_the_changed_fraction_of_the_spread() -> None:
     assert math.isclose(coefficient_invariance(3 * (self_ + noise), 3 * self_).item(), value, rel_tol=1e-5)
     unrelated = coefficient_invariance(torch.randn(64, 20), self_).item()
     assert 1.5 < unrelated < 2.5  # independent weights: |x - y|^2 = 2 var
+
+
+def test_standardised_invariance_weighs_a_small_dimension_as_a_large_one() -> None:
+    """A change confined to a low-variance dimension is ~invisible to the pooled ratio but counts fully per
+    dimension; equal weights give 0; the variance floor bounds what an unused dimension adds."""
+    torch.manual_seed(0)
+    self_ = torch.randn(256, 10)
+    self_[:, 9] *= 0.1  # a small dimension (variance 1e-2 of the others')
+    moved = self_.clone()
+    moved[:, 9] += 0.1 * torch.randn(256)  # it changes by its own size
+    assert standardised_invariance(self_, self_).item() == 0.0
+    pooled, per_dim = (
+        coefficient_invariance(moved, self_).item(),
+        standardised_invariance(moved, self_).item(),
+    )
+    assert pooled < 0.003 and 0.04 < per_dim < 0.2  # 1 of 10 dimensions at ratio ~0.7 (its variance doubled)
+    unused = self_.clone()
+    unused[:, 9] = 0.0
+    jitter = unused.clone()
+    jitter[:, 9] = 1e-4 * torch.randn(256)  # an unused dimension's noise: the floor keeps it negligible
+    assert standardised_invariance(jitter, unused).item() < 1e-6
+
+
+def test_random_similarity_moves_a_dot_where_its_parameters_say() -> None:
+    """A bright dot lands where the drawn rotation, scales and shift put it (the inverse of the sampling map,
+    y down), a constant frame stays constant, amplitudes 0 give the frames back, amplitudes bound the draws."""
+    size, n = 64, 16
+    frames = torch.zeros(n, 1, size, size)
+    frames[:, :, 20:24, 40:44] = 1.0  # a 4 px dot right of and above the centre
+    gen = torch.Generator().manual_seed(3)
+    warped, params = random_similarity(frames, roll=20.0, scale=0.1, shift=0.1, generator=gen)
+    angle, sx, sy, tx, ty = params.unbind(1)
+    assert angle.abs().max() <= 20 and angle.abs().max() > 5 and (sx - 1).abs().max() <= 0.1
+    assert torch.cat([tx, ty]).abs().max() <= 0.1 and (sy - 1).abs().max() > 0.01
+    coords = (torch.arange(size) + 0.5) / size * 2 - 1  # pixel centres, normalised (align_corners=False)
+    yy, xx = torch.meshgrid(coords, coords, indexing="ij")
+    mass = warped[:, 0].clamp(min=0)
+    got = torch.stack([(mass * xx).sum((1, 2)), (mass * yy).sum((1, 2))], 1) / mass.sum((1, 2))[:, None]
+    src = torch.tensor([(42 / size) * 2 - 1, (22 / size) * 2 - 1])  # the dot's centre, normalised
+    rad = torch.deg2rad(angle)
+    for i in range(n):  # output p maps to input A p + t, so the dot lands at A^-1 (src - t)
+        a = torch.tensor(
+            [[rad[i].cos() / sx[i], -rad[i].sin() / sx[i]], [rad[i].sin() / sy[i], rad[i].cos() / sy[i]]]
+        )
+        want = torch.linalg.solve(a, src - torch.stack([tx[i], ty[i]]))
+        assert torch.allclose(got[i], want, atol=0.03), (i, got[i], want)  # 1 px = 0.031
+    flat = torch.full((2, 3, 32, 32), 0.25)
+    assert torch.allclose(random_similarity(flat, 30.0, 0.2, 0.2)[0], flat, atol=1e-6)
+    same, still = random_similarity(frames, 0.0, 0.0, 0.0)
+    assert (
+        same is frames
+        and torch.equal(still[:, 0], torch.zeros(n))
+        and torch.equal(still[:, 1:3], torch.ones(n, 2))
+    )
 
 
 def test_bank_diagnostics() -> None:

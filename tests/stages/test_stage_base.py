@@ -225,6 +225,29 @@ def test_mouth_pose_invariance_term_pairs_the_swapped_drivers() -> None:
     assert "invariance" not in module.generator_step(batch).losses
 
 
+def test_mouth_pose_warp_invariance_pairs_each_target_with_its_warped_copy() -> None:
+    """0 with every warp amplitude 0 (the warped frame is the frame), positive otherwise, its gradient
+    reaches the mouth head; the pose head gets none from it; weight 0 (the recipe) skips it."""
+    from tests.stages.helpers import make_batch, make_stage
+
+    module = make_stage("mouth_pose", with_d=False, **{"loss.warp_invariance": 1.0, "loss.vgg": 0.0})
+    batch = make_batch("mouth_pose", batch=4)
+    losses = module.generator_step(batch).losses
+    assert float(losses["warp_invariance"]) > 0
+    module.generator.zero_grad()
+    losses["warp_invariance"].backward()
+    grads = {
+        head: [p.grad for name, p in module.generator.named_parameters() if f"{head}." in name]
+        for head in ("lip_fc", "pose_fc")
+    }
+    assert any(g is not None and g.abs().sum() > 0 for g in grads["lip_fc"])
+    assert all(g is None or g.abs().sum() == 0 for g in grads["pose_fc"])
+    module.cfg.warp.roll = module.cfg.warp.scale = module.cfg.warp.shift = 0.0
+    assert float(module.generator_step(batch).losses["warp_invariance"]) < 1e-6
+    module.cfg.loss.warp_invariance = 0.0
+    assert "warp_invariance" not in module.generator_step(batch).losses
+
+
 def test_expression_invariance_term_pairs_two_frames_of_the_target_clip() -> None:
     """0 when the second frame equals the target, equal to the by-hand ratio otherwise, its gradient
     reaches the expression head only; a batch without "target2" names the data option to set."""
