@@ -150,9 +150,16 @@ def train_series(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     return {k: sorted(v) for k, v in out.items()}
 
 
-def finished(run_dir: Path, steps: int, generator: dict[str, Any] | None) -> bool:
+RECIPE_SECTIONS = ("seed", "model", "data")
+
+
+def finished(
+    run_dir: Path, steps: int, generator: dict[str, Any] | None, recipe: dict[str, Any] | None = None
+) -> bool:
     """Whether the run's `last.ckpt` reached `steps` with the generator config `generator` (same profile;
-    a checkpoint without a stored generator config matches any)."""
+    a checkpoint without a stored generator config matches any) and, given `recipe` (a run config's
+    `seed`, `model` and `data`), trained with that recipe from inputs no newer than itself: a rerun with
+    another `--set` or after its `init_from` was retrained trains again (`recipe_changes` says why)."""
     ckpt = checkpoint(run_dir)
     if not ckpt.is_file():
         return False
@@ -161,4 +168,44 @@ def finished(run_dir: Path, steps: int, generator: dict[str, Any] | None) -> boo
     obj = load_file(ckpt)
     stored = obj.get("edtalk", {}).get("generator")
     same = stored is None or stored == generator
-    return same and int(obj.get("global_step", -1)) >= steps
+    if not same or int(obj.get("global_step", -1)) < steps:
+        return False
+    if recipe is None:
+        return True
+    return not recipe_changes(obj.get("edtalk", {}).get("config"), recipe, ckpt)
+
+
+def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        return {k: v for key, child in node.items() for k, v in _leaves(child, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: node}
+
+
+def _pathlike(value: Any) -> bool:
+    return isinstance(value, str) and ("/" in value or "\\" in value)
+
+
+def recipe_changes(stored: dict[str, Any] | None, recipe: dict[str, Any], ckpt: Path) -> list[str]:
+    """What differs between the config a checkpoint was trained with and `recipe` ([] for none, or when the
+    checkpoint stores no config). Paths are not compared as text (a run fills some in as it starts: the
+    export it reads, its init checkpoint); instead a file one of them names that is newer than the
+    checkpoint is a change."""
+    if stored is None:
+        return []
+    old = _leaves({k: stored.get(k) for k in RECIPE_SECTIONS})
+    new = _leaves({k: recipe.get(k) for k in RECIPE_SECTIONS})
+    changes = [
+        f"{key}: {old.get(key)!r} -> {new.get(key)!r}"
+        for key in sorted(old.keys() | new.keys())
+        if old.get(key) != new.get(key) and not (_pathlike(old.get(key)) or _pathlike(new.get(key)))
+    ]
+    built = ckpt.stat().st_mtime
+    paths = {
+        v
+        for v in (*old.values(), *new.values(), stored.get("init_from"), recipe.get("init_from"))
+        if _pathlike(v)
+    }
+    for value in sorted(paths):
+        if Path(value).is_file() and Path(value).stat().st_mtime > built:
+            changes.append(f"{value} is newer than {ckpt}")
+    return changes

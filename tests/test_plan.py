@@ -200,7 +200,8 @@ def test_tasks_that_need_untrained_stages_are_skipped(tmp_path: Path) -> None:
 def test_edtalk_run_trains_a_plan_and_reuses_finished_stages(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A real one-stage plan through the CLI (a Lightning run, `--debug`), then again: the rerun reuses it."""
+    """A real one-stage plan through the CLI (a Lightning run, `--debug`), then again: the rerun reuses it;
+    a rerun with another setting of the stage trains it again."""
     plan = tmp_path / "plan.yaml"
     plan.write_text(
         "budgets: {audio: 2}\nstages: [{name: emotion_classifier, budget: audio}]\ntasks: ['tests.test_plan:other']\n"
@@ -213,6 +214,12 @@ def test_edtalk_run_trains_a_plan_and_reuses_finished_stages(
     assert main(["run", str(plan), "--out", str(out)]) == 0
     assert ckpt.stat().st_mtime_ns == stamp  # finished with the same steps: not trained again
     assert main(["run", str(plan), "--out", str(out), "--profile", "demo"]) == 2  # the plan has no profiles
+    setting = ["--set", "emotion_classifier.model.optim.lr=0.001"]
+    assert main(["run", str(plan), "--out", str(out), *setting]) == 0
+    assert ckpt.stat().st_mtime_ns != stamp  # another recipe: trained again, not silently reused
+    stamp = ckpt.stat().st_mtime_ns
+    assert main(["run", str(plan), "--out", str(out), *setting]) == 0
+    assert ckpt.stat().st_mtime_ns == stamp
 
 
 # -- the extract step and a cluster plan (debug: false) -------------------------------------------------

@@ -61,6 +61,45 @@ def test_finished_needs_the_steps_and_the_same_generator(tmp_path: Path) -> None
     assert runs.finished(run_dir, 10, {"size": 128})  # no generator stored (audio stages): steps decide
 
 
+def test_finished_needs_the_same_recipe_and_inputs_no_newer(tmp_path: Path) -> None:
+    """A rerun with another model/data setting or seed trains again, paths filled in at start are not compared
+    as text, and a run whose init checkpoint was retrained after it is stale."""
+    import os
+
+    run_dir, init = tmp_path / "run", tmp_path / "prev" / "last.ckpt"
+    init.parent.mkdir()
+    init.write_bytes(b"stage before")
+    config = {
+        "seed": 0,
+        "init_from": str(init),
+        "model": {"loss": {"l1": 1.0, "warp_invariance": 0.0}, "syncnet": str(tmp_path / "syncnet.pt")},
+        "data": {"batch_size": 4, "root": None},
+        "trainer": {"max_steps": 10},
+    }
+    runs.checkpoint(run_dir).parent.mkdir(parents=True)
+    torch.save(
+        {"global_step": 10, "edtalk": {"generator": {"size": 64}, "config": config}}, runs.checkpoint(run_dir)
+    )
+    os.utime(init, (1_000, 1_000))  # the init checkpoint is older than the run
+    same = {**config, "model": {**config["model"], "syncnet": None}, "trainer": {"max_steps": 99}}
+    assert runs.finished(run_dir, 10, {"size": 64}, same)  # syncnet filled in at start; trainer not compared
+    assert runs.finished(run_dir, 10, {"size": 64}, same | {"data": {"batch_size": 4, "root": "/data/x"}})
+    other = {**config, "model": {"loss": {"l1": 1.0, "warp_invariance": 1.0}}}
+    assert not runs.finished(run_dir, 10, {"size": 64}, other)
+    assert runs.recipe_changes(config, other, runs.checkpoint(run_dir)) == [
+        "model.loss.warp_invariance: 0.0 -> 1.0"
+    ]
+    assert not runs.finished(run_dir, 10, {"size": 64}, same | {"seed": 1})
+    assert runs.finished(run_dir, 10, {"size": 64})  # no recipe given: steps and generator decide
+    later = runs.checkpoint(run_dir).stat().st_mtime + 60
+    os.utime(init, (later, later))  # the stage before was retrained after this run
+    changes = runs.recipe_changes(config, same, runs.checkpoint(run_dir))
+    assert changes == [f"{init} is newer than {runs.checkpoint(run_dir)}"]
+    assert not runs.finished(run_dir, 10, {"size": 64}, same)
+    torch.save({"global_step": 10, "edtalk": {"generator": {"size": 64}}}, runs.checkpoint(run_dir))
+    assert runs.finished(run_dir, 10, {"size": 64}, other)  # no stored config (older runs): not compared
+
+
 def test_the_writers_paths_are_the_run_layout(tmp_path: Path) -> None:
     """What `edtalk fit` and the stages write, named here only (edtalk.train, edtalk.stages.supervised)."""
     run_dir = runs.run_path(tmp_path, "audio2mouth", "main")

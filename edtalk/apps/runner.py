@@ -311,10 +311,13 @@ def _dotlist(node: Any, prefix: str, dumps: Callable[[Any], str]) -> list[str]:
 
 
 def _finished(run_dir: Path, steps: int, cfg: Any) -> bool:
-    """A checkpoint of a run that reached `steps`, with the generator `cfg` builds (same profile)."""
+    """A checkpoint of a run that reached `steps`, with the generator `cfg` builds (same profile), the same
+    seed, model and data settings, and no input newer than itself (`runs.recipe_changes`)."""
     from omegaconf import OmegaConf
 
-    return runs.finished(run_dir, steps, OmegaConf.to_container(cfg.generator, resolve=True))  # type: ignore[arg-type]
+    container: Any = OmegaConf.to_container(cfg, resolve=True)
+    recipe = {k: container.get(k) for k in (*runs.RECIPE_SECTIONS, "init_from")}
+    return runs.finished(run_dir, steps, container.get("generator"), recipe)
 
 
 def fmt_metrics(metrics: dict[str, float], keys: int = 4) -> str:
