@@ -79,6 +79,9 @@ class WarpConfig:
     shift: float = 0.0
     # the ratio per weight dimension (`edtalk.losses.standardised_invariance`) instead of over all of them
     standardised: bool = False
+    # the term trains the mouth head (`lip_fc`) alone: the encoder and the shared motion MLP, which the
+    # expression head reads too, get no gradient from it
+    head_only: bool = False
 
 
 PAIRS = 4  # self a, self b, cross a, cross b
@@ -177,9 +180,18 @@ class MouthPoseStage(GANStage):
             drivers = torch.cat([batch["target_a"], batch["target_b"]])
             warp = self.cfg.warp
             warped, _ = random_similarity(drivers, warp.roll, warp.scale, warp.shift)
-            m_warped = self.generator.coefficients(warped)["mouth"]
             ratio = standardised_invariance if warp.standardised else coefficient_invariance
-            losses["warp_invariance"] = ratio(m_warped, r["alpha_mouth"][:half])
+            if warp.head_only:
+                nav = self.generator.navigator
+                with torch.no_grad():
+                    motion = nav.fc(
+                        self.generator.encoder(torch.cat([drivers, warped]), with_features=False)[0]
+                    )
+                m_self, m_warped = nav.lip_fc(motion).chunk(2)
+                losses["warp_invariance"] = ratio(m_warped, m_self)
+            else:
+                m_warped = self.generator.coefficients(warped)["mouth"]
+                losses["warp_invariance"] = ratio(m_warped, r["alpha_mouth"][:half])
         with torch.no_grad():
             self.log("train/cross_l1", (out[half:] - target[half:]).abs().mean(), batch_size=half)
         b = half // 2

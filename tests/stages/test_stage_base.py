@@ -227,7 +227,8 @@ def test_mouth_pose_invariance_term_pairs_the_swapped_drivers() -> None:
 
 def test_mouth_pose_warp_invariance_pairs_each_target_with_its_warped_copy() -> None:
     """0 with every warp amplitude 0 (the warped frame is the frame), positive otherwise, its gradient
-    reaches the mouth head; the pose head gets none from it; weight 0 (the recipe) skips it."""
+    reaches the mouth head; the pose head gets none from it (with `head_only` nothing but the mouth head
+    does); weight 0 (the recipe) skips it."""
     from tests.stages.helpers import make_batch, make_stage
 
     module = make_stage("mouth_pose", with_d=False, **{"loss.warp_invariance": 1.0, "loss.vgg": 0.0})
@@ -242,7 +243,15 @@ def test_mouth_pose_warp_invariance_pairs_each_target_with_its_warped_copy() -> 
     }
     assert any(g is not None and g.abs().sum() > 0 for g in grads["lip_fc"])
     assert all(g is None or g.abs().sum() == 0 for g in grads["pose_fc"])
+    module.cfg.warp.head_only = True  # the mouth head alone: nothing before it gets the term's gradient
+    module.generator.zero_grad()
+    module.generator_step(batch).losses["warp_invariance"].backward()
+    for name, p in module.generator.named_parameters():
+        moved = p.grad is not None and bool(p.grad.abs().sum() > 0)
+        assert moved == name.startswith("navigator.lip_fc."), name
     module.cfg.warp.roll = module.cfg.warp.scale = module.cfg.warp.shift = 0.0
+    assert float(module.generator_step(batch).losses["warp_invariance"]) < 1e-6
+    module.cfg.warp.head_only = False
     assert float(module.generator_step(batch).losses["warp_invariance"]) < 1e-6
     module.cfg.loss.warp_invariance = 0.0
     assert "warp_invariance" not in module.generator_step(batch).losses
