@@ -125,6 +125,57 @@ def test_side_process_failure_is_raised_with_its_traceback(tmp_path: Path) -> No
     assert not side.process.is_alive()
 
 
+def _sleeping_child(pid_file: str) -> None:
+    import time
+
+    from edtalk.apps.side import _exit_with_parent
+
+    _exit_with_parent(poll_s=0.1)
+    Path(pid_file).write_text(str(os.getpid()))
+    time.sleep(120)
+
+
+def _parent_of_a_sleeper(pid_file: str) -> None:
+    import multiprocessing
+    import time
+
+    child = multiprocessing.get_context("spawn").Process(
+        target=_sleeping_child, args=(pid_file,), daemon=True
+    )
+    child.start()
+    time.sleep(120)
+
+
+def test_side_process_ends_when_its_parent_is_killed(tmp_path: Path) -> None:
+    """A killed job (SIGKILL: no exit handlers run) leaves no second process training on."""
+    import multiprocessing
+    import signal
+    import time
+
+    pid_file = tmp_path / "child.pid"
+    parent = multiprocessing.get_context("spawn").Process(target=_parent_of_a_sleeper, args=(str(pid_file),))
+    parent.start()
+    deadline = time.monotonic() + 120
+    while not pid_file.is_file() or not pid_file.read_text():
+        assert time.monotonic() < deadline, "the child never started"
+        time.sleep(0.1)
+    child = int(pid_file.read_text())
+    os.kill(child, 0)  # alive
+    assert parent.pid is not None
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.join()
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break  # gone (an exited child of a dead parent is reaped by init)
+        if time.monotonic() > deadline:
+            os.kill(child, signal.SIGKILL)
+            raise AssertionError("the child outlived its killed parent by 30 s")
+        time.sleep(0.2)
+
+
 def test_quickstart_threads_must_be_positive(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # argparse's usage error (edtalk.cli.ARGUMENTS), returned as 2
     assert main(["quickstart", "--out", str(tmp_path), "--threads", "0"]) == 2

@@ -63,10 +63,31 @@ class SideProcess:
         return payload
 
 
+def _exit_with_parent(poll_s: float = 2.0) -> None:
+    """A daemon thread that ends this process when its parent is gone (killed, not exited: a daemon child
+    is ended by the parent's normal exit only), so a killed job leaves no orphan training on."""
+    import multiprocessing
+    import os
+    import threading
+    import time
+
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        while parent.is_alive():
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="edtalk-side-parent", daemon=True).start()
+
+
 def _main(job: Any, work: dict[str, Any], queue: Any) -> None:
     """Entry of the side process: put ("ok", [StageRun]) or ("ok", task results); ("error", traceback)."""
     import torch
 
+    _exit_with_parent()
     torch.set_num_threads(job.threads)
     try:
         if "task" in work:
