@@ -15,14 +15,14 @@ weighs 4 : 4 against GAN 1 and latent 1. The four pairs have the same batch B, s
 the mean over the 4B batch and is computed in one call. `model.pair_losses: mean` takes one mean over
 the four instead (a 4x weaker reconstruction, this project's earlier default);
 D sees real [t_a, t_b] vs fake [y_a, y_b].
-Three terms of our own, off by default (the paper has none of them): `model.loss.mouth` (L1 in the
+Terms of our own, off by default (the paper has none of them): `model.loss.mouth` (L1 in the
 targets' mouth boxes, `edtalk.losses.region`; the CPU demo profile uses it), `model.loss.decorrelation`
 (upstream's `discor`, as in the expression stage, between the mouth and pose weights; measured to lower
-the disentanglement score, experiments/demo/README.md) and `model.loss.invariance` (the latent
-consistency's pairs on the bank weights themselves, scale-free: `edtalk.losses.coefficient_invariance`),
+the disentanglement score, experiments/demo/README.md), `model.loss.invariance` (the latent
+consistency's pairs on the bank weights themselves, scale-free: `edtalk.losses.coefficient_invariance`)
 and `model.loss.warp_invariance`: the same ratio between the mouth weights of the targets and of the
 targets warped by a random in-plane rotation, scale and shift (`model.warp`, `edtalk.losses.random_similarity`):
-a head that rolls, nears or moves keeps its mouth. A mouth-swapped frame carries its own frame's roll
+a head that rolls (or, with `scale` / `shift`, nears or moves) keeps its mouth. A mouth-swapped frame carries its own frame's roll
 and placement in the pasted mouth, so the swaps alone leave a pose direction in the mouth weights that a
 linear probe reads; the warp pairs differ in the pose only (one more encoder pass of 2B frames).
 Sources are encoded once and the four drivers in one batch; the four renders are one batched synthesis
