@@ -179,12 +179,15 @@ def test_side_process_ends_when_its_parent_is_killed(tmp_path: Path) -> None:
 def test_oversubscribed_threads_are_warned_about() -> None:
     from edtalk.commands.quickstart import oversubscribed
 
-    assert oversubscribed(1, 2) is None and oversubscribed(2, 4) is None and oversubscribed(1, 1) is None
-    message = oversubscribed(2, 2)
-    assert message is not None and "4 threads on 2 cores" in message and "--threads 1" in message
-    assert "--threads 3" in (oversubscribed(4, 6) or "") and "x 1 process = 4 threads on 1 core" in (
-        oversubscribed(4, 1) or ""
+    assert (
+        oversubscribed(1, 2, 2) is None
+        and oversubscribed(2, 4, 2) is None
+        and oversubscribed(1, 1, 1) is None
     )
+    message = oversubscribed(2, 2, 2)
+    assert message is not None and "4 threads on 2 cores" in message and "--threads 1" in message
+    assert "--threads 3" in (oversubscribed(4, 6, 2) or "")
+    assert "x 1 process = 4 threads on 1 core" in (oversubscribed(4, 1, 1) or "")
 
 
 def test_quickstart_threads_must_be_positive(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

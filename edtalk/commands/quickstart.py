@@ -66,10 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def oversubscribed(threads: int, cores: int) -> str | None:
-    """A warning when `threads` per process over the job's processes (two where there is a second core)
-    ask for more threads than `cores`, else None."""
-    processes = 2 if cores > 1 else 1
+def oversubscribed(threads: int, cores: int, processes: int) -> str | None:
+    """A warning when `threads` per process over the job's `processes` ask for more threads than `cores`,
+    else None."""
     if threads * processes <= cores:
         return None
     return (
@@ -91,8 +90,9 @@ def run(args: argparse.Namespace) -> int:
     if args.random_clip:
         print(f"wrote {render_random_clip(args.out, seed=args.seed)}")
         return 0
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    warning = oversubscribed(args.threads, cores)
+    from edtalk.apps.runner import second_core
+
+    warning = oversubscribed(args.threads, os.cpu_count() or 1, 2 if second_core() else 1)
     if warning:
         print(warning, file=sys.stderr)
     torch.set_num_threads(args.threads)
