@@ -59,10 +59,12 @@ from edtalk.stages.params import world_lr_scale
 from edtalk.stages.stage import (
     EDTalkStage,
     adam_betas,
+    check_schedule,
     keep_out_of_checkpoints,
     psnr,
     rng_state,
     set_rng_state,
+    step_schedule,
 )
 
 __all__ = [  # re-exported: the GAN stages' config parts and the builders have been importable from here
@@ -86,11 +88,13 @@ class OptimConfig:
     d_betas: list[float] = field(default_factory=lambda: [0.0, 0.99 ** (16 / 17)])
     clip_grad_norm: float | None = None
     scale_lr_with_world_size: bool = False  # DDP policy (edtalk.stages.params.world_lr_scale)
+    schedule: str = "constant"  # or "cosine": G's and D's rates x (1 + cos(pi t / trainer.max_steps)) / 2
 
     def __post_init__(self) -> None:
         check_optim(
             {"g_lr": self.g_lr, "d_lr": self.d_lr}, {"g_betas": self.g_betas, "d_betas": self.d_betas}
         )
+        check_schedule(self.schedule)
 
 
 @dataclass
@@ -266,7 +270,9 @@ class GANStage(EDTalkStage):
         """Optimiser parameter groups beside the generator's, stepped by the G optimiser (none here)."""
         return []
 
-    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+    def configure_optimizers(self) -> Any:
+        """Adam for G (+ its extra groups) and for D; with `model.optim.schedule=cosine` a rate schedule for each
+        (`step_schedule`, stepped once per batch in `training_step`)."""
         params = self.generator_parameters()
         if not any(p.requires_grad for p in self.generator.parameters()):
             raise ValueError(f"trainable globs {self.cfg.trainable} select no generator parameter")
@@ -279,7 +285,10 @@ class GANStage(EDTalkStage):
             d_params = self.discriminator.parameters()
             d_betas = adam_betas(o.d_betas, "model.optim.d_betas")
             opts.append(torch.optim.Adam(d_params, lr=k * o.d_lr, betas=d_betas))
-        return opts
+        schedules = [step_schedule(opt, o.schedule, self) for opt in opts]
+        if schedules[0] is None:
+            return opts
+        return opts, schedules
 
     def _opts(self) -> list[Any]:
         opts = self.optimizers()
@@ -292,7 +301,16 @@ class GANStage(EDTalkStage):
             self._discriminator_update(out, opts[1])
         if self.generator_ema is not None:
             self._update_ema()
+        if self.cfg.optim.schedule != "constant":
+            for schedule in self._schedules():
+                schedule.step()
         self._periodic(out)
+
+    def _schedules(self) -> list[Any]:
+        schedules = self.lr_schedulers()
+        if schedules is None:
+            return []
+        return list(schedules) if isinstance(schedules, list | tuple) else [schedules]
 
     def _generator_update(self, batch: dict[str, torch.Tensor], opt: Any) -> StepOutput:
         self.toggle_optimizer(opt)

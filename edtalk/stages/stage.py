@@ -19,6 +19,7 @@ The base holds, written once:
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -178,6 +179,40 @@ def adam_betas(betas: Sequence[float], name: str = "model.optim.betas") -> tuple
     if len(betas) != 2:
         raise ValueError(f"{name} needs two values (Adam betas), got {list(betas)}")
     return float(betas[0]), float(betas[1])
+
+
+SCHEDULES = ("constant", "cosine")  # `model.optim.schedule` of every stage
+
+
+def check_schedule(name: str) -> None:
+    """`model.optim.schedule` must be one of SCHEDULES (for the optimiser configs' `__post_init__`)."""
+    if name not in SCHEDULES:
+        raise ValueError(f"model.optim.schedule={name!r}: expected one of {SCHEDULES}")
+
+
+def cosine_factor(step: int, total: int) -> float:
+    """The cosine schedule's multiplier of the base rate after `step` of `total` optimiser steps: 1 -> 0."""
+    return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+
+
+def step_schedule(
+    optimizer: torch.optim.Optimizer, schedule: str, module: L.LightningModule
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """The rate schedule of `optimizer` (None for "constant"): with "cosine" every group's rate is its base rate
+    x `cosine_factor(trainer.global_step, trainer.max_steps)`, read from the trainer's step count (so a resumed
+    run stays on the curve). Step it once per training batch."""
+    check_schedule(schedule)
+    if schedule == "constant":
+        return None
+    total = int(module.trainer.max_steps)
+    if total <= 0:
+        raise ValueError(
+            f"model.optim.schedule={schedule} anneals over trainer.max_steps, which is {total}: set "
+            "trainer.max_steps (or model.optim.schedule=constant)"
+        )
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda _: cosine_factor(module.trainer.global_step, total)
+    )
 
 
 def keep_out_of_checkpoints(module: nn.Module) -> None:

@@ -32,7 +32,13 @@ from edtalk import runs, weights
 from edtalk.config import check_optim
 from edtalk.stages.builders import PerceptualConfig
 from edtalk.stages.params import world_lr_scale
-from edtalk.stages.stage import EDTalkStage, adam_betas, keep_out_of_checkpoints
+from edtalk.stages.stage import (
+    EDTalkStage,
+    adam_betas,
+    check_schedule,
+    keep_out_of_checkpoints,
+    step_schedule,
+)
 
 __all__ = ["keep_out_of_checkpoints"]  # re-exported: stages have imported it from here
 if TYPE_CHECKING:
@@ -51,9 +57,11 @@ class AdamConfig:
     weight_decay: float = 0.0
     clip_grad_norm: float | None = None
     scale_lr_with_world_size: bool = False  # DDP policy (edtalk.stages.params.world_lr_scale)
+    schedule: str = "constant"  # or "cosine": lr x (1 + cos(pi t / trainer.max_steps)) / 2, per step
 
     def __post_init__(self) -> None:
         check_optim({"lr": self.lr}, {"betas": self.betas})
+        check_schedule(self.schedule)
 
 
 @dataclass
@@ -206,14 +214,19 @@ class SupervisedStage(EDTalkStage):
         out = self.compute(batch, train=False)
         self.log_dict({f"val/{k}": v for k, v in out.items()}, sync_dist=True, batch_size=_batch_size(batch))
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self) -> Any:
+        """Adam; with `model.optim.schedule=cosine` its rate falls to 0 over `trainer.max_steps` (`step_schedule`)."""
         params = self.trainable_parameters()
         if not params:
             raise ValueError(f"stage {self.stage_name}: no trainable parameter (check the trainable globs)")
         o = self.cfg.optim
         betas = adam_betas(o.betas, "model.optim.betas")
         lr = o.lr * world_lr_scale(self, o.scale_lr_with_world_size)
-        return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=o.weight_decay)
+        optimizer = torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=o.weight_decay)
+        decay = step_schedule(optimizer, o.schedule, self)
+        if decay is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": decay, "interval": "step"}}
 
     def configure_gradient_clipping(
         self,

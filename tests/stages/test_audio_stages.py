@@ -412,3 +412,43 @@ def test_fit_debug_audio2exp_on_anchors_alone_trains_no_generator(
     capsys.readouterr()
     assert main([*args, "run.name=plain", "trainer.max_steps=2"]) == 2
     assert "set model.exp_anchor" in capsys.readouterr().err
+
+
+class LearningRates(Callback):
+    """The optimiser's rate at the start of every training step."""
+
+    def __init__(self) -> None:
+        self.rates: list[float] = []
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:  # type: ignore[no-untyped-def]
+        self.rates.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_supervised_schedule_follows_its_curve_over_max_steps(tmp_path: Path, schedule: str) -> None:
+    """`model.optim.schedule`: constant keeps the rate; cosine starts at it, is at half of it at mid-run and
+    falls towards 0 by `trainer.max_steps` (a real Trainer, the rate read at each step)."""
+    network = EmotionClassifierConfig(input_size=32, dropout=0.0)
+    cfg = EmotionClassifierStageConfig(width=TINY, network=network)
+    cfg.diagnostics_every_n_steps, cfg.optim.lr, cfg.optim.schedule = 0, 1e-2, schedule
+    net_cfg = emotion_config(cfg)
+    stage = EmotionClassifierStage(EmotionClassifier(net_cfg), net_cfg.to_dict(), cfg)
+    batch = {
+        "frames": smooth_images(2 * 2, seed=0).view(2, 2, 3, SIZE, SIZE),
+        "emotion": torch.tensor([0, 4]),
+    }
+    rates = LearningRates()
+    trainer(tmp_path, 8, callbacks=[rates]).fit(stage, datamodule=FixedBatchData(batch))
+    assert len(rates.rates) == 8
+    if schedule == "constant":
+        assert rates.rates == [1e-2] * 8
+        return
+    expected = [1e-2 * 0.5 * (1 + math.cos(math.pi * k / 8)) for k in range(8)]
+    assert rates.rates == pytest.approx(expected, rel=1e-6)
+    assert rates.rates[4] == pytest.approx(5e-3) and rates.rates[-1] < 0.05 * rates.rates[0]
+
+
+def test_supervised_schedule_rejects_an_unknown_name() -> None:
+    cfg = EmotionClassifierStageConfig(width=TINY)
+    with pytest.raises(ValueError, match=r"model\.optim\.schedule='step'.*constant.*cosine"):
+        cfg.optim = type(cfg.optim)(schedule="step")

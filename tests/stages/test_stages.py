@@ -3,6 +3,7 @@ frozen parameters stay bit-identical; EMA, R1 and the checkpoint payload work.""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,42 @@ def test_ema_r1_and_checkpoint_payload(tmp_path: Path) -> None:
     assert not any(k.startswith("perceptual.") for k in ckpt["state_dict"])  # the fixed VGG is not saved
     gen = load_generator(path)
     assert all(torch.equal(v, live[k]) for k, v in gen.state_dict().items())
+
+
+class _Rates(LossRecorder):
+    """G's and (with D) D's rate at the start of every training batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rates: list[list[float]] = []
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:  # type: ignore[no-untyped-def]
+        self.rates.append([opt.param_groups[0]["lr"] for opt in trainer.optimizers])
+
+
+@pytest.mark.parametrize("with_d", [False, True])
+def test_cosine_schedule_anneals_g_and_d_over_max_steps(tmp_path: Path, with_d: bool) -> None:
+    """`model.optim.schedule=cosine` on a GAN stage: each batch's rates (G's, and D's with D) are the base rates
+    x the cosine of the trainer's step count (one per batch) over `max_steps`; the default keeps the rates."""
+    module = make_stage(
+        "finetune", with_d=with_d, **{"optim.schedule": "cosine", "loss.gan": 0.1 if with_d else 0.0}
+    )
+    o = module.cfg.optim
+    rates = _Rates()
+    trainer(tmp_path, 8, callbacks=[rates]).fit(module, datamodule=FixedBatchData(make_batch("finetune")))
+    assert len(rates.rates) == 8
+    for k, row in enumerate(rates.rates):
+        factor = 0.5 * (1 + math.cos(math.pi * k / 8))
+        assert row == pytest.approx([o.g_lr * factor, o.d_lr * factor][: 2 if with_d else 1], rel=1e-6)
+
+    plain = make_stage("finetune", with_d=False)
+    rates = _Rates()
+    trainer(tmp_path / "plain", 3, callbacks=[rates]).fit(
+        plain, datamodule=FixedBatchData(make_batch("finetune"))
+    )
+    assert rates.rates == [[plain.cfg.optim.g_lr]] * 3
+
+
+def test_gan_schedule_rejects_an_unknown_name() -> None:
+    with pytest.raises(ValueError, match=r"model\.optim\.schedule='linear'"):
+        make_stage("finetune", with_d=False, **{"optim.schedule": "linear"}).cfg.optim.__post_init__()
