@@ -154,12 +154,17 @@ RECIPE_SECTIONS = ("seed", "model", "data")
 
 
 def finished(
-    run_dir: Path, steps: int, generator: dict[str, Any] | None, recipe: dict[str, Any] | None = None
+    run_dir: Path,
+    steps: int,
+    generator: dict[str, Any] | None,
+    recipe: dict[str, Any] | None = None,
+    defaults: dict[str, Any] | None = None,
 ) -> bool:
     """Whether the run's `last.ckpt` reached `steps` with the generator config `generator` (same profile;
     a checkpoint without a stored generator config matches any) and, given `recipe` (a run config's
     `seed`, `model` and `data`), trained with that recipe from inputs no newer than itself: a rerun with
-    another `--set` or after its `init_from` was retrained trains again (`recipe_changes` says why)."""
+    another `--set` or after its `init_from` was retrained trains again (`recipe_changes` says why, with
+    `defaults`)."""
     ckpt = checkpoint(run_dir)
     if not ckpt.is_file():
         return False
@@ -172,12 +177,12 @@ def finished(
         return False
     if recipe is None:
         return True
-    return not recipe_changes(obj.get("edtalk", {}).get("config"), recipe, ckpt)
+    return not recipe_changes(obj.get("edtalk", {}).get("config"), recipe, ckpt, defaults)
 
 
-def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
+def leaves(node: Any, prefix: str = "") -> dict[str, Any]:
     if isinstance(node, dict):
-        return {k: v for key, child in node.items() for k, v in _leaves(child, f"{prefix}{key}.").items()}
+        return {k: v for key, child in node.items() for k, v in leaves(child, f"{prefix}{key}.").items()}
     return {prefix[:-1]: node}
 
 
@@ -185,18 +190,24 @@ def _pathlike(value: Any) -> bool:
     return isinstance(value, str) and ("/" in value or "\\" in value)
 
 
-def recipe_changes(stored: dict[str, Any] | None, recipe: dict[str, Any], ckpt: Path) -> list[str]:
+def recipe_changes(
+    stored: dict[str, Any] | None,
+    recipe: dict[str, Any],
+    ckpt: Path,
+    defaults: dict[str, Any] | None = None,
+) -> list[str]:
     """What differs between the config a checkpoint was trained with and `recipe` ([] for none, or when the
     checkpoint stores no config). Paths are not compared as text (a run fills some in as it starts: the
     export it reads, its init checkpoint); instead a file one of them names that is newer than the
-    checkpoint is a change."""
+    checkpoint is a change. `defaults`: today's default of each setting (dotted keys, e.g.
+    "model.optim.schedule"); a setting the stored config lacks (the run predates it) ran with its default."""
     if stored is None:
         return []
-    old = _leaves({k: stored.get(k) for k in RECIPE_SECTIONS})
-    new = _leaves({k: recipe.get(k) for k in RECIPE_SECTIONS})
+    old = {**(defaults or {}), **leaves({k: stored.get(k) for k in RECIPE_SECTIONS})}
+    new = leaves({k: recipe.get(k) for k in RECIPE_SECTIONS})
     changes = [
         f"{key}: {old.get(key)!r} -> {new.get(key)!r}"
-        for key in sorted(old.keys() | new.keys())
+        for key in sorted((old.keys() - (defaults or {}).keys()) | new.keys())
         if old.get(key) != new.get(key) and not (_pathlike(old.get(key)) or _pathlike(new.get(key)))
     ]
     built = ckpt.stat().st_mtime

@@ -117,3 +117,30 @@ def test_the_writers_paths_are_the_run_layout(tmp_path: Path) -> None:
     runs.checkpoint(run_dir).parent.mkdir(parents=True)
     runs.checkpoint(run_dir).write_bytes(b"")
     assert runs.resumable(runs.experiment_runs(tmp_path, "audio2mouth")) == [run_dir]
+
+
+def test_a_setting_added_after_a_run_counts_as_its_default(tmp_path: Path) -> None:
+    """A run written before a setting existed (its stored config lacks the key) ran with that setting's default:
+    a rerun at the default reuses it, a rerun that sets another value trains again."""
+    run_dir = tmp_path / "run"
+    config = {"seed": 0, "model": {"optim": {"lr": 1e-3}}, "data": {"batch_size": 4}}
+    runs.checkpoint(run_dir).parent.mkdir(parents=True)
+    torch.save({"global_step": 10, "edtalk": {"config": config}}, runs.checkpoint(run_dir))
+    defaults = {"model.optim.lr": 1e-4, "model.optim.schedule": "constant"}
+    today = {**config, "model": {"optim": {"lr": 1e-3, "schedule": "constant"}}}
+    assert runs.recipe_changes(config, today, runs.checkpoint(run_dir), defaults) == []
+    assert runs.finished(run_dir, 10, None, today, defaults)
+    assert not runs.finished(run_dir, 10, None, today)  # without the defaults the new key is a change
+    cosine = {**config, "model": {"optim": {"lr": 1e-3, "schedule": "cosine"}}}
+    assert runs.recipe_changes(config, cosine, runs.checkpoint(run_dir), defaults) == [
+        "model.optim.schedule: 'constant' -> 'cosine'"
+    ]
+    assert not runs.finished(run_dir, 10, None, cosine, defaults)
+
+
+def test_model_defaults_are_each_stage_configs_defaults() -> None:
+    from edtalk.apps.runner import model_defaults
+
+    assert model_defaults("audio2exp")["model.optim.schedule"] == "constant"
+    assert model_defaults("audio2exp")["model.loss.emotion"] == 0.1
+    assert model_defaults("reconstruct")["model.optim.g_betas"] == [0.0, 0.99 ** (4 / 5)]
