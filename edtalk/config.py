@@ -570,6 +570,7 @@ RANGES: tuple[tuple[str, Accepts], ...] = (
     ("*.latent_stride", COUNT),
     ("*.input_size", COUNT),
     ("*.exp_anchor", at_least(0, words="an anchor length >= 0 (0 = no anchors)")),
+    ("*.network.anchor", at_least(0, words="an anchor length >= 0 (0 = the regression head)")),
     ("*.exp_init_batches", COUNT),
 )  # fmt: skip
 # Numeric keys that take any value (tests/faults/test_config_keys.py: every numeric key is here or in RANGES).

@@ -31,7 +31,7 @@ from edtalk.nn.audio_encoder import (
     _mean_over_frames,
     temporal_stack,
 )
-from edtalk.nn.emotion import FrameAttentionPool
+from edtalk.nn.emotion import EMOTIONS, FrameAttentionPool
 
 # The loss weight that checkpoints written before it moved to the stage's `model.loss` carry in their
 # network config (`Audio2ExpConfig.from_dict` drops it).
@@ -55,6 +55,9 @@ class Audio2ExpConfig(SerializableConfig):
         text_dim: width of the optional per-clip text vector (0: no text branch).
         modality_mask: while training, the probability of dropping a clip's audio, and (separately,
             never both) of dropping its text; only with text. At most 0.5.
+        anchor: > 0 (ours): the expression weights are the emotion head's posterior mix of the emotions'
+            anchors (`anchor` x the unit vector of each MEAD id, neutral zero; the expression stage's
+            `model.exp_anchor`) and the network has no regression head; 0: the regression head's output.
 
     The loss weight is not architecture: it is an argument of `Audio2Exp.loss` (the training stage's
     `model.loss.emotion`). Files written before it moved hold `emotion_weight` here; `from_dict` reads
@@ -70,12 +73,18 @@ class Audio2ExpConfig(SerializableConfig):
     feature_dim: int = 1024
     text_dim: int = 0
     modality_mask: float = 0.0
+    anchor: float = 0.0
 
     def __post_init__(self) -> None:
         if self.input not in INPUTS:
             raise ValueError(f"Audio2ExpConfig.input must be one of {INPUTS}, got {self.input!r}")
         if not 0.0 <= self.modality_mask <= 0.5:
             raise ValueError(f"Audio2ExpConfig.modality_mask must be in [0, 0.5], got {self.modality_mask}")
+        if self.anchor > 0 and self.exp_dim < self.num_emotions:
+            raise ValueError(
+                f"Audio2ExpConfig.anchor mixes one anchor per emotion: exp_dim ({self.exp_dim}) must be >= "
+                f"num_emotions ({self.num_emotions})"
+            )
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Audio2ExpConfig:
@@ -113,9 +122,13 @@ class Audio2Exp(nn.Module):
         self.audio_in = nn.Conv1d(cfg.feature_dim if hubert else cfg.audio.dim, h, 1)
         self.context = temporal_stack(h, cfg.context_layers)
         self.pool = FrameAttentionPool(h)
-        self.exp_head = nn.Sequential(
-            nn.Linear(2 * h, h), nn.ReLU(), nn.LayerNorm(h), nn.Linear(h, cfg.exp_dim)
-        )
+        self.exp_head: nn.Module | None = None
+        if cfg.anchor > 0:  # the posterior's mix of the anchors (`anchors`)
+            self.register_buffer("anchors", emotion_anchor_table(cfg), persistent=False)
+        else:
+            self.exp_head = nn.Sequential(
+                nn.Linear(2 * h, h), nn.ReLU(), nn.LayerNorm(h), nn.Linear(h, cfg.exp_dim)
+            )
         self.emotion_head = nn.Sequential(nn.ReLU(), nn.Linear(2 * h, cfg.num_emotions))
         self.text_in = nn.Sequential(nn.Linear(cfg.text_dim, 2 * h), nn.ReLU()) if cfg.text_dim else None
 
@@ -127,7 +140,10 @@ class Audio2Exp(nn.Module):
         self._check_input(mel)
         feats = self.context(self.audio_in(self.audio(mel).transpose(1, 2)))  # -> B x H x T
         utterance = self.fuse(self.pool(feats.transpose(1, 2), mask), text)  # -> B x 2H
-        return ExpPrediction(self.exp_head(utterance), self.emotion_head(utterance))
+        logits = self.emotion_head(utterance)  # -> B x E
+        if self.exp_head is None:  # anchors: E x D, mixed by the posterior
+            return ExpPrediction(logits.softmax(-1) @ self.anchors.to(logits.dtype), logits)
+        return ExpPrediction(self.exp_head(utterance), logits)
 
     def _check_input(self, x: torch.Tensor) -> None:
         if self.cfg.input == "mel":
@@ -184,4 +200,14 @@ class Audio2Exp(nn.Module):
         return {"loss": total, "exp": mse, "emotion": ce, "accuracy": acc, "pred": out.exp.detach()}
 
 
-__all__ = ["Audio2Exp", "Audio2ExpConfig", "ExpPrediction"]
+def emotion_anchor_table(cfg: Audio2ExpConfig) -> torch.Tensor:
+    """num_emotions x exp_dim: row k is `cfg.anchor` x the unit vector k (MEAD order), the neutral row zero
+    (the expression stage's anchors, `edtalk.stages.expression.emotion_anchors`)."""
+    table = torch.zeros(cfg.num_emotions, cfg.exp_dim)
+    for k in range(cfg.num_emotions):
+        if k >= len(EMOTIONS) or EMOTIONS[k] != "neutral":
+            table[k, k] = cfg.anchor
+    return table
+
+
+__all__ = ["Audio2Exp", "Audio2ExpConfig", "ExpPrediction", "emotion_anchor_table"]

@@ -66,17 +66,29 @@ class Audio2ExpStageConfig(StageConfig):
         exp_anchor: > 0 (ours; set it to the expression stage's `model.exp_anchor`): regress the emotion's
             anchor (`edtalk.stages.expression.emotion_anchors`) instead of the clip's mean extracted weights,
             for labelled clips: the weights the generator was taught to render for that emotion.
+        exp_from_emotion: (ours; needs `exp_anchor`) the network's expression weights are its emotion head's
+            posterior mix of the anchors (`Audio2ExpConfig.anchor`): a clip read as one emotion gets that
+            emotion's anchor, a neutral one zero, instead of a regression that falls short of both.
     """
 
     network: Audio2ExpConfig = field(default_factory=Audio2ExpConfig)
     loss: Audio2ExpLoss = field(default_factory=Audio2ExpLoss)
     label_smoothing: float = 0.0
     exp_anchor: float = 0.0
+    exp_from_emotion: bool = False
 
 
 def network_config(cfg: Audio2ExpStageConfig, exp_dim: int = 10) -> Audio2ExpConfig:
-    """The `Audio2ExpConfig` the stage builds: `cfg.network` at `cfg.width`, predicting `exp_dim` weights."""
+    """The `Audio2ExpConfig` the stage builds: `cfg.network` at `cfg.width`, predicting `exp_dim` weights (with
+    `cfg.exp_from_emotion`: the posterior's mix of the `cfg.exp_anchor` anchors)."""
     net = tie_to_generator(cfg.network, "exp_dim", exp_dim)
+    if cfg.exp_from_emotion:
+        if not cfg.exp_anchor > 0:
+            raise ValueError(
+                "audio2exp: model.exp_from_emotion=true mixes the emotions' anchors: set model.exp_anchor (the "
+                "expression stage's value) or model.exp_from_emotion=false"
+            )
+        net = replace(net, anchor=cfg.exp_anchor)
     audio = replace(
         net.audio, channels=scaled(net.audio.channels, cfg.width), dim=scaled((net.audio.dim,), cfg.width)[0]
     )

@@ -338,13 +338,14 @@ def test_fit_debug_builds_every_dependency(experiment: str, tmp_path: Path) -> N
         assert (tmp_path / "syncnet" / "debug" / "checkpoints" / "syncnet.pt").is_file()
 
 
-def anchored_audio2exp(anchor: float) -> Audio2ExpStage:
-    """A tiny audio2exp stage regressing anchors of `anchor` (`model.exp_anchor`), torch seeded."""
+def anchored_audio2exp(anchor: float, from_emotion: bool = False) -> Audio2ExpStage:
+    """A tiny audio2exp stage regressing anchors of `anchor` (`model.exp_anchor`; with `from_emotion` its
+    expression is the posterior's mix of them), torch seeded."""
     from edtalk.nn.audio2exp import Audio2Exp, Audio2ExpConfig
 
     seed_torch()
     network = Audio2ExpConfig(audio=AudioEncoderConfig(dim=128), hidden=128, context_layers=1)
-    cfg = Audio2ExpStageConfig(width=TINY, network=network, exp_anchor=anchor)
+    cfg = Audio2ExpStageConfig(width=TINY, network=network, exp_anchor=anchor, exp_from_emotion=from_emotion)
     net_cfg = exp_config(cfg)
     return Audio2ExpStage(Audio2Exp(net_cfg), net_cfg.to_dict(), cfg)
 
@@ -452,3 +453,52 @@ def test_supervised_schedule_rejects_an_unknown_name() -> None:
     cfg = EmotionClassifierStageConfig(width=TINY)
     with pytest.raises(ValueError, match=r"model\.optim\.schedule='step'.*constant.*cosine"):
         cfg.optim = type(cfg.optim)(schedule="step")
+
+
+def test_audio2exp_from_emotion_mixes_the_anchors_by_the_posterior() -> None:
+    """`model.exp_from_emotion` (ours): the expression weights are softmax(logits) @ the anchor table (anchor x
+    the unit vector of each MEAD id, neutral zero), the network has no regression head (nothing unused under
+    DDP), the file rebuilds it, and it needs `model.exp_anchor`."""
+    from edtalk.nn.audio2exp import Audio2Exp, Audio2ExpConfig, emotion_anchor_table
+    from edtalk.nn.emotion import EMOTIONS
+    from edtalk.stages.expression import emotion_anchors
+
+    stage = anchored_audio2exp(3.0, from_emotion=True)
+    net = stage.net
+    assert net.cfg.anchor == 3.0 and net.exp_head is None
+    assert not any(k.startswith("exp_head") or k == "anchors" for k in net.state_dict())
+    table = emotion_anchor_table(net.cfg)
+    labels = torch.arange(len(EMOTIONS))
+    assert torch.equal(table, emotion_anchors(labels, net.cfg.exp_dim, 3.0))
+    assert table[EMOTIONS.index("neutral")].abs().sum() == 0
+    batch = talking_batch(3, 12, seed=2)
+    with torch.no_grad():
+        out = net(stage._audio(batch))
+        assert torch.allclose(out.exp, out.logits.softmax(-1) @ table, atol=1e-6)
+        rebuilt = Audio2Exp(Audio2ExpConfig.from_dict(stage.net_config))
+        rebuilt.load_state_dict(net.state_dict())
+        assert torch.allclose(rebuilt(stage._audio(batch)).exp, out.exp, atol=1e-6)
+    sure = torch.full((1, len(EMOTIONS)), -30.0)
+    sure[0, EMOTIONS.index("sad")] = 30.0  # a confident read gives that emotion's anchor exactly
+    assert torch.allclose(sure.softmax(-1) @ table, table[EMOTIONS.index("sad")][None], atol=1e-6)
+    with pytest.raises(
+        ValueError, match=r"model\.exp_from_emotion=true mixes the emotions. anchors: set model\.exp_anchor"
+    ):
+        exp_config(Audio2ExpStageConfig(exp_from_emotion=True))
+    with pytest.raises(ValueError, match=r"exp_dim \(4\) must be >= num_emotions \(8\)"):
+        Audio2ExpConfig(exp_dim=4, anchor=3.0)
+
+
+@pytest.mark.learns
+def test_audio2exp_from_emotion_learns_the_anchors(tmp_path: Path) -> None:
+    """Trained on the anchors with `model.exp_from_emotion`, the expression error falls as the emotion head
+    learns (the only path to the weights): a real Trainer on a fixed batch."""
+    stage = anchored_audio2exp(3.0, from_emotion=True)
+    stage.cfg.diagnostics_every_n_steps, stage.cfg.optim.lr = 0, 3e-3
+    batch = talking_batch(4, 12, seed=learn_seed(4))
+    del batch["exp"]
+    batch["emotion"] = torch.tensor([0, 4, 5, 6])
+    rows = fit_fixed(stage, batch, 40, tmp_path)
+    e0, e1 = first_last(rows, "train/exp")
+    below("exp last/first", e1 / e0, 0.3)
+    above("last train accuracy", rows[-1]["train/accuracy"], 0.99)
