@@ -31,7 +31,7 @@ from edtalk.nn.audio_encoder import (
     _mean_over_frames,
     temporal_stack,
 )
-from edtalk.nn.emotion import EMOTIONS, FrameAttentionPool
+from edtalk.nn.emotion import FrameAttentionPool, emotion_anchor_table
 
 # The loss weight that checkpoints written before it moved to the stage's `model.loss` carry in their
 # network config (`Audio2ExpConfig.from_dict` drops it).
@@ -124,7 +124,8 @@ class Audio2Exp(nn.Module):
         self.pool = FrameAttentionPool(h)
         self.exp_head: nn.Module | None = None
         if cfg.anchor > 0:  # the posterior's mix of the anchors (`anchors`)
-            self.register_buffer("anchors", emotion_anchor_table(cfg), persistent=False)
+            anchors = emotion_anchor_table(cfg.exp_dim, cfg.anchor, cfg.num_emotions)  # -> E x D
+            self.register_buffer("anchors", anchors, persistent=False)
         else:
             self.exp_head = nn.Sequential(
                 nn.Linear(2 * h, h), nn.ReLU(), nn.LayerNorm(h), nn.Linear(h, cfg.exp_dim)
@@ -200,14 +201,4 @@ class Audio2Exp(nn.Module):
         return {"loss": total, "exp": mse, "emotion": ce, "accuracy": acc, "pred": out.exp.detach()}
 
 
-def emotion_anchor_table(cfg: Audio2ExpConfig) -> torch.Tensor:
-    """num_emotions x exp_dim: row k is `cfg.anchor` x the unit vector k (MEAD order), the neutral row zero
-    (the expression stage's anchors, `edtalk.stages.expression.emotion_anchors`)."""
-    table = torch.zeros(cfg.num_emotions, cfg.exp_dim)
-    for k in range(cfg.num_emotions):
-        if k >= len(EMOTIONS) or EMOTIONS[k] != "neutral":
-            table[k, k] = cfg.anchor
-    return table
-
-
-__all__ = ["Audio2Exp", "Audio2ExpConfig", "ExpPrediction", "emotion_anchor_table"]
+__all__ = ["Audio2Exp", "Audio2ExpConfig", "ExpPrediction"]

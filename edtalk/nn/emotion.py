@@ -25,6 +25,16 @@ from edtalk.nn.layers import ConvLayer, ResBlock
 EMOTIONS = ("angry", "contempt", "disgusted", "fear", "happy", "neutral", "sad", "surprised")
 
 
+def emotion_anchor_table(dim: int, scale: float, count: int = len(EMOTIONS)) -> torch.Tensor:
+    """count x dim: row k is `scale` x the unit vector k (MEAD order), the neutral row zero: each emotion's
+    anchor in the expression weights (`model.exp_anchor` of the expression and audio2exp stages)."""
+    table = torch.zeros(count, dim)
+    for k in range(count):
+        if k >= len(EMOTIONS) or EMOTIONS[k] != "neutral":
+            table[k, k] = scale
+    return table
+
+
 @dataclass(frozen=True)
 class EmotionClassifierConfig(SerializableConfig):
     """Hyper-parameters of `EmotionClassifier`.

@@ -291,8 +291,7 @@ class GANStage(EDTalkStage):
         return opts, schedules
 
     def _opts(self) -> list[Any]:
-        opts = self.optimizers()
-        return list(opts) if isinstance(opts, list | tuple) else [opts]
+        return _listed(self.optimizers())
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         opts = self._opts()
@@ -301,16 +300,9 @@ class GANStage(EDTalkStage):
             self._discriminator_update(out, opts[1])
         if self.generator_ema is not None:
             self._update_ema()
-        if self.cfg.optim.schedule != "constant":
-            for schedule in self._schedules():
-                schedule.step()
+        for schedule in _listed(self.lr_schedulers()):  # none at the default constant rate
+            schedule.step()
         self._periodic(out)
-
-    def _schedules(self) -> list[Any]:
-        schedules = self.lr_schedulers()
-        if schedules is None:
-            return []
-        return list(schedules) if isinstance(schedules, list | tuple) else [schedules]
 
     def _generator_update(self, batch: dict[str, torch.Tensor], opt: Any) -> StepOutput:
         self.toggle_optimizer(opt)
@@ -492,3 +484,10 @@ def build_gan_stage(cls: type[GANStage], cfg: Any, resume: bool = False) -> GANS
     perceptual = build_perceptual(model_cfg.perceptual, model_cfg.loss.vgg)
     run_config = OmegaConf.to_container(cfg, resolve=True)
     return cls(gen, disc, perceptual, model_cfg, run_config=run_config)  # type: ignore[arg-type]
+
+
+def _listed(items: Any) -> list[Any]:
+    """Lightning's optimizers() / lr_schedulers(): None, one object or a list -> a list."""
+    if items is None:
+        return []
+    return list(items) if isinstance(items, list | tuple) else [items]

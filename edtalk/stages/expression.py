@@ -58,7 +58,7 @@ from typing import Any, ClassVar
 import torch
 
 from edtalk.losses import PixelEmotionCritic, coefficient_invariance, decorrelation, pixel_emotion_terms
-from edtalk.nn.emotion import EMOTIONS
+from edtalk.nn.emotion import EMOTIONS, emotion_anchor_table
 from edtalk.nn.generator import Generator
 from edtalk.nn.layers import EqualLinear
 from edtalk.stages.base import GANStage, GANStageConfig, LossWeights, StepOutput
@@ -125,10 +125,8 @@ def emotion_anchors(labels: torch.Tensor | None, dim: int, scale: float) -> torc
         raise ValueError("model.exp_anchor needs the targets' emotion labels (EmotionDataModule adds them)")
     if dim < len(EMOTIONS):
         raise ValueError(f"model.exp_anchor needs generator.exp_dim >= {len(EMOTIONS)}; it is {dim}")
-    out = torch.zeros(len(labels), dim)
-    keep = (labels >= 0) & (labels != EMOTIONS.index("neutral"))
-    out[keep.nonzero()[:, 0], labels[keep]] = scale
-    return out
+    table = emotion_anchor_table(dim, scale).to(labels.device)  # -> 8 x dim
+    return table[labels.clamp_min(0)] * (labels >= 0)[:, None]  # unlabelled (-1): zero
 
 
 def discriminant_directions(

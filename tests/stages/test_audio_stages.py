@@ -459,15 +459,15 @@ def test_audio2exp_from_emotion_mixes_the_anchors_by_the_posterior() -> None:
     """`model.exp_from_emotion` (ours): the expression weights are softmax(logits) @ the anchor table (anchor x
     the unit vector of each MEAD id, neutral zero), the network has no regression head (nothing unused under
     DDP), the file rebuilds it, and it needs `model.exp_anchor`."""
-    from edtalk.nn.audio2exp import Audio2Exp, Audio2ExpConfig, emotion_anchor_table
-    from edtalk.nn.emotion import EMOTIONS
+    from edtalk.nn.audio2exp import Audio2Exp, Audio2ExpConfig
+    from edtalk.nn.emotion import EMOTIONS, emotion_anchor_table
     from edtalk.stages.expression import emotion_anchors
 
     stage = anchored_audio2exp(3.0, from_emotion=True)
     net = stage.net
     assert net.cfg.anchor == 3.0 and net.exp_head is None
     assert not any(k.startswith("exp_head") or k == "anchors" for k in net.state_dict())
-    table = emotion_anchor_table(net.cfg)
+    table = emotion_anchor_table(net.cfg.exp_dim, 3.0)
     labels = torch.arange(len(EMOTIONS))
     assert torch.equal(table, emotion_anchors(labels, net.cfg.exp_dim, 3.0))
     assert table[EMOTIONS.index("neutral")].abs().sum() == 0
