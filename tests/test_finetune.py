@@ -164,3 +164,63 @@ def test_frames_of_several_clips_carry_their_mouth_boxes(shards: Path) -> None:
         FramesDataModule(shards, clip=keys[0], clips=keys)
     with pytest.raises(ValueError, match=r"no clips of clips \['S99'\]"):
         FramesDataModule(shards, clips=["S99"]).load_frames()
+
+
+def test_finetune_command_fits_a_small_recording_and_scores_its_held_out_frames(
+    tmp_path: Path, shared_generator: Path, shards: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The user's chain end to end on a QCIF-sized recording (a built-in raw clip at 96², with its sound):
+    the face is below what dlib's detector finds at that size, so preprocessing must retry it at twice the
+    size; then the fit, the new file, and `holdout.json` (the last 20 % of the frames before, after, and
+    the first frame copied), whose numbers are recomputed here from the files."""
+    import cv2
+
+    from datamodules.preprocess.landmarks import get_backend
+    from datamodules.samplers import to_image_tensor
+    from edtalk.apps.finetune import HOLDOUT
+    from edtalk.apps.learning import psnr
+    from edtalk.cli import main
+    from edtalk.io import read_audio, read_video, uint8_to_float, write_video
+    from edtalk.stages.reconstruct import drive
+
+    raw = next((shards.parent / "raw").glob("S01/video/front/neutral/level_1/*.mp4"))
+    small = np.stack([cv2.resize(f, (96, 96), interpolation=cv2.INTER_AREA) for f in read_video(raw)])
+    assert not len(get_backend("dlib").detect(small[0]))  # too small for the detector as it is
+    video = write_video(tmp_path / "me.mp4", small, fps=25, audio=read_audio(raw))
+    digest = _sha256(shared_generator)
+    out = tmp_path / "ft"
+
+    code = main(
+        [
+            "finetune",
+            "--video",
+            str(video),
+            "--checkpoint",
+            str(shared_generator),
+            "--out",
+            str(out),
+            "--debug",
+        ]
+    )
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert _sha256(shared_generator) == digest and (out / "finetuned.pt").is_file()
+    scores = json.loads((out / HOLDOUT).read_text())
+    assert f"{scores['after']:.2f} dB after" in printed
+    frames = len(read_video(raw))
+    assert scores["frames_validated"] == frames - round(0.8 * frames)
+
+    # recomputed: the validation frames are the clip's last 20 %, rendered from its first frame
+    from datamodules.shards import iter_clips, read_index
+
+    root = out / "shards"
+    (clip,) = [c for s in read_index(root)["splits"] for c in iter_clips(root, s)]
+    crops = uint8_to_float(
+        to_image_tensor(clip.frames(range(clip.num_frames)), GeneratorConfig.tiny("full").size)
+    )
+    held = crops[round(0.8 * len(crops)) :]
+    assert scores["copy_source"] == pytest.approx(psnr(crops[:1].expand_as(held), held), abs=1e-4)
+    for name, path in (("before", shared_generator), ("after", out / "finetuned.pt")):
+        with torch.no_grad():
+            rendered = drive(load_generator(path).eval(), crops[:1].expand_as(held), held)
+        assert scores[name] == pytest.approx(psnr(rendered, held), abs=1e-3)

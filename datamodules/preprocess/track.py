@@ -43,14 +43,22 @@ def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.asarray(inter / np.maximum(area(a) + area(b) - inter, 1e-9))
 
 
-def _detect(backend: FaceBackend, frame: np.ndarray, max_side: int) -> np.ndarray:
+def _detect(backend: FaceBackend, frame: np.ndarray, max_side: int, min_side: int = 360) -> np.ndarray:
+    """Boxes in `frame`'s pixels, detected on a copy scaled down to `max_side`. A small frame (below
+    `min_side`: a QCIF/CIF recording, a thumbnail) where no face is found is tried again at twice its size,
+    as `crop_image` upsamples once: dlib's HOG detector misses faces under ~80 px, most of a 176 x 144
+    video's face. Frames where a face is found are not rescaled, so their boxes do not change."""
     import cv2
 
-    scale = min(1.0, max_side / max(frame.shape[:2]))
+    longest = max(frame.shape[:2])
+    scale = min(1.0, max_side / longest)
     if scale < 1.0:
         small = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         return backend.detect(small) / scale
-    return backend.detect(frame)
+    boxes = backend.detect(frame)
+    if len(boxes) or longest >= min_side:
+        return boxes
+    return backend.detect(cv2.resize(frame, None, fx=2.0, fy=2.0, interpolation=cv2.INTER_LINEAR)) / 2.0
 
 
 def _associate(detections: list[np.ndarray], min_iou: float) -> list[np.ndarray | None]:

@@ -12,18 +12,25 @@
    `init_from=<checkpoint>`, `data.clip=<the video>`: the first 80 % of the frames train, the last
    20 % validate (`data.train_fraction`); the run lives under ``<out>/runs/finetune/``;
 4. export: the fine-tuned generator as our generator file ``<out>/finetuned.pt`` (the input checkpoint
-   is only read), ready for `edtalk generate --checkpoint`.
+   is only read), ready for `edtalk generate --checkpoint`;
+5. score (`holdout_scores`): did it pay on this video? The held-out frames (the last 20 %), each rendered
+   from the first frame as the validation does, by the checkpoint before and the fine-tuned generator
+   after, beside copying the first frame to every held-out frame (the no-model floor): PSNR at the
+   generator's size, written to ``<out>/holdout.json`` and printed.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 MIN_FPS = 20.0  # below this, resampling to 25 fps repeats frames: the person's motion is not in the footage
 MIN_SECONDS = 2.0  # 80 % train / 20 % validate needs a few seconds; a minute or more is better
 CHECKPOINT = "finetuned.pt"
+HOLDOUT = "holdout.json"
 
 
 @dataclass
@@ -83,13 +90,13 @@ def prepare_video(video: Path, out: Path, workers: int = 1, progress: bool = Tru
     return Prepared(shards, clip, frames)
 
 
-def fit_person(
+def person_config(
     checkpoint: Path, prepared: Prepared, out: Path, overrides: Sequence[str] = (), debug: bool = False
-) -> Path:
-    """`edtalk fit finetune` on the prepared video from `checkpoint`; returns the run directory."""
-    from edtalk.train import compose, fit
+) -> Any:
+    """The composed `finetune` experiment for the prepared video, starting from `checkpoint`."""
+    from edtalk.train import compose
 
-    cfg = compose(
+    return compose(
         "finetune",
         [
             f"init_from={checkpoint}",
@@ -100,7 +107,15 @@ def fit_person(
         ],
         debug=debug,
     )
-    return fit(cfg, overwrite=debug)
+
+
+def fit_person(
+    checkpoint: Path, prepared: Prepared, out: Path, overrides: Sequence[str] = (), debug: bool = False
+) -> Path:
+    """`edtalk fit finetune` on the prepared video from `checkpoint`; returns the run directory."""
+    from edtalk.train import fit
+
+    return fit(person_config(checkpoint, prepared, out, overrides, debug), overwrite=debug)
 
 
 def export_generator(run_dir: Path, path: Path, init_from: Path) -> Path:
@@ -112,6 +127,33 @@ def export_generator(run_dir: Path, path: Path, init_from: Path) -> Path:
     return save_checkpoint(gen, "generator", path, stage="finetune", init_from=str(init_from))
 
 
+def holdout_scores(cfg: Any, generators: dict[str, Any]) -> dict[str, Any]:
+    """PSNR (dB, pooled over the frames) of the fit's validation frames rendered by each of `generators`
+    from the validation source (`drive`, as the stage validates), and `copy_source`: that source frame
+    copied to every validation frame. `cfg`: the fit's composed config (its `FramesDataModule`)."""
+    import torch
+
+    from edtalk.apps.learning import psnr
+    from edtalk.io import uint8_to_float
+    from edtalk.stages.reconstruct import drive
+    from edtalk.train import build_datamodule
+
+    dm = build_datamodule(cfg)
+    dm.setup("fit")
+    sources, targets = [], []
+    for batch in dm.val_dataloader():
+        sources.append(uint8_to_float(batch["source"]))  # the batches are uint8 B x 3 x S x S
+        targets.append(uint8_to_float(batch["target"]))
+    source, target = torch.cat(sources), torch.cat(targets)
+    out: dict[str, Any] = {"frames_validated": len(target), "copy_source": psnr(source, target)}
+    with torch.no_grad():
+        for name, gen in generators.items():
+            gen = gen.eval()
+            rendered = torch.cat([drive(gen, s, t) for s, t in zip(source.split(16), target.split(16))])
+            out[name] = psnr(rendered, target)
+    return out
+
+
 def finetune_video(
     video: Path,
     checkpoint: Path,
@@ -121,7 +163,9 @@ def finetune_video(
     workers: int = 1,
     log: Callable[[str], None] = print,
 ) -> Path:
-    """Check, prepare, fine-tune and export (module docstring); returns ``<out>/finetuned.pt``."""
+    """Check, prepare, fine-tune, export and score (module docstring); returns ``<out>/finetuned.pt``."""
+    from edtalk.weights import load_generator
+
     if not Path(checkpoint).is_file():
         raise FileNotFoundError(f"--checkpoint {checkpoint} not found; give a generator checkpoint")
     check_video(video)
@@ -130,4 +174,16 @@ def finetune_video(
     run_dir = fit_person(checkpoint, prepared, out, overrides, debug)
     path = export_generator(run_dir, out / CHECKPOINT, checkpoint)
     log(f"fine-tuned generator: {path} (run {run_dir}; val/psnr in its logs is the validation curve)")
+    scores = holdout_scores(
+        person_config(checkpoint, prepared, out, overrides, debug),
+        {"before": load_generator(checkpoint), "after": load_generator(path)},
+    )
+    tmp = out / f".{HOLDOUT}.tmp"
+    tmp.write_text(json.dumps(scores, indent=2) + "\n")
+    tmp.replace(out / HOLDOUT)
+    log(
+        f"held-out frames ({scores['frames_validated']}, the last 20 %) from the first frame: PSNR "
+        f"{scores['before']:.2f} dB before, {scores['after']:.2f} dB after, {scores['copy_source']:.2f} dB "
+        f"copying the first frame ({out / HOLDOUT})"
+    )
     return path
