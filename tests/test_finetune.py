@@ -177,10 +177,10 @@ def test_finetune_command_fits_a_small_recording_and_scores_its_held_out_frames(
 
     from datamodules.preprocess.landmarks import get_backend
     from datamodules.samplers import to_image_tensor
-    from edtalk.apps.finetune import HOLDOUT
+    from edtalk.apps.finetune import HOLDOUT, HOLDOUT_STRIP
     from edtalk.apps.learning import psnr
     from edtalk.cli import main
-    from edtalk.io import read_audio, read_video, uint8_to_float, write_video
+    from edtalk.io import read_audio, read_video, to_uint8, uint8_to_float, write_video
     from edtalk.stages.reconstruct import drive
 
     raw = next((shards.parent / "raw").glob("S01/video/front/neutral/level_1/*.mp4"))
@@ -224,3 +224,10 @@ def test_finetune_command_fits_a_small_recording_and_scores_its_held_out_frames(
         with torch.no_grad():
             rendered = drive(load_generator(path).eval(), crops[:1].expand_as(held), held)
         assert scores[name] == pytest.approx(psnr(rendered, held), abs=1e-3)
+    from PIL import Image
+
+    with Image.open(out / HOLDOUT_STRIP) as strip:  # rows before | after | ground truth, 6 frames
+        size = held.shape[-1]
+        assert strip.size == (6 * size, 3 * size)
+        truth = np.asarray(strip)[2 * size :, :size].astype(int)
+    assert np.abs(truth - to_uint8(held[0]).numpy().astype(int)).max() <= 1

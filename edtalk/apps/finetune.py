@@ -16,7 +16,8 @@
 5. score (`holdout_scores`): did it pay on this video? The held-out frames (the last 20 %), each rendered
    from the first frame as the validation does, by the checkpoint before and the fine-tuned generator
    after, beside copying the first frame to every held-out frame (the no-model floor): PSNR at the
-   generator's size, written to ``<out>/holdout.json`` and printed.
+   generator's size, written to ``<out>/holdout.json`` and printed; ``<out>/holdout_strip.png`` shows
+   rows before | after | ground truth of six evenly spaced held-out frames.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ MIN_FPS = 20.0  # below this, resampling to 25 fps repeats frames: the person's 
 MIN_SECONDS = 2.0  # 80 % train / 20 % validate needs a few seconds; a minute or more is better
 CHECKPOINT = "finetuned.pt"
 HOLDOUT = "holdout.json"
+HOLDOUT_STRIP = "holdout_strip.png"
 
 
 @dataclass
@@ -127,14 +129,16 @@ def export_generator(run_dir: Path, path: Path, init_from: Path) -> Path:
     return save_checkpoint(gen, "generator", path, stage="finetune", init_from=str(init_from))
 
 
-def holdout_scores(cfg: Any, generators: dict[str, Any]) -> dict[str, Any]:
+def holdout_scores(cfg: Any, generators: dict[str, Any], strip: Path | None = None) -> dict[str, Any]:
     """PSNR (dB, pooled over the frames) of the fit's validation frames rendered by each of `generators`
     from the validation source (`drive`, as the stage validates), and `copy_source`: that source frame
-    copied to every validation frame. `cfg`: the fit's composed config (its `FramesDataModule`)."""
+    copied to every validation frame. `cfg`: the fit's composed config (its `FramesDataModule`).
+    `strip`: also write rows "before" | "after" | ground truth of evenly spaced validation frames there."""
     import torch
 
+    from edtalk.apps.finetune_eval import write_strip
     from edtalk.apps.learning import psnr
-    from edtalk.io import uint8_to_float
+    from edtalk.io import to_uint8, uint8_to_float
     from edtalk.stages.reconstruct import drive
     from edtalk.train import build_datamodule
 
@@ -146,11 +150,15 @@ def holdout_scores(cfg: Any, generators: dict[str, Any]) -> dict[str, Any]:
         targets.append(uint8_to_float(batch["target"]))
     source, target = torch.cat(sources), torch.cat(targets)
     out: dict[str, Any] = {"frames_validated": len(target), "copy_source": psnr(source, target)}
+    renders = {}
     with torch.no_grad():
         for name, gen in generators.items():
             gen = gen.eval()
-            rendered = torch.cat([drive(gen, s, t) for s, t in zip(source.split(16), target.split(16))])
-            out[name] = psnr(rendered, target)
+            renders[name] = torch.cat([drive(gen, s, t) for s, t in zip(source.split(16), target.split(16))])
+            out[name] = psnr(renders[name], target)
+    if strip is not None:
+        before, after, truth = (to_uint8(x).numpy() for x in (renders["before"], renders["after"], target))
+        write_strip(before, after, truth, strip)
     return out
 
 
@@ -177,6 +185,7 @@ def finetune_video(
     scores = holdout_scores(
         person_config(checkpoint, prepared, out, overrides, debug),
         {"before": load_generator(checkpoint), "after": load_generator(path)},
+        out / HOLDOUT_STRIP,
     )
     tmp = out / f".{HOLDOUT}.tmp"
     tmp.write_text(json.dumps(scores, indent=2) + "\n")
