@@ -31,6 +31,7 @@ from typing import Any
 MIN_FPS = 20.0  # below this, resampling to 25 fps repeats frames: the person's motion is not in the footage
 MIN_SECONDS = 2.0  # 80 % train / 20 % validate needs a few seconds; a minute or more is better
 CHECKPOINT = "finetuned.pt"
+STRIP_FRAMES = 6
 HOLDOUT = "holdout.json"
 HOLDOUT_STRIP = "holdout_strip.png"
 
@@ -129,6 +130,19 @@ def export_generator(run_dir: Path, path: Path, init_from: Path) -> Path:
     return save_checkpoint(gen, "generator", path, stage="finetune", init_from=str(init_from))
 
 
+def write_strip(before: Any, after: Any, truth: Any, path: Path) -> Path:
+    """Rows before | after | ground truth of `STRIP_FRAMES` evenly spaced frames (T x H x W x 3 uint8)."""
+    import numpy as np
+    from PIL import Image
+
+    t = min(len(before), len(after), len(truth))
+    idx = np.linspace(0, t - 1, min(STRIP_FRAMES, t)).round().astype(int)
+    rows = [np.concatenate(list(video[idx]), axis=1) for video in (before, after, truth)]  # -> H x nW x 3
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.concatenate(rows, axis=0)).save(path)
+    return path
+
+
 def holdout_scores(cfg: Any, generators: dict[str, Any], strip: Path | None = None) -> dict[str, Any]:
     """PSNR (dB, pooled over the frames) of the fit's validation frames rendered by each of `generators`
     from the validation source (`drive`, as the stage validates), and `copy_source`: that source frame
@@ -136,7 +150,6 @@ def holdout_scores(cfg: Any, generators: dict[str, Any], strip: Path | None = No
     `strip`: also write rows "before" | "after" | ground truth of evenly spaced validation frames there."""
     import torch
 
-    from edtalk.apps.finetune_eval import write_strip
     from edtalk.apps.learning import psnr
     from edtalk.io import to_uint8, uint8_to_float
     from edtalk.stages.reconstruct import drive

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from edtalk.apps.finetune import CHECKPOINT
+from edtalk.apps.finetune import CHECKPOINT, write_strip
 
 KEYS = (
     "psnr_before",
@@ -57,7 +57,6 @@ TARGETS = {"psnr_over_before": 2.0, "psnr_over_copy_source": 2.0}  # dB (README,
 STRIP = "finetune_strip.png"
 DETAILS = "finetune.json"
 CSIM_FRAMES = 8  # as the main job's evaluation: dlib's descriptor on every frame is most of the time
-STRIP_FRAMES = 6
 FACE_METRICS = ("ssim", "m_lmd", "f_lmd", "csim")  # per clip, from `metrics.runner.MethodScorer`
 # The face metrics from this many evenly spaced frames per clip (the first, the source, included): dlib's
 # detector on every 256² frame of every clip twice was most of the step's time
@@ -228,18 +227,6 @@ def copy_source_floor(gen_size: int, clips: Sequence[Any]) -> float:
         frames = resize_frames(from_uint8(gt.frames).float(), gen_size)
         values.append(psnr(frames[:1].expand_as(frames), frames))
     return float(np.mean(values))
-
-
-def write_strip(before: np.ndarray, after: np.ndarray, truth: np.ndarray, path: Path) -> Path:
-    """Rows before | after | ground truth of `STRIP_FRAMES` evenly spaced frames (T x H x W x 3 uint8)."""
-    from PIL import Image
-
-    t = min(len(before), len(after), len(truth))
-    idx = np.linspace(0, t - 1, min(STRIP_FRAMES, t)).round().astype(int)
-    rows = [np.concatenate(list(video[idx]), axis=1) for video in (before, after, truth)]  # -> H x nW x 3
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.concatenate(rows, axis=0)).save(path)
-    return path
 
 
 def compare(
