@@ -164,6 +164,7 @@ def finished(
     a checkpoint without a stored generator config matches any) and, given `recipe` (a run config's
     `seed`, `model` and `data`), trained with that recipe from inputs no newer than itself: a rerun with
     another `--set` or after its `init_from` was retrained trains again (`recipe_changes` says why, with
+    `defaults`). A generator setting the stored config lacks ran with its default ("generator.KEY" in
     `defaults`)."""
     ckpt = checkpoint(run_dir)
     if not ckpt.is_file():
@@ -172,7 +173,10 @@ def finished(
 
     obj = load_file(ckpt)
     stored = obj.get("edtalk", {}).get("generator")
-    same = stored is None or stored == generator
+    known = {
+        k.removeprefix("generator."): v for k, v in (defaults or {}).items() if k.startswith("generator.")
+    }
+    same = stored is None or {**known, **stored} == {**known, **(generator or {})}
     if not same or int(obj.get("global_step", -1)) < steps:
         return False
     if recipe is None:

@@ -138,9 +138,25 @@ def test_a_setting_added_after_a_run_counts_as_its_default(tmp_path: Path) -> No
     assert not runs.finished(run_dir, 10, None, cosine, defaults)
 
 
-def test_model_defaults_are_each_stage_configs_defaults() -> None:
-    from edtalk.apps.runner import model_defaults
+def test_a_generator_setting_added_after_a_run_counts_as_its_default(tmp_path: Path) -> None:
+    """The stored generator config lacks a key added since (e.g. `exp_encoder`): equal at its default,
+    stale at another value."""
+    run_dir = tmp_path / "run"
+    runs.checkpoint(run_dir).parent.mkdir(parents=True)
+    torch.save({"global_step": 10, "edtalk": {"generator": {"size": 64}}}, runs.checkpoint(run_dir))
+    defaults = {"generator.size": 256, "generator.exp_encoder": "shared"}
+    assert runs.finished(run_dir, 10, {"size": 64, "exp_encoder": "shared"}, None, defaults)
+    assert not runs.finished(run_dir, 10, {"size": 64, "exp_encoder": "shared"})  # no defaults: a change
+    assert not runs.finished(run_dir, 10, {"size": 64, "exp_encoder": "cnn"}, None, defaults)
+    assert not runs.finished(run_dir, 10, {"size": 128, "exp_encoder": "shared"}, None, defaults)
+
+
+def test_setting_defaults_are_each_stage_configs_and_the_generators_defaults() -> None:
+    from edtalk.apps.runner import setting_defaults as model_defaults
 
     assert model_defaults("audio2exp")["model.optim.schedule"] == "constant"
     assert model_defaults("audio2exp")["model.loss.emotion"] == 0.1
     assert model_defaults("reconstruct")["model.optim.g_betas"] == [0.0, 0.99 ** (4 / 5)]
+    assert (
+        model_defaults("reconstruct")["generator.exp_encoder"] == "shared"
+    )  # a generator setting added later

@@ -317,18 +317,23 @@ def _finished(run_dir: Path, steps: int, cfg: Any) -> bool:
 
     container: Any = OmegaConf.to_container(cfg, resolve=True)
     recipe = {k: container.get(k) for k in (*runs.RECIPE_SECTIONS, "init_from")}
-    return runs.finished(run_dir, steps, container.get("generator"), recipe, model_defaults(str(cfg.stage)))
+    return runs.finished(run_dir, steps, container.get("generator"), recipe, setting_defaults(str(cfg.stage)))
 
 
-def model_defaults(stage: str) -> dict[str, Any]:
-    """Today's default of each `model.` setting of a stage (dotted keys): a run trained before a setting
-    existed ran with its default, so adding a setting does not make finished stages stale."""
+def setting_defaults(stage: str) -> dict[str, Any]:
+    """Today's default of each `model.` setting of a stage and of each `generator.` setting (dotted keys):
+    a run trained before a setting existed ran with its default, so adding a setting does not make
+    finished stages stale."""
     import dataclasses
 
+    from edtalk.config import GeneratorConfig
     from edtalk.stages import stage_class
 
     config = stage_class(stage).Config()
-    return {f"model.{k}": v for k, v in runs.leaves(dataclasses.asdict(config)).items()}
+    return {
+        **{f"model.{k}": v for k, v in runs.leaves(dataclasses.asdict(config)).items()},
+        **{f"generator.{k}": v for k, v in runs.leaves(dataclasses.asdict(GeneratorConfig())).items()},
+    }
 
 
 def fmt_metrics(metrics: dict[str, float], keys: int = 4) -> str:
