@@ -69,6 +69,11 @@ class GeneratorConfig(SerializableConfig):
             (the paper's "w/o orthogonality" ablation, `model.ablation.no_orthogonality`).
         eem: the expression latent modulates the decoder features through EEM (the paper); False
             adds it to the latent only (the "w/o EEM" ablation, `model.ablation.no_eem`).
+        exp_encoder: where the expression weights come from (full variant): "shared" (the paper and
+            the official weights: ELN `navigator.exp_fc` on the motion code of E) or "cnn" (ours: a
+            BatchNorm CNN of its own reads them from the driving frame, `edtalk.nn.encoder.
+            ExpressionEncoder`; no `navigator.exp_fc` then).
+        exp_encoder_width: the "cnn" reader's first width (then 2x, 4x, 8x).
     """
 
     size: int = 256
@@ -82,6 +87,8 @@ class GeneratorConfig(SerializableConfig):
     eem_hidden: int = 128
     orthogonal_banks: bool = True
     eem: bool = True
+    exp_encoder: str = "shared"
+    exp_encoder_width: int = 32
 
     def __post_init__(self) -> None:
         log = math.log2(self.size) if self.size > 0 else -1
@@ -89,6 +96,12 @@ class GeneratorConfig(SerializableConfig):
             raise ValueError(f"size={self.size!r}: expected a power of two >= 64")
         if self.variant not in ("full", "lip_pose"):
             raise ValueError(f"variant={self.variant!r}: expected 'full' or 'lip_pose'")
+        if self.exp_encoder not in ("shared", "cnn"):
+            raise ValueError(
+                f"exp_encoder={self.exp_encoder!r}: expected 'shared' (the paper's ELN) or 'cnn'"
+            )
+        if self.exp_encoder_width < 1:
+            raise ValueError(f"exp_encoder_width={self.exp_encoder_width!r}: expected >= 1")
         if self.style_dim < self.motion_dim:
             raise ValueError(
                 f"style_dim={self.style_dim}: expected >= the total bank size ({self.motion_dim}) for QR"

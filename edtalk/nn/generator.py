@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from edtalk.config import GeneratorConfig
-from edtalk.nn.encoder import AppearanceEncoder
+from edtalk.nn.encoder import AppearanceEncoder, ExpressionEncoder
 from edtalk.nn.navigation import BasesBanks, MotionNavigator
 from edtalk.nn.synthesis import Synthesis
 
@@ -50,6 +50,20 @@ class Generator(nn.Module):
         self.navigator = MotionNavigator(self.cfg)
         self.banks = BasesBanks(self.cfg)
         self.synthesis = Synthesis(self.cfg)
+        self.exp_encoder = (
+            ExpressionEncoder(self.cfg.exp_dim, self.cfg.exp_encoder_width)
+            if self.cfg.has_expression and self.cfg.exp_encoder == "cnn"
+            else None
+        )
+
+    def train(self, mode: bool = True) -> Generator:
+        """As `nn.Module.train`, except that a frozen expression reader (no parameter requires grad)
+        stays in eval mode: its BatchNorm keeps the statistics it was trained with (a stage that only
+        renders with it, or fine-tunes the rest on one person, must not re-estimate them)."""
+        super().train(mode)
+        if self.exp_encoder is not None and not any(p.requires_grad for p in self.exp_encoder.parameters()):
+            self.exp_encoder.eval()
+        return self
 
     # -- encoding ---------------------------------------------------------------------------
     def encode(self, source: torch.Tensor) -> SourceEncoding:
@@ -62,7 +76,15 @@ class Generator(nn.Module):
     def coefficients(self, driver: torch.Tensor) -> dict[str, torch.Tensor]:
         """driver: B x 3 x H x W -> bank weights {"mouth": Bx20, "pose": Bx6[, "exp": Bx10]}."""
         w, _ = self.encoder(driver, with_features=False)
-        return self.navigator(w)
+        return self.heads(w, driver)
+
+    def heads(self, w: torch.Tensor, frames: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Bank weights from E's latents `w` (B x S) of `frames` (B x 3 x H x W), which the expression
+        reader of its own reads when `cfg.exp_encoder` is "cnn"."""
+        out = self.navigator(w)
+        if self.exp_encoder is not None:
+            out["exp"] = self.exp_encoder(frames)
+        return out
 
     # -- latent arithmetic --------------------------------------------------------------------
     def basis(self) -> torch.Tensor:

@@ -31,7 +31,8 @@ class MotionNavigator(nn.Module):
         self.fc = _mlp(d, 4)
         self.lip_fc = _mlp(d, 3, cfg.mouth_dim)
         self.pose_fc = _mlp(d, 3, cfg.pose_dim)
-        self.exp_fc = _mlp(d, 3, cfg.exp_dim) if cfg.has_expression else None
+        shared = cfg.has_expression and cfg.exp_encoder == "shared"  # "cnn": the generator's exp_encoder
+        self.exp_fc = _mlp(d, 3, cfg.exp_dim) if shared else None
 
     def forward(self, w: torch.Tensor) -> dict[str, torch.Tensor]:
         """w: B x S appearance latents of driving frames -> {"mouth": Bx20, "pose": Bx6[, "exp": Bx10]}."""

@@ -119,13 +119,15 @@ class Renderer:
 
     def coefficients(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
         """frames: B x 3 x H x W -> bank weights per component (B x d), in one generator call."""
-        w, _ = self.generator.encoder(self.layout(frames), with_features=False)
-        return self.navigate(w)
+        frames = self.layout(frames)
+        w, _ = self.generator.encoder(frames, with_features=False)
+        return self.navigate(w, frames)
 
-    def navigate(self, w_a: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Bank weights of appearance latents B x S (the motion heads run in float32 under autocast)."""
+    def navigate(self, w_a: torch.Tensor, frames: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Bank weights of appearance latents B x S of `frames` (the motion heads, and the expression
+        reader of its own when the generator has one, run in float32 under autocast)."""
         with float32(self.generator):
-            return self.generator.navigator(w_a.float())
+            return self.generator.heads(w_a.float(), at_least_float32(frames))
 
     def still(self, image: torch.Tensor) -> StillSource:
         """A photo (1 x 3 x H x W) as a source: encoded once, its own coefficients for every frame."""
@@ -209,7 +211,7 @@ class StillSource:
 
     def __init__(self, renderer: Renderer, image: torch.Tensor) -> None:
         self.enc = renderer.encode(image)
-        self.own = renderer.navigate(self.enc.w_a)
+        self.own = renderer.navigate(self.enc.w_a, renderer.layout(image))
 
     def take(self, start: int, stop: int) -> tuple[SourceEncoding, dict[str, torch.Tensor]]:
         n = stop - start
@@ -224,8 +226,9 @@ class FrameSource:
         self.renderer, self.load = renderer, load
 
     def take(self, start: int, stop: int) -> tuple[SourceEncoding, dict[str, torch.Tensor]]:
-        enc = self.renderer.encode(self.load(start, stop))
-        return enc, self.renderer.navigate(enc.w_a)
+        frames = self.renderer.layout(self.load(start, stop))
+        enc = self.renderer.encode(frames)
+        return enc, self.renderer.navigate(enc.w_a, frames)
 
 
 class DrivenSource:

@@ -226,6 +226,12 @@ class ExpressionStage(GANStage):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        assert isinstance(self.cfg, ExpressionConfig)
+        if self.cfg.exp_init != "random" and self.generator.exp_encoder is not None:
+            raise ValueError(
+                f"model.exp_init={self.cfg.exp_init} initialises ELN (navigator.exp_fc), which a generator "
+                "with generator.exp_encoder=cnn does not have: set model.exp_init=random"
+            )
         self.emotion_critic: PixelEmotionCritic | None = None
         if self.cfg.loss.emotion_pixels > 0:
             self.emotion_critic = PixelEmotionCritic(len(EMOTIONS))

@@ -53,7 +53,7 @@ class ReconstructStage(GANStage):
         gen = self.generator
         # = `drive`, with the driver's latent kept for the emotion read
         w_t, _ = gen.encoder(tgt, with_features=False)
-        fake = gen.animate(gen.encode(src), gen.navigator(w_t))
+        fake = gen.animate(gen.encode(src), gen.heads(w_t, tgt))
         return StepOutput(
             self.reconstruction_losses(fake, tgt, boxes=self.target_boxes(batch))
             | self.emotion_term(w_t, batch),

@@ -32,7 +32,12 @@ from edtalk import weights
 from edtalk.config import GeneratorConfig
 from edtalk.nn.generator import Generator
 
-EXPRESSION_KEYS = (r"^navigator\.exp_fc\.", r"^banks\.expression$", r"^synthesis\.fineadainresblock\.")
+EXPRESSION_KEYS = (
+    r"^navigator\.exp_fc\.",
+    r"^exp_encoder\.",
+    r"^banks\.expression$",
+    r"^synthesis\.fineadainresblock\.",
+)
 MOUTH_POSE_HEADS = (r"^navigator\.lip_fc\.", r"^navigator\.pose_fc\.", r"^banks\.mouth_pose$")
 
 
@@ -65,7 +70,8 @@ def check_compatible(src: GeneratorConfig, dst: GeneratorConfig, path: str | Pat
             f"{path} holds a full (expression) generator but this stage builds a lip_pose one; "
             "set generator.variant=full or init from a lip_pose checkpoint"
         )
-    ignore = {"variant", "exp_dim", "eem_hidden", "eem"} if src.variant != dst.variant else set()
+    upgrade = {"variant", "exp_dim", "eem_hidden", "eem", "exp_encoder", "exp_encoder_width"}
+    ignore = upgrade if src.variant != dst.variant else set()
     a, b = dataclasses.asdict(src), dataclasses.asdict(dst)
     diff = {k: (a[k], b[k]) for k in a if k not in ignore and a[k] != b[k]}
     if diff:
