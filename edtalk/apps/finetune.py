@@ -22,7 +22,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,13 +111,11 @@ def person_config(
     )
 
 
-def fit_person(
-    checkpoint: Path, prepared: Prepared, out: Path, overrides: Sequence[str] = (), debug: bool = False
-) -> Path:
-    """`edtalk fit finetune` on the prepared video from `checkpoint`; returns the run directory."""
+def fit_person(cfg: Any, debug: bool = False) -> Path:
+    """`edtalk fit finetune` with the composed `person_config`; returns the run directory."""
     from edtalk.train import fit
 
-    return fit(person_config(checkpoint, prepared, out, overrides, debug), overwrite=debug)
+    return fit(cfg, overwrite=debug)
 
 
 def export_generator(run_dir: Path, path: Path, init_from: Path) -> Path:
@@ -185,6 +182,7 @@ def finetune_video(
     log: Callable[[str], None] = print,
 ) -> Path:
     """Check, prepare, fine-tune, export and score (module docstring); returns ``<out>/finetuned.pt``."""
+    from datamodules.shards import write_json_atomic
     from edtalk.weights import load_generator
 
     if not Path(checkpoint).is_file():
@@ -192,17 +190,13 @@ def finetune_video(
     check_video(video)
     prepared = prepare_video(video, out, workers, progress=False)
     log(f"prepared {prepared.clip}: {prepared.frames} frames at 25 fps in {prepared.shards}")
-    run_dir = fit_person(checkpoint, prepared, out, overrides, debug)
+    cfg = person_config(checkpoint, prepared, out, overrides, debug)
+    run_dir = fit_person(cfg, debug)
     path = export_generator(run_dir, out / CHECKPOINT, checkpoint)
     log(f"fine-tuned generator: {path} (run {run_dir}; val/psnr in its logs is the validation curve)")
-    scores = holdout_scores(
-        person_config(checkpoint, prepared, out, overrides, debug),
-        {"before": load_generator(checkpoint), "after": load_generator(path)},
-        out / HOLDOUT_STRIP,
-    )
-    tmp = out / f".{HOLDOUT}.tmp"
-    tmp.write_text(json.dumps(scores, indent=2) + "\n")
-    tmp.replace(out / HOLDOUT)
+    generators = {"before": load_generator(checkpoint), "after": load_generator(path)}
+    scores = holdout_scores(cfg, generators, out / HOLDOUT_STRIP)
+    write_json_atomic(out / HOLDOUT, scores)
     log(
         f"held-out frames ({scores['frames_validated']}, the last 20 %) from the first frame: PSNR "
         f"{scores['before']:.2f} dB before, {scores['after']:.2f} dB after, {scores['copy_source']:.2f} dB "
