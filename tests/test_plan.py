@@ -352,3 +352,20 @@ def test_set_appends_overrides_to_one_stage_and_names_mistakes() -> None:
 
     cfg = compose("expression", [*ablated.stage("expression").overrides, "init_from=x.ckpt"], debug=True)
     assert cfg.model.ablation.no_eem is True and cfg.model.loss.l1 == 2
+
+
+def test_results_of_a_second_process_task_merge_into_a_dict_entry() -> None:
+    """The fine-tuning task runs beside the learning table and adds `learning["finetune"]`: merged one level
+    deep, whichever finishes first; other keys are replaced."""
+    from edtalk.apps.runner import merge_results
+
+    results: dict[str, Any] = {"learning": {"psnr_video": 24.2}, "evaluation": {"old": 1}, "x": 1}
+    merge_results(results, {"learning": {"finetune": {"psnr_after": 23.1}}, "x": 2})
+    assert results == {
+        "learning": {"psnr_video": 24.2, "finetune": {"psnr_after": 23.1}},
+        "evaluation": {"old": 1},
+        "x": 2,
+    }
+    merge_results(results, {"learning": {"psnr_video": 25.0}, "evaluation": None})
+    assert results["learning"] == {"psnr_video": 25.0, "finetune": {"psnr_after": 23.1}}
+    assert results["evaluation"] is None

@@ -240,23 +240,37 @@ class PlanRun:
         trained = set(self.run_dirs())
         side: tuple[TaskSpec, SideProcess] | None = None
         for task in self.plan.tasks:
-            if not set(task.needs) <= trained:
+            runs = set(task.needs) <= trained
+            # one task at a time in the second process: join it before another starts, or when its partner
+            # is skipped (it then does not wait for a later task it was not meant to overlap)
+            if side is not None and (task.beside is not None or (not runs and side[0].beside == task.name)):
+                merge_results(self.results, side[1].join())
+                side = None
+            if not runs:
                 continue
             if task.beside is not None and second_core():
                 side = (task, SideProcess.start_task(self, task.name))
                 continue
-            self.results.update(self.task(task.name))
+            merge_results(self.results, self.task(task.name))
             if side is not None and side[0].beside == task.name:
-                self.results.update(side[1].join())
+                merge_results(self.results, side[1].join())
                 side = None
         if side is not None:
-            self.results.update(side[1].join())
+            merge_results(self.results, side[1].join())
 
     def task(self, name: str) -> dict[str, Any]:
         """Run one task (a name of `TASKS` or `module:function`); returns what it adds to `results`."""
         module, _, func = TASKS.get(name, name).partition(":")
         result: dict[str, Any] = getattr(importlib.import_module(module), func)(self)
         return result
+
+
+def merge_results(results: dict[str, Any], new: dict[str, Any]) -> None:
+    """`results.update(new)`, but a dict under a key both have is merged one level deep: a task run in the
+    second process (which starts with no results) adds its entry to `learning` without dropping the rest."""
+    for key, value in new.items():
+        old = results.get(key)
+        results[key] = {**old, **value} if isinstance(old, dict) and isinstance(value, dict) else value
 
 
 def schedule(steps: int | None) -> list[str]:
