@@ -204,7 +204,7 @@ class SupervisedStage(EDTalkStage):
     # -- loops -------------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         out = self.compute(batch, train=True)
-        n = _batch_size(batch)
+        n = batch_size_of(batch)
         self.log_dict({f"train/{k}": v.detach() for k, v in out.items()}, batch_size=n)
         self.log("loss", out["loss"].detach(), prog_bar=True, logger=False, batch_size=n)
         return out["loss"]
@@ -212,7 +212,9 @@ class SupervisedStage(EDTalkStage):
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self.val_index = batch_idx
         out = self.compute(batch, train=False)
-        self.log_dict({f"val/{k}": v for k, v in out.items()}, sync_dist=True, batch_size=_batch_size(batch))
+        self.log_dict(
+            {f"val/{k}": v for k, v in out.items()}, sync_dist=True, batch_size=batch_size_of(batch)
+        )
 
     def configure_optimizers(self) -> Any:
         """Adam; with `model.optim.schedule=cosine` its rate falls to 0 over `trainer.max_steps` (`step_schedule`)."""
@@ -265,7 +267,7 @@ class SupervisedStage(EDTalkStage):
             self.export(self.export_path())
 
 
-def _batch_size(batch: dict[str, torch.Tensor]) -> int:
+def batch_size_of(batch: dict[str, torch.Tensor]) -> int:
     return int(next(iter(batch.values())).shape[0])
 
 

@@ -37,6 +37,7 @@ from edtalk.nn.syncnet import SyncNet, SyncNetConfig, gather_sync_windows
 from edtalk.stages.supervised import (
     StageConfig,
     SupervisedStage,
+    batch_size_of,
     load_network,
     resolved,
     scaled,
@@ -57,6 +58,12 @@ class SyncNetStageConfig(StageConfig):
             "mouth" (lower half of a mouth-box square; `edtalk.losses.sync`).
         crop_scale: mouth crop side over the mouth-box width (`sync_crop=mouth` only).
         min_shift: frames between an in-sync window and its shifted (negative) window.
+        augment: strength of the training pairs' photometric and loudness jitter (0: none, the recipe;
+            1: per clip a colour gain in [0.7, 1.3] and offset in [-0.2, 0.2] per channel of the mouth
+            frames, and a loudness offset in [-1, 1] of the mel window, clamped to its [-4, 4] range;
+            `jitter_pair`): a speaker's colouring and a clip's loudness tell nothing of sync.
+        val_windows: seeded window choices per validation clip, averaged (1: one in-sync and one shifted
+            pair a clip, too few to read an accuracy from a held-out speaker's few clips).
     """
 
     network: SyncNetConfig = field(default_factory=SyncNetConfig)
@@ -64,9 +71,15 @@ class SyncNetStageConfig(StageConfig):
     sync_crop: str = "face"
     crop_scale: float = 2.0
     min_shift: int = 5
+    augment: float = 0.0
+    val_windows: int = 8
 
     def __post_init__(self) -> None:
         check_sync_crop(self.sync_crop)
+        if self.val_windows < 1:
+            raise ValueError(f"model.val_windows={self.val_windows}: use at least 1 window per clip")
+        if self.augment < 0:
+            raise ValueError(f"model.augment={self.augment}: use a strength >= 0 (0: no jitter)")
 
 
 class SyncNetStage(SupervisedStage):
@@ -94,6 +107,18 @@ class SyncNetStage(SupervisedStage):
         meta = {"stage": self.stage_name, "step": int(self.global_step), "sync_crop": self.cfg.sync_crop}
         return weights.save_checkpoint(self.net, self.kind, path, config=self.net_config, **meta)
 
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        """The mean of `model.val_windows` seeded (window, shift) choices per clip of the batch."""
+        k = self.cfg.val_windows
+        outs = []
+        for j in range(k):
+            self.val_index = batch_idx * k + j  # k = 1: the batch index, as every stage
+            outs.append(self.compute(batch, train=False))
+        out = {key: torch.stack([o[key] for o in outs]).mean() for key in outs[0]}
+        self.log_dict(
+            {f"val/{name}": v for name, v in out.items()}, sync_dist=True, batch_size=batch_size_of(batch)
+        )
+
     def compute(self, batch: dict[str, torch.Tensor], train: bool) -> dict[str, torch.Tensor]:
         frames, mel, boxes = batch["frames"], batch["mel"], crop_boxes(batch, self.cfg.sync_crop)
         b, t = frames.shape[:2]
@@ -101,8 +126,11 @@ class SyncNetStage(SupervisedStage):
         start = random_starts(b, t, gen)
         shifted = shifted_starts(start, t, self.cfg.min_shift, gen)
         window, faces = sync_pair(frames, boxes, mel, start, self.cfg.crop_scale, crop=self.cfg.sync_crop)
+        shifted_window = gather_sync_windows(mel, shifted)
+        if train and self.cfg.augment > 0:
+            faces, (window, shifted_window) = jitter_pair(faces, (window, shifted_window), self.cfg.augment)
         video = self.net.embed_face(faces)  # -> B x C
-        audio = self.net.embed_audio(torch.cat([window, gather_sync_windows(mel, shifted)]))  # -> 2B x C
+        audio = self.net.embed_audio(torch.cat([window, shifted_window]))  # -> 2B x C
         prob = sync_probability(audio, video.repeat(2, 1))  # -> 2B: [in sync, shifted]
         label = torch.cat([prob.new_ones(b), prob.new_zeros(b)])
         loss = F.binary_cross_entropy(prob, label)
@@ -113,3 +141,18 @@ class SyncNetStage(SupervisedStage):
             "p_sync": prob[:b].mean().detach(),
             "p_shifted": prob[b:].mean().detach(),
         }
+
+
+def jitter_pair(
+    faces: torch.Tensor, windows: tuple[torch.Tensor, ...], strength: float
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """Faces B x 3k x H x W in [-1, 1] (k frames, channels stacked per frame) with one colour gain and
+    offset per clip and channel, and mel windows B x 1 x 80 x W' with one loudness offset per clip (the
+    same for each window of a clip, so a pair differs only in timing), both at `strength`."""
+    b = faces.shape[0]
+    gain = 1 + strength * 0.3 * (2 * torch.rand(b, 1, 3, 1, 1, device=faces.device) - 1)
+    offset = strength * 0.2 * (2 * torch.rand(b, 1, 3, 1, 1, device=faces.device) - 1)
+    framed = faces.view(b, -1, 3, *faces.shape[-2:])
+    faces = (framed * gain + offset).clamp(-1, 1).view_as(faces)
+    loud = strength * (2 * torch.rand(b, 1, 1, 1, device=faces.device) - 1)
+    return faces, tuple((w + loud).clamp(-4, 4) for w in windows)

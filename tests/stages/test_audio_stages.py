@@ -33,7 +33,7 @@ from edtalk.stages.emotion_classifier import EmotionClassifierStage, EmotionClas
 from edtalk.stages.emotion_classifier import network_config as emotion_config
 from edtalk.stages.params import fingerprint
 from edtalk.stages.supervised import load_network, scaled
-from edtalk.stages.syncnet import WAV2LIP_CHANNELS, SyncNetStage, SyncNetStageConfig
+from edtalk.stages.syncnet import WAV2LIP_CHANNELS, SyncNetStage, SyncNetStageConfig, jitter_pair
 from tests.learn import above, below, learn_seed, seed_torch
 from tests.stages.helpers import FixedBatchData, smooth_images, trainer
 
@@ -186,6 +186,54 @@ def test_syncnet_stage_learns_in_sync_vs_shifted(tmp_path: Path, crop: str) -> N
     # the export is an edtalk checkpoint that load_network (and audio2mouth's model.syncnet) reads
     loaded = load_network(tmp_path / "checkpoints" / "syncnet.pt", "syncnet")
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), net.state_dict().values()))
+
+
+def test_sync_jitter_changes_colour_and_loudness_per_clip_not_timing() -> None:
+    """`model.augment`: one colour gain/offset per clip and channel for all 5 frames, one loudness offset per
+    clip for its in-sync and shifted windows alike (so the pair still differs only in timing); 0: unchanged."""
+    torch.manual_seed(0)
+    faces = torch.rand(6, 15, 48, 96) - 0.5  # in [-0.5, 0.5]: no clamping at strength 1
+    windows = (torch.rand(6, 1, 80, 16) * 4 - 2, torch.rand(6, 1, 80, 16) * 4 - 2)
+    same, (w0, w1) = jitter_pair(faces, windows, 0.0)
+    assert torch.equal(same, faces) and torch.equal(w0, windows[0]) and torch.equal(w1, windows[1])
+    jittered, (j0, j1) = jitter_pair(faces, windows, 1.0)
+    loud = (j0 - windows[0]).flatten(1)
+    assert torch.allclose(loud, loud[:, :1].expand_as(loud)) and loud.abs().max() <= 1.0
+    assert torch.allclose(j1 - windows[1], j0 - windows[0])  # the same offset for both windows of a clip
+    assert loud[:, 0].std() > 0.1  # and another one per clip
+    a, b = faces.view(6, 5, 3, -1), jittered.view(6, 5, 3, -1)
+    gain = ((b - b.mean(-1, keepdim=True)) * (a - a.mean(-1, keepdim=True))).sum(-1) / (
+        (a - a.mean(-1, keepdim=True)) ** 2
+    ).sum(-1)  # least-squares slope per clip, frame and channel
+    assert torch.allclose(gain, gain[:, :1].expand_as(gain), atol=1e-4)  # one per clip and channel
+    assert ((gain - 1).abs() <= 0.3 + 1e-4).all() and gain[:, 0].std() > 0.02
+
+
+def test_syncnet_validation_averages_its_seeded_windows(tmp_path: Path) -> None:
+    """`model.val_windows` K: val/accuracy is the mean over K seeded (window, shift) choices per clip, batch
+    b's choices seeded b*K .. b*K+K-1 (K = 1: as every stage, seeded by the batch index)."""
+    seed_torch()
+    net, net_cfg = tiny_syncnet()
+    stage = SyncNetStage(
+        net, net_cfg, SyncNetStageConfig(width=TINY, diagnostics_every_n_steps=0, val_windows=4)
+    )
+    batch = talking_batch(4, 15, seed=0, ramps=True)
+    out = trainer(tmp_path, 1, limit_val_batches=1).validate(
+        stage, datamodule=FixedBatchData(batch), verbose=False
+    )
+    stage.eval()  # as in validation (batch norm's running statistics)
+    with torch.no_grad():
+        each = []
+        for j in range(4):
+            stage.val_index = j
+            each.append(stage.compute(batch, train=False))
+    for key in ("accuracy", "loss", "p_sync"):
+        assert out[0][f"val/{key}"] == pytest.approx(float(np.mean([float(o[key]) for o in each])), abs=1e-6)
+    assert len({float(o["loss"]) for o in each}) > 1  # the choices differ
+    with pytest.raises(ValueError, match=r"model.val_windows=0"):
+        SyncNetStageConfig(val_windows=0)
+    with pytest.raises(ValueError, match=r"model.augment=-1"):
+        SyncNetStageConfig(augment=-1.0)
 
 
 def tiny_audio2mouth(**loss: float) -> Audio2MouthStage:
