@@ -105,6 +105,7 @@ def test_steps_are_the_budget_times_the_profile_scale() -> None:
         ("stages: [a]\n", r"stage 'a' budget 'visual' is not in `budgets:`"),
         ("stages: [a]\nbudgets: {visual: 1}\ntasks: [paint]\n", r"unknown task 'paint'"),
         ("stages: [a]\nbudgets: {visual: 1}\ntasks: [{name: report, beside: render}]\n", r"runs beside 'render', which is no later task"),
+        ("stages: [a]\nbudgets: {visual: 1}\ntasks: [{name: evaluate, beside: render}, {name: report, beside: render}, render]\n", r"runs beside the tasks up to 'render', and so would 'report'"),
         ("tasks: [report]\n", r"a plan needs a `stages:` list"),
         ("stages: [recon]\nbudgets: {visual: 1}\n", r"stages: 'recon': experiment 'recon' not found"),
         ("stages: [{name: extract}, reconstruct]\nbudgets: {visual: 1}\n", r"stages: extract reads \[\]; it needs `after: \[<one generator stage listed before it>\]`"),
@@ -369,3 +370,73 @@ def test_results_of_a_second_process_task_merge_into_a_dict_entry() -> None:
     merge_results(results, {"learning": {"psnr_video": 25.0}, "evaluation": None})
     assert results["learning"] == {"psnr_video": 25.0, "finetune": {"psnr_after": 23.1}}
     assert results["evaluation"] is None
+
+
+def wait_for_last(job: PlanRun) -> dict[str, Any]:
+    """A side task that ends when the main process's last partner task has started (30 s at most)."""
+    marker = job.out / "last-started"
+    deadline = time.monotonic() + 30
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return {"learning": {"side_saw_last": marker.exists()}}
+
+
+def middle(job: PlanRun) -> dict[str, Any]:
+    return {"learning": {"middle": True}}
+
+
+def last(job: PlanRun) -> dict[str, Any]:
+    (job.out / "last-started").touch()
+    return {"learning": {"last": True}}
+
+
+def test_a_side_task_spans_the_main_tasks_up_to_its_partner(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`beside: X` keeps the second process's task running while the main one runs every task up to X:
+    the fine-tuning task of the demo plan overlaps the learning table, the renders and the evaluation."""
+    monkeypatch.setattr(runner_mod, "second_core", lambda: True)
+    path = tmp_path / "plan.yaml"
+    path.write_text(
+        "data: null\nbudgets: {visual: 1}\nstages: [reconstruct]\n"
+        "tasks: [{name: 'tests.test_plan:wait_for_last', beside: 'tests.test_plan:last'},\n"
+        "  'tests.test_plan:middle', 'tests.test_plan:last']\n"
+    )
+    results = Recorder(load_plan(path), tmp_path, profile="", log=lambda s: None).run()
+    assert results["learning"] == {"middle": True, "last": True, "side_saw_last": True}
+
+
+class SlowSyncnet(Recorder):
+    """A Recorder whose syncnet takes 3 s; every stage records when it started and ended."""
+
+    def train(self, stage: str, steps: int, extra: list[str] | None = None) -> StageRun:
+        start = time.time()
+        time.sleep(3.0 if stage == "syncnet" else 0.01)
+        return StageRun(stage, self.out / stage, steps, 0.0, {"start": start, "end": time.time()})
+
+
+def test_the_next_side_group_waits_for_the_last_one_and_the_main_line_does_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """audio2pose (second process, after mouth_pose) starts when syncnet (second process, from the start)
+    is done, but expression (main line, after mouth_pose) starts at once: before syncnet ends."""
+    monkeypatch.setattr(runner_mod, "second_core", lambda: True)
+    path = tmp_path / "plan.yaml"
+    path.write_text(
+        "data: null\nbudgets: {visual: 1, audio: 1}\n"
+        "stages: [{name: reconstruct}, {name: syncnet, budget: audio, side: true},\n"
+        "  {name: mouth_pose, after: [reconstruct]}, {name: audio2pose, after: [mouth_pose], side: true},\n"
+        "  {name: expression, after: [mouth_pose]}]\n"
+    )
+    job = SlowSyncnet(load_plan(path), tmp_path, profile="", log=lambda s: None)
+    job.run()
+    at = {s.name: s.metrics for s in job.stages}
+    assert [s.name for s in job.stages] == [
+        "reconstruct",
+        "syncnet",
+        "mouth_pose",
+        "audio2pose",
+        "expression",
+    ]
+    assert at["audio2pose"]["start"] >= at["syncnet"]["end"]
+    assert at["expression"]["end"] < at["syncnet"]["end"]

@@ -54,12 +54,13 @@ def test_quickstart_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str
         assert (f"{group}: training in a second process" in printed) == parallel
     assert ("emotion_classifier: training (8/8" in printed) == (not parallel)  # not twice
     assert ("audio2mouth: training (5/8" in printed) == (not parallel)
-    # audio2mouth and audio2pose start after mouth_pose, beside expression (the child's lines skip capsys)
+    # audio2mouth and audio2pose start after mouth_pose (and the first group), beside expression, which does
+    # not wait for them to start (the child's lines skip capsys)
     if parallel:
         lines = printed.splitlines()
         keys = ("mouth_pose: done", "audio2mouth+audio2pose: training", "expression: training")
         at = [next(i for i, x in enumerate(lines) if key in x) for key in keys]
-        assert at == sorted(at), lines
+        assert at[0] < min(at[1:]), lines
     order = ["reconstruct", "mouth_pose", "expression", "syncnet", "audio2mouth", "audio2pose", "audio2exp"]
     assert list(summary["stages"]) == [*order, "emotion_classifier"]  # the report's order, wherever they ran
     _check_learning(summary["learning"], report)

@@ -15,7 +15,8 @@ A plan file (YAML; `experiments/demo/plan.yaml` is the main job, `edtalk quickst
       - {name: extract, after: [expression]}  # coefficient sidecars of that generator over the plan's shards
       - {name: audio2mouth, budget: audio, after: [mouth_pose, syncnet, extract], side: true}
     tasks:                         # after training, in order; `needs`: skipped unless these stages ran
-      - {name: evaluate, needs: [expression], beside: learning}   # beside: in a second process meanwhile
+      - {name: evaluate, needs: [expression], beside: learning}   # beside: in a second process while the
+                                                                   # main one runs the tasks up to `learning`
       - report
 
 A stage is an experiment (`experiments/<name>.yaml`) trained by `edtalk fit`, except the step `extract`:
@@ -360,3 +361,12 @@ def _check_tasks(plan: Plan, seen: set[str]) -> None:
             raise ValueError(
                 f"{plan.path}: task {task.name!r} runs beside {task.beside!r}, which is no later task"
             )
+        if task.beside is not None:
+            span = plan.tasks[i + 1 : names.index(task.beside, i + 1) + 1]
+            inner = [t.name for t in span if t.beside is not None]
+            if inner:
+                raise ValueError(
+                    f"{plan.path}: task {task.name!r} runs beside the tasks up to {task.beside!r}, and so "
+                    f"would {inner[0]!r}, one of them: the second process runs one task at a time; "
+                    f"end {task.name!r}'s span before it"
+                )

@@ -17,7 +17,7 @@ import importlib
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +26,7 @@ from edtalk import runs
 from edtalk.apps.plan import EXTRACT, TASKS, Plan, TaskSpec
 
 if TYPE_CHECKING:
-    from edtalk.apps.side import SideProcess
+    from edtalk.apps.side import ChainedSide, SideProcess
 
 
 @dataclass
@@ -94,7 +94,7 @@ class PlanRun:
         order = self.plan.order
         groups = self.plan.side_groups() if second_core() else {}
         elsewhere = {stage for group in groups.values() for stage in group}
-        side = self._start_side(groups[None]) if None in groups else None
+        side: SideProcess | ChainedSide | None = self._start_side(groups[None]) if None in groups else None
         for i, stage in enumerate(order, 1):
             if stage in elsewhere:
                 continue
@@ -103,22 +103,29 @@ class PlanRun:
                 side = None
             self.stages.append(self.run_stage(stage, f"{i}/{len(order)}"))
             self.done(self.stages[-1])
-            # a group waiting for this stage starts once the last group is in (audio2mouth reads its syncnet)
+            # a group waiting for this stage starts once the group before it is done (audio2mouth reads its
+            # syncnet): a thread waits for that one, so the main line goes on meanwhile
             if stage in groups:
-                if side is not None:
-                    self.stages += side.join()
-                side = self._start_side(groups[stage])
+                side = (
+                    self._start_side(groups[stage]) if side is None else self._chain_side(side, groups[stage])
+                )
         if side is not None:
             self.stages += side.join()
         rank = {stage: i for i, stage in enumerate(order)}
         self.stages.sort(key=lambda run: rank.get(run.name, len(order)))  # the report lists them in order
 
-    def _start_side(self, stages: tuple[str, ...]) -> SideProcess:
+    def _start_side(self, stages: tuple[str, ...], done: Sequence[StageRun] = ()) -> SideProcess:
         from edtalk.apps.side import SideProcess
 
         steps = {stage: self.stage_steps(stage) for stage in stages}
         self.step("+".join(stages), f"training in a second process ({steps})")
-        return SideProcess.start(self, steps)
+        return SideProcess.start(self, steps, done)
+
+    def _chain_side(self, before: SideProcess | ChainedSide, stages: tuple[str, ...]) -> ChainedSide:
+        """`stages` in a second process once `before` is done (it knows `before`'s runs)."""
+        from edtalk.apps.side import ChainedSide
+
+        return ChainedSide.after(before, stages, lambda done: self._start_side(stages, done))
 
     def stage_steps(self, stage: str) -> int | None:
         return self.plan.steps(stage, self.profile, self.budgets)
@@ -234,7 +241,8 @@ class PlanRun:
 
     # -- tasks -----------------------------------------------------------------------------------
     def run_tasks(self) -> None:
-        """The plan's tasks in order; a `beside` task runs in a second process while its partner runs."""
+        """The plan's tasks in order; a task `beside: X` runs in a second process while the main one runs the
+        tasks after it up to and including X, and is joined then."""
         from edtalk.apps.side import SideProcess
 
         trained = set(self.run_dirs())

@@ -9,7 +9,9 @@ here with the child's traceback; a child that dies without a word is reported wi
 from __future__ import annotations
 
 import dataclasses
+import threading
 import traceback
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,9 +23,10 @@ class SideProcess:
     names: tuple[str, ...] = ()
 
     @classmethod
-    def start(cls, job: Any, steps: dict[str, int | None]) -> SideProcess:
-        """Train `steps` ({stage: steps}) in order with `job.train`."""
-        return cls._launch(job, {"steps": steps}, tuple(steps))
+    def start(cls, job: Any, steps: dict[str, int | None], done: Sequence[Any] = ()) -> SideProcess:
+        """Train `steps` ({stage: steps}) in order with `job.train`; `done`: `StageRun`s finished elsewhere
+        that the child is to know as well as `job.stages` (a group before, in another side process)."""
+        return cls._launch(job, {"steps": steps}, tuple(steps), done)
 
     @classmethod
     def start_task(cls, job: Any, task: str) -> SideProcess:
@@ -31,13 +34,15 @@ class SideProcess:
         return cls._launch(job, {"task": task}, (task,))
 
     @classmethod
-    def _launch(cls, job: Any, work: dict[str, Any], names: tuple[str, ...]) -> SideProcess:
+    def _launch(
+        cls, job: Any, work: dict[str, Any], names: tuple[str, ...], done: Sequence[Any] = ()
+    ) -> SideProcess:
         import multiprocessing
 
         ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked torch/Lightning state
         queue = ctx.Queue()
         # the child logs with print (a caller's log function need not pickle) and starts with no results
-        copy = dataclasses.replace(job, log=print, stages=list(job.stages), results={})
+        copy = dataclasses.replace(job, log=print, stages=[*job.stages, *done], results={})
         process = ctx.Process(target=_main, args=(copy, work, queue), name="edtalk-side", daemon=True)
         process.start()
         return cls(process, queue, names)
@@ -61,6 +66,43 @@ class SideProcess:
         if kind == "error":
             raise RuntimeError(f"the second process ({', '.join(self.names)}) failed:\n{payload}")
         return payload
+
+
+@dataclass
+class ChainedSide:
+    """A side group that starts when the one before it ends, without holding up the main process (a thread
+    here waits for the first and starts the next); `join` returns the `StageRun`s of both, in order."""
+
+    names: tuple[str, ...]
+    thread: threading.Thread
+    outcome: dict[str, Any]
+
+    @classmethod
+    def after(
+        cls,
+        first: SideProcess | ChainedSide,
+        names: tuple[str, ...],
+        start: Callable[[list[Any]], SideProcess],
+    ) -> ChainedSide:
+        """`start(runs of first)` launches the next group once `first` is done."""
+        outcome: dict[str, Any] = {}
+
+        def chain() -> None:
+            try:
+                runs = list(first.join())
+                outcome["runs"] = runs + list(start(runs).join())
+            except BaseException as err:  # re-raised by join, in the main thread
+                outcome["error"] = err
+
+        thread = threading.Thread(target=chain, name="edtalk-side-chain", daemon=True)
+        thread.start()
+        return cls((*first.names, *names), thread, outcome)
+
+    def join(self) -> list[Any]:
+        self.thread.join()
+        if "error" in self.outcome:
+            raise self.outcome["error"]
+        return list(self.outcome["runs"])
 
 
 def _exit_with_parent(poll_s: float = 2.0) -> None:
