@@ -547,9 +547,43 @@ def _locked(root: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+# the code that makes the built-in dataset: a change to any of it (a detector retry, a crop, the mel) changes
+# the shards, so a dataset built before it is stale and is built again
+BUILD_SOURCES = (
+    "datamodules/synthetic.py",
+    "datamodules/preprocess/crop.py",
+    "datamodules/preprocess/landmarks.py",
+    "datamodules/preprocess/layouts.py",
+    "datamodules/preprocess/pipeline.py",
+    "datamodules/preprocess/track.py",
+    "datamodules/shards.py",
+    "datamodules/splits.py",
+    "datamodules/assets/splits.json",
+    "datamodules/assets/crop_template_M003.json",
+    "edtalk/io.py",
+    "edtalk/mel.py",
+)
+
+
+def build_fingerprint() -> str:
+    """sha256 (16 hex digits) of `BUILD_SOURCES` and `BUILD_VERSION`: the build stamp's `code`."""
+    import hashlib
+
+    top = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256(str(BUILD_VERSION).encode())
+    for name in BUILD_SOURCES:
+        path = top / name
+        digest.update(name.encode() + b"\0" + (path.read_bytes() if path.is_file() else b"missing"))
+    return digest.hexdigest()[:16]
+
+
 def is_built(root: Path) -> bool:
+    """Whether `root` holds the built-in dataset as today's code makes it (`build.json`'s version and code)."""
     stamp = root / "build.json"
-    return stamp.is_file() and json.loads(stamp.read_text()).get("version") == BUILD_VERSION
+    if not stamp.is_file():
+        return False
+    made = json.loads(stamp.read_text())
+    return bool(made.get("version") == BUILD_VERSION and made.get("code") == build_fingerprint())
 
 
 def build(root: Path, workers: int = 2, progress: bool = False) -> Path:
@@ -566,7 +600,10 @@ def build(root: Path, workers: int = 2, progress: bool = False) -> Path:
             f"built-in dataset: preprocessing skipped {report.skipped}; please report this bug"
         )
     os.replace(root / ".shards-build", root / "shards")
-    (root / "build.json").write_text(json.dumps({"version": BUILD_VERSION, "clips": report.total}))
+    from datamodules.shards import write_json_atomic
+
+    stamp = {"version": BUILD_VERSION, "code": build_fingerprint(), "clips": report.total}
+    write_json_atomic(root / "build.json", stamp)
     return root / "shards"
 
 

@@ -63,8 +63,12 @@ def collect(
             )
         t = min(clip.num_frames, len(known["mouth_open"]), max_frames or clip.num_frames)
         frames = from_uint8(torch.from_numpy(clip.frames(range(t)))).float()  # -> T x 3 x H x W
+        sized: dict[int, torch.Tensor] = {}  # the frames at each generator size, resized once per clip
         for name, gen in gens.items():
-            rows[name].append(clip_coefficients(gen, frames))
+            size = gen.cfg.size
+            if size not in sized:
+                sized[size] = torch.cat([resize_frames(c, size) for c in frames.split(32)])
+            rows[name].append(clip_coefficients(gen, sized[size]))
         per = {f: np.asarray(known[f][:t], np.float64) for f in FACTORS}
         per["emotion"] = np.full(t, int(known["emotion_id"]))
         per["speaker"] = np.full(t, str(clip.meta.get("speaker", clip.key.split("#")[0])))

@@ -134,3 +134,25 @@ def test_audio_statistics_read_pitch_loudness_and_rate() -> None:
         (0.1 * np.sin(2 * np.pi * 120 * t) * (np.sin(2 * np.pi * 2 * t) > 0)).astype(np.float32)
     )
     assert low["rate"] / slow["rate"] == pytest.approx(2, abs=0.4)  # twice the syllables, twice the onsets
+
+
+def test_a_dataset_built_by_other_code_is_stale(
+    builtin: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The build stamp records a fingerprint of the code that makes the shards (the detector's small-face
+    retry changed some clips' landmarks while an older build still counted as current): a stamp of other
+    code, or of none, is not built, so `ensure_builtin` builds again; today's build is."""
+    import json
+
+    from datamodules import synthetic
+
+    made = json.loads((builtin.parent / "build.json").read_text())
+    assert made["version"] == synthetic.BUILD_VERSION and made["code"] == synthetic.build_fingerprint()
+    assert synthetic.is_built(builtin.parent)
+    for stamp in ({"version": synthetic.BUILD_VERSION, "clips": 64}, {**made, "code": "0" * 16}, {}):
+        (tmp_path / "build.json").write_text(json.dumps(stamp))
+        assert not synthetic.is_built(tmp_path)
+    assert "datamodules/preprocess/track.py" in synthetic.BUILD_SOURCES
+    today = synthetic.build_fingerprint()
+    monkeypatch.setattr(synthetic, "BUILD_SOURCES", synthetic.BUILD_SOURCES[:-1])
+    assert synthetic.build_fingerprint() != today  # each source counts
