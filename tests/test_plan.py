@@ -372,6 +372,14 @@ def test_results_of_a_second_process_task_merge_into_a_dict_entry() -> None:
     assert results["evaluation"] is None
 
 
+def _two_core_plan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str) -> Plan:
+    """The plan `text` (written under tmp_path), run as on a machine with a second core."""
+    monkeypatch.setattr(runner_mod, "second_core", lambda: True)
+    path = tmp_path / "plan.yaml"
+    path.write_text(text)
+    return load_plan(path)
+
+
 def wait_for_last(job: PlanRun) -> dict[str, Any]:
     """A side task that ends when the main process's last partner task has started (30 s at most)."""
     marker = job.out / "last-started"
@@ -395,14 +403,14 @@ def test_a_side_task_spans_the_main_tasks_up_to_its_partner(
 ) -> None:
     """`beside: X` keeps the second process's task running while the main one runs every task up to X:
     the fine-tuning task of the demo plan overlaps the learning table, the renders and the evaluation."""
-    monkeypatch.setattr(runner_mod, "second_core", lambda: True)
-    path = tmp_path / "plan.yaml"
-    path.write_text(
+    plan = _two_core_plan(
+        tmp_path,
+        monkeypatch,
         "data: null\nbudgets: {visual: 1}\nstages: [reconstruct]\n"
         "tasks: [{name: 'tests.test_plan:wait_for_last', beside: 'tests.test_plan:last'},\n"
-        "  'tests.test_plan:middle', 'tests.test_plan:last']\n"
+        "  'tests.test_plan:middle', 'tests.test_plan:last']\n",
     )
-    results = Recorder(load_plan(path), tmp_path, profile="", log=lambda s: None).run()
+    results = Recorder(plan, tmp_path, profile="", log=lambda s: None).run()
     assert results["learning"] == {"middle": True, "last": True, "side_saw_last": True}
 
 
@@ -420,15 +428,15 @@ def test_the_next_side_group_waits_for_the_last_one_and_the_main_line_does_not(
 ) -> None:
     """audio2pose (second process, after mouth_pose) starts when syncnet (second process, from the start)
     is done, but expression (main line, after mouth_pose) starts at once: before syncnet ends."""
-    monkeypatch.setattr(runner_mod, "second_core", lambda: True)
-    path = tmp_path / "plan.yaml"
-    path.write_text(
+    plan = _two_core_plan(
+        tmp_path,
+        monkeypatch,
         "data: null\nbudgets: {visual: 1, audio: 1}\n"
         "stages: [{name: reconstruct}, {name: syncnet, budget: audio, side: true},\n"
         "  {name: mouth_pose, after: [reconstruct]}, {name: audio2pose, after: [mouth_pose], side: true},\n"
-        "  {name: expression, after: [mouth_pose]}]\n"
+        "  {name: expression, after: [mouth_pose]}]\n",
     )
-    job = SlowSyncnet(load_plan(path), tmp_path, profile="", log=lambda s: None)
+    job = SlowSyncnet(plan, tmp_path, profile="", log=lambda s: None)
     job.run()
     at = {s.name: s.metrics for s in job.stages}
     assert [s.name for s in job.stages] == [
