@@ -572,6 +572,8 @@ RANGES: tuple[tuple[str, Accepts], ...] = (
     ("*channel_multiplier", above(0)),
     ("*.crop_scale", above(0)),
     ("*.min_shift", at_least(0)),
+    ("model.augment", at_least(0, words="a jitter strength >= 0 (0 = none)")),
+    ("model.val_windows", COUNT),
     ("*.text_dim", at_least(0, words="an integer >= 0 (0 = no text features)")),
     ("*_dim", COUNT),
     ("*.dim", COUNT),
