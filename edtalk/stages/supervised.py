@@ -204,16 +204,24 @@ class SupervisedStage(EDTalkStage):
     # -- loops -------------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         out = self.compute(batch, train=True)
-        n = batch_size_of(batch)
+        n = _batch_size(batch)
         self.log_dict({f"train/{k}": v.detach() for k, v in out.items()}, batch_size=n)
         self.log("loss", out["loss"].detach(), prog_bar=True, logger=False, batch_size=n)
         return out["loss"]
 
+    def val_draws(self) -> int:
+        """Seeded random choices per validation batch, averaged (1; the syncnet: `model.val_windows`)."""
+        return 1
+
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self.val_index = batch_idx
-        out = self.compute(batch, train=False)
+        k = self.val_draws()
+        outs = []
+        for j in range(k):
+            self.val_index = batch_idx * k + j  # seeds this draw's choices (k = 1: the batch index)
+            outs.append(self.compute(batch, train=False))
+        out = {name: torch.stack([o[name] for o in outs]).mean() for name in outs[0]}
         self.log_dict(
-            {f"val/{k}": v for k, v in out.items()}, sync_dist=True, batch_size=batch_size_of(batch)
+            {f"val/{name}": v for name, v in out.items()}, sync_dist=True, batch_size=_batch_size(batch)
         )
 
     def configure_optimizers(self) -> Any:
@@ -267,7 +275,7 @@ class SupervisedStage(EDTalkStage):
             self.export(self.export_path())
 
 
-def batch_size_of(batch: dict[str, torch.Tensor]) -> int:
+def _batch_size(batch: dict[str, torch.Tensor]) -> int:
     return int(next(iter(batch.values())).shape[0])
 
 

@@ -37,7 +37,6 @@ from edtalk.nn.syncnet import SyncNet, SyncNetConfig, gather_sync_windows
 from edtalk.stages.supervised import (
     StageConfig,
     SupervisedStage,
-    batch_size_of,
     load_network,
     resolved,
     scaled,
@@ -107,17 +106,8 @@ class SyncNetStage(SupervisedStage):
         meta = {"stage": self.stage_name, "step": int(self.global_step), "sync_crop": self.cfg.sync_crop}
         return weights.save_checkpoint(self.net, self.kind, path, config=self.net_config, **meta)
 
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        """The mean of `model.val_windows` seeded (window, shift) choices per clip of the batch."""
-        k = self.cfg.val_windows
-        outs = []
-        for j in range(k):
-            self.val_index = batch_idx * k + j  # k = 1: the batch index, as every stage
-            outs.append(self.compute(batch, train=False))
-        out = {key: torch.stack([o[key] for o in outs]).mean() for key in outs[0]}
-        self.log_dict(
-            {f"val/{name}": v for name, v in out.items()}, sync_dist=True, batch_size=batch_size_of(batch)
-        )
+    def val_draws(self) -> int:
+        return self.cfg.val_windows
 
     def compute(self, batch: dict[str, torch.Tensor], train: bool) -> dict[str, torch.Tensor]:
         frames, mel, boxes = batch["frames"], batch["mel"], crop_boxes(batch, self.cfg.sync_crop)
