@@ -90,7 +90,7 @@ def test_steps_are_the_budget_times_the_profile_scale() -> None:
         "mouth_pose": 12,
         "expression": 24,
         "syncnet": 9,
-    } | {"audio2exp": 4} | {s: 3 for s in ("audio2mouth", "audio2pose", "emotion_classifier")}
+    } | {"audio2exp": 4, "emotion_classifier": 5} | {s: 3 for s in ("audio2mouth", "audio2pose")}
     assert plan.steps("reconstruct", "demo") == 1000 and plan.steps("reconstruct", "debug") == 200
     assert plan.layer("demo") == "demo" and plan.layer("debug") is None
     with pytest.raises(ValueError, match=r"--profile must be one of \('demo', 'debug'\), got 'nope'"):
