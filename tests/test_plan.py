@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -448,3 +449,63 @@ def test_the_next_side_group_waits_for_the_last_one_and_the_main_line_does_not(
     ]
     assert at["audio2pose"]["start"] >= at["syncnet"]["end"]
     assert at["expression"]["end"] < at["syncnet"]["end"]
+
+
+def early_files(job: PlanRun) -> dict[str, Any]:
+    """An early task: a file naming its process and the stages it saw (it returns nothing)."""
+    import json
+    import os
+
+    seen = [s.name for s in job.stages]
+    (job.out / f"early-{os.getpid()}.json").write_text(json.dumps(seen))
+    return {}
+
+
+EARLY_PLAN = (
+    "data: null\nbudgets: {visual: 1, audio: 1}\n"
+    "stages: [{name: reconstruct}, {name: mouth_pose, after: [reconstruct]},\n"
+    "  {name: audio2pose, after: [mouth_pose], side: true}, {name: expression, after: [mouth_pose]}]\n"
+    "tasks: ['tests.test_plan:record', {name: 'tests.test_plan:early_files', needs: [mouth_pose], early: true}]\n"
+)
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_an_early_task_runs_in_the_second_process_after_its_group(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parallel: bool
+) -> None:
+    """`early: true`: with a second core the task runs there once the group that starts after its needs is
+    trained (audio2pose after mouth_pose), beside expression, and not again among the tasks; without one it
+    runs where it is listed, after training."""
+    import json
+    import os
+
+    monkeypatch.setattr(runner_mod, "second_core", lambda: parallel)
+    path = tmp_path / "plan.yaml"
+    path.write_text(EARLY_PLAN)
+    lines: list[str] = []
+    job = Recorder(load_plan(path), tmp_path, profile="", log=lines.append)
+    results = job.run()
+    files = sorted(tmp_path.glob("early-*.json"))
+    assert len(files) == 1  # once
+    pid, seen = int(files[0].stem.split("-")[1]), json.loads(files[0].read_text())
+    assert (pid != os.getpid()) == parallel and results["where"] == os.getpid()
+    if parallel:  # after its group's audio2pose, without expression (main line)
+        assert seen == ["reconstruct", "mouth_pose", "audio2pose"]
+        assert any("audio2pose: training in a second process" in x and "early_files" in x for x in lines)
+    else:
+        assert seen == ["reconstruct", "mouth_pose", "audio2pose", "expression"]
+
+
+@pytest.mark.parametrize(
+    ("entry", "error"),
+    [
+        ("{name: learning, early: true}", "early task 'learning' needs the stages it reads"),
+        ("{name: learning, needs: [reconstruct], early: true, beside: report}", "and no `beside`"),
+        ("{name: learning, needs: [reconstruct], early: yes please}", "early must be true or false"),
+    ],
+)
+def test_a_bad_early_task_is_refused(tmp_path: Path, entry: str, error: str) -> None:
+    path = tmp_path / "plan.yaml"
+    path.write_text(f"budgets: {{visual: 1}}\nstages: [reconstruct]\ntasks: [{entry}, report]\n")
+    with pytest.raises(ValueError, match=re.escape(error)):
+        load_plan(path)

@@ -54,6 +54,15 @@ def test_quickstart_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str
         assert (f"{group}: training in a second process" in printed) == parallel
     assert ("emotion_classifier: training (8/8" in printed) == (not parallel)  # not twice
     assert ("audio2mouth: training (5/8" in printed) == (not parallel)
+    # the learning table's probe data of the floor and the generators before expression come from the second
+    # process (the early task after audio2mouth and audio2pose): the floor composed there is the table's floor
+    assert (
+        "audio2pose: training in a second process" in printed and "then the task learning_probes" in printed
+    ) == parallel
+    assert (
+        "learning: probe data of floor, mouth_pose, reconstruct from the second process" in printed
+    ) == parallel
+    assert (out / "learning" / "probes.pkl").is_file() == parallel
     # audio2mouth and audio2pose start after mouth_pose (and the first group), beside expression, which does
     # not wait for them to start (the child's lines skip capsys)
     if parallel:

@@ -17,7 +17,14 @@ A plan file (YAML; `experiments/demo/plan.yaml` is the main job, `edtalk quickst
     tasks:                         # after training, in order; `needs`: skipped unless these stages ran
       - {name: evaluate, needs: [expression], beside: learning}   # beside: in a second process while the
                                                                    # main one runs the tasks up to `learning`
+      - {name: learning_probes, needs: [mouth_pose], early: true}  # early: in the second process once its
+                                                                   # needs are trained, while training goes on
       - report
+
+An `early` task runs in the second process after the side group that starts when the last main-line stage it
+needs is done (audio2mouth and audio2pose after mouth_pose, in the demo), so it fills that process's wait for
+the main line; it makes files that a later task reads (it returns no results). Without a second process, or
+when no side group starts once its needs are trained, it runs where it is listed.
 
 A stage is an experiment (`experiments/<name>.yaml`) trained by `edtalk fit`, except the step `extract`:
 `edtalk extract-coefficients` with the checkpoint of the one generator stage it reads, over the plan's
@@ -45,6 +52,7 @@ TASKS = {
     "emotion_renders": "edtalk.apps.emotion_renders:emotion_renders",
     "finetune": "edtalk.apps.tasks:finetune",
     "render": "edtalk.apps.renders:render",
+    "learning_probes": "edtalk.apps.tasks:learning_probes",
     "report": "edtalk.apps.report:report",
 }
 EXTRACT = "extract"  # the coefficient-extraction step of the stage graph (no experiment)
@@ -69,6 +77,7 @@ class TaskSpec:
     name: str
     needs: tuple[str, ...] = ()
     beside: str | None = None
+    early: bool = False
 
 
 @dataclass(frozen=True)
@@ -271,10 +280,13 @@ def _stage(path: Path, item: Any) -> StageSpec:
 
 def _task(path: Path, item: Any) -> TaskSpec:
     item = {"name": item} if isinstance(item, str) else dict(item)
-    unknown = sorted(set(item) - {"name", "needs", "beside"})
+    unknown = sorted(set(item) - {"name", "needs", "beside", "early"})
     if unknown or "name" not in item:
-        raise ValueError(f"{path}: task entry {item} needs `name` and may have needs, beside")
-    return TaskSpec(str(item["name"]), tuple(item.get("needs") or ()), item.get("beside"))
+        raise ValueError(f"{path}: task entry {item} needs `name` and may have needs, beside, early")
+    early = item.get("early", False)
+    if not isinstance(early, bool):
+        raise ValueError(f"{path}: task {item['name']!r}: early must be true or false, got {early!r}")
+    return TaskSpec(str(item["name"]), tuple(item.get("needs") or ()), item.get("beside"), early)
 
 
 def check(plan: Plan) -> None:
@@ -356,6 +368,11 @@ def _check_tasks(plan: Plan, seen: set[str]) -> None:
         if [n for n in task.needs if n not in seen]:
             raise ValueError(
                 f"{plan.path}: task {task.name!r} needs {list(task.needs)}, not all stages of the plan"
+            )
+        if task.early and (task.beside is not None or not task.needs):
+            raise ValueError(
+                f"{plan.path}: early task {task.name!r} needs the stages it reads (`needs`) and no `beside`: "
+                "it runs in the second process once they are trained"
             )
         if task.beside is not None and task.beside not in names[i + 1 :]:
             raise ValueError(

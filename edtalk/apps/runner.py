@@ -55,6 +55,7 @@ class PlanRun:
     shards: Path | None = None
     official: dict[str, Path | None] | None = None  # checkpoints to use instead of trained ones
     threads: int = 1  # torch CPU threads of the second process (the caller sets its own)
+    early: set[str] = field(default_factory=set)  # `early` tasks handed to the second process during training
 
     def __post_init__(self) -> None:
         self.plan = self.plan.for_profile(self.profile)  # the profile's changes to the stage graph
@@ -106,26 +107,46 @@ class PlanRun:
             # a group waiting for this stage starts once the group before it is done (audio2mouth reads its
             # syncnet): a thread waits for that one, so the main line goes on meanwhile
             if stage in groups:
+                tasks = self._early_tasks()
                 side = (
-                    self._start_side(groups[stage]) if side is None else self._chain_side(side, groups[stage])
+                    self._start_side(groups[stage], tasks=tasks)
+                    if side is None
+                    else self._chain_side(side, groups[stage], tasks)
                 )
         if side is not None:
             self.stages += side.join()
         rank = {stage: i for i, stage in enumerate(order)}
         self.stages.sort(key=lambda run: rank.get(run.name, len(order)))  # the report lists them in order
 
-    def _start_side(self, stages: tuple[str, ...], done: Sequence[StageRun] = ()) -> SideProcess:
+    def _early_tasks(self) -> tuple[str, ...]:
+        """The plan's `early` tasks whose needs the main line has trained, not yet handed out (now they are)."""
+        trained = set(self.run_dirs())
+        ready = tuple(
+            t.name
+            for t in self.plan.tasks
+            if t.early and t.name not in self.early and set(t.needs) <= trained
+        )
+        self.early.update(ready)
+        return ready
+
+    def _start_side(
+        self, stages: tuple[str, ...], done: Sequence[StageRun] = (), tasks: tuple[str, ...] = ()
+    ) -> SideProcess:
         from edtalk.apps.side import SideProcess
 
         steps = {stage: self.stage_steps(stage) for stage in stages}
-        self.step("+".join(stages), f"training in a second process ({steps})")
-        return SideProcess.start(self, steps, done)
+        then = f", then the task{'s' * (len(tasks) > 1)} {', '.join(tasks)}" if tasks else ""
+        self.step("+".join(stages), f"training in a second process ({steps}){then}")
+        return SideProcess.start(self, steps, done, tasks)
 
-    def _chain_side(self, before: SideProcess | ChainedSide, stages: tuple[str, ...]) -> ChainedSide:
-        """`stages` in a second process once `before` is done (it knows `before`'s runs)."""
+    def _chain_side(
+        self, before: SideProcess | ChainedSide, stages: tuple[str, ...], tasks: tuple[str, ...] = ()
+    ) -> ChainedSide:
+        """`stages` (then the early `tasks`) in a second process once `before` is done (it knows `before`'s
+        runs)."""
         from edtalk.apps.side import ChainedSide
 
-        return ChainedSide.after(before, stages, lambda done: self._start_side(stages, done))
+        return ChainedSide.after(before, stages, lambda done: self._start_side(stages, done, tasks))
 
     def stage_steps(self, stage: str) -> int | None:
         return self.plan.steps(stage, self.profile, self.budgets)
@@ -142,7 +163,24 @@ class PlanRun:
 
     def train(self, stage: str, steps: int | None, extra: list[str] | None = None) -> StageRun:
         """One stage run (`steps` None: the experiment's own; `extra`: dotlist overrides applied last)."""
-        from edtalk.train import compose, debug_dependency, fit, runs_of
+        from edtalk.train import debug_dependency, fit, runs_of
+
+        cfg = self.stage_config(stage, steps, extra)
+        steps = int(cfg.trainer.max_steps) if steps is None else steps
+        prepared_here = not self.plan.debug or self._reads_extract(stage)
+        if prepared_here:  # else `--debug` prepares the stage's inputs itself (`debug_dependency`)
+            self._hand_exports(stage, cfg)
+        run_dir = runs_of(cfg) / runs.DEBUG_RUN
+        start = time.perf_counter()
+        if not _finished(run_dir, steps, cfg):
+            if not prepared_here:
+                debug_dependency(cfg)
+            run_dir = fit(cfg, overwrite=True)
+        return StageRun(stage, run_dir, steps, time.perf_counter() - start, runs.last_metrics(run_dir))
+
+    def stage_config(self, stage: str, steps: int | None, extra: list[str] | None = None) -> Any:
+        """The run config `train` composes for a stage (its profile layer, inputs, steps, seed)."""
+        from edtalk.train import compose
 
         overrides = [
             *profile_overrides(stage, self.plan.layer(self.profile)),
@@ -158,17 +196,7 @@ class PlanRun:
         seed_config(cfg, self.seed)
         if steps is not None and "samples_every_n_steps" in cfg.model:
             cfg.model.samples_every_n_steps = max(1, steps // 2)
-        steps = int(cfg.trainer.max_steps) if steps is None else steps
-        prepared_here = not self.plan.debug or self._reads_extract(stage)
-        if prepared_here:  # else `--debug` prepares the stage's inputs itself (`debug_dependency`)
-            self._hand_exports(stage, cfg)
-        run_dir = runs_of(cfg) / runs.DEBUG_RUN
-        start = time.perf_counter()
-        if not _finished(run_dir, steps, cfg):
-            if not prepared_here:
-                debug_dependency(cfg)
-            run_dir = fit(cfg, overwrite=True)
-        return StageRun(stage, run_dir, steps, time.perf_counter() - start, runs.last_metrics(run_dir))
+        return cfg
 
     def extract(self, source: str) -> StageRun:
         """The `extract` step: sidecars of `source`'s checkpoint (this run trained it) over the plan's shards."""
@@ -248,6 +276,8 @@ class PlanRun:
         trained = set(self.run_dirs())
         side: tuple[TaskSpec, SideProcess] | None = None
         for task in self.plan.tasks:
+            if task.name in self.early:  # ran in the second process during training
+                continue
             runs = set(task.needs) <= trained
             # one task at a time in the second process: join it before another starts, or when its partner
             # is skipped (it then does not wait for a later task it was not meant to overlap)

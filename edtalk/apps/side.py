@@ -23,10 +23,13 @@ class SideProcess:
     names: tuple[str, ...] = ()
 
     @classmethod
-    def start(cls, job: Any, steps: dict[str, int | None], done: Sequence[Any] = ()) -> SideProcess:
-        """Train `steps` ({stage: steps}) in order with `job.train`; `done`: `StageRun`s finished elsewhere
-        that the child is to know as well as `job.stages` (a group before, in another side process)."""
-        return cls._launch(job, {"steps": steps}, tuple(steps), done)
+    def start(
+        cls, job: Any, steps: dict[str, int | None], done: Sequence[Any] = (), tasks: Sequence[str] = ()
+    ) -> SideProcess:
+        """Train `steps` ({stage: steps}) in order with `job.train`, then run the plan's early `tasks` (they
+        make files and return no results); `done`: `StageRun`s finished elsewhere that the child is to know
+        as well as `job.stages` (a group before, in another side process)."""
+        return cls._launch(job, {"steps": steps, "tasks": tuple(tasks)}, (*steps, *tasks), done)
 
     @classmethod
     def start_task(cls, job: Any, task: str) -> SideProcess:
@@ -142,6 +145,10 @@ def _main(job: Any, work: dict[str, Any], queue: Any) -> None:
             job.done(run)
             job.stages.append(run)
             runs.append(run)  # a StageRun pickles (module-level dataclass of plain values and Paths)
+        for task in work.get("tasks", ()):
+            job.step(task, "in the second process")
+            if job.task(task):
+                raise ValueError(f"the early task {task!r} returned results: an early task only writes files")
         queue.put(("ok", runs))
     except BaseException:  # the parent re-raises it with this traceback
         queue.put(("error", traceback.format_exc()))

@@ -6,6 +6,7 @@ the run's results (`evaluation`; `learning` + `learning_curve`; `emotion_vectors
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -81,7 +82,15 @@ def learning(job: Any) -> dict[str, Any]:
     last = job.plan.generator
     # one pass over the frames for every generator (ours = the last visual stage's, floor = the curve's step 0)
     gens = {"ours": ours, "floor": floor} | {k: g for k, g in curve_gens.items() if k != last}
-    train, test = collect(gens, shards, "train"), collect(gens, shards, "test")
+    train, test = cached_probes(job, gens)  # what `learning_probes` collected in the second process
+    todo = {k: g for k, g in gens.items() if k not in train}
+    if len(todo) < len(gens):
+        job.step(
+            "learning", f"probe data of {', '.join(sorted(set(gens) - set(todo)))} from the second process"
+        )
+    if todo:
+        train |= collect(todo, shards, "train")
+        test |= collect(todo, shards, "test")
     pair = {"ours": ours, "floor": floor}
     collected = ({k: train[k] for k in pair}, {k: test[k] for k in pair})
     table = learning_table(pair, a2l, job.run_dirs(), shards, job.clips, collected=collected, seed=job.seed)
@@ -98,6 +107,86 @@ def learning(job: Any) -> dict[str, Any]:
     ]
     job.step("learning", "done " + fmt_learning(row))
     return {"learning": row, "learning_curve": curve}
+
+
+PROBES_FILE = Path("learning") / "probes.pkl"  # under the run's `out`: `learning_probes` -> `learning`
+
+
+def generator_fingerprint(gen: Any) -> str:
+    """sha256 over a generator's state (names, shapes, bytes): the weights its probe data were taken with."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, tensor in sorted(gen.state_dict().items()):
+        h.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def shards_identity(shards: Path | None) -> list[Any]:
+    """The shard files (name, size, mtime) the probe data were read from."""
+    if shards is None:
+        return []
+    files = sorted(Path(shards).glob("*.tar"))
+    return [str(Path(shards).resolve())] + [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+
+
+def learning_probes(job: Any) -> dict[str, Any]:
+    """Early task (second process, beside the last visual stage): the probe data (`collect`) of the generators
+    the learning table reads that exist before the plan's last visual stage ends — the stages before it, and
+    the random-init floor of its architecture (composed from its config, seeded as `floor_generator`) — in
+    `PROBES_FILE` for `learning`, which takes an entry only where the weights' fingerprint and the shards
+    match and collects the rest itself. Returns no results (an early task writes files only)."""
+    import torch
+
+    from edtalk.nn.generator import Generator
+    from edtalk.stages.builders import generator_config
+    from metrics.disentanglement import collect
+
+    last = job.plan.generator
+    gens = {k: g for k, g in stage_generators(job)[0].items() if k != last}
+    torch.manual_seed(job.seed)  # as `floor_generator` builds it from the finished generator's config
+    gens["floor"] = Generator(generator_config(job.stage_config(last, job.stage_steps(last)))).eval()
+    job.step("learning_probes", f"probe data of {', '.join(gens)} for the learning table")
+    train, test = collect(gens, job.shards, "train"), collect(gens, job.shards, "test")
+    save_probes(job.out / PROBES_FILE, job.shards, gens, train, test)
+    return {}
+
+
+def save_probes(
+    path: Path, shards: Path | None, gens: dict[str, Any], train: dict[str, Any], test: dict[str, Any]
+) -> Path:
+    """Write the probe data of `gens` with their weights' fingerprints and the shards' identity, atomically."""
+    import pickle
+
+    entries = {
+        k: {"fingerprint": generator_fingerprint(g), "train": train[k], "test": test[k]}
+        for k, g in gens.items()
+    }
+    payload = {"shards": shards_identity(shards), "entries": entries}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(pickle.dumps(payload))
+    os.replace(tmp, path)  # a reader sees the whole file or none
+    return path
+
+
+def cached_probes(job: Any, gens: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(train, test) probe data of those `gens` that `learning_probes` collected with the same weights from
+    the same shards ({} when it did not run)."""
+    import pickle
+
+    path = job.out / PROBES_FILE
+    if not path.is_file():
+        return {}, {}
+    payload = pickle.loads(path.read_bytes())
+    if payload.get("shards") != shards_identity(job.shards):
+        return {}, {}
+    entries = payload.get("entries", {})
+    same = [
+        k for k, g in gens.items() if k in entries and entries[k]["fingerprint"] == generator_fingerprint(g)
+    ]
+    return {k: entries[k]["train"] for k in same}, {k: entries[k]["test"] for k in same}
 
 
 def stage_generators(job: Any) -> tuple[dict[str, Any], dict[str, int]]:
