@@ -112,17 +112,6 @@ def learning(job: Any) -> dict[str, Any]:
 PROBES_FILE = Path("learning") / "probes.pkl"  # under the run's `out`: `learning_probes` -> `learning`
 
 
-def generator_fingerprint(gen: Any) -> str:
-    """sha256 over a generator's state (names, shapes, bytes): the weights its probe data were taken with."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for name, tensor in sorted(gen.state_dict().items()):
-        h.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
-        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
 def shards_identity(shards: Path | None) -> list[Any]:
     """The shard files (name, size, mtime) the probe data were read from."""
     if shards is None:
@@ -135,7 +124,7 @@ def learning_probes(job: Any) -> dict[str, Any]:
     """Early task (second process, beside the last visual stage): the probe data (`collect`) of the generators
     the learning table reads that exist before the plan's last visual stage ends — the stages before it, and
     the random-init floor of its architecture (composed from its config, seeded as `floor_generator`) — in
-    `PROBES_FILE` for `learning`, which takes an entry only where the weights' fingerprint and the shards
+    `PROBES_FILE` for `learning`, which takes an entry only where the weights' sha256 and the shards
     match and collects the rest itself. Returns no results (an early task writes files only)."""
     import torch
 
@@ -156,11 +145,13 @@ def learning_probes(job: Any) -> dict[str, Any]:
 def save_probes(
     path: Path, shards: Path | None, gens: dict[str, Any], train: dict[str, Any], test: dict[str, Any]
 ) -> Path:
-    """Write the probe data of `gens` with their weights' fingerprints and the shards' identity, atomically."""
+    """Write the probe data of `gens` with their weights' sha256 and the shards' identity, atomically."""
     import pickle
 
+    from edtalk.apps.parity import state_dict_sha256
+
     entries = {
-        k: {"fingerprint": generator_fingerprint(g), "train": train[k], "test": test[k]}
+        k: {"fingerprint": state_dict_sha256(g.state_dict()), "train": train[k], "test": test[k]}
         for k, g in gens.items()
     }
     payload = {"shards": shards_identity(shards), "entries": entries}
@@ -176,6 +167,8 @@ def cached_probes(job: Any, gens: dict[str, Any]) -> tuple[dict[str, Any], dict[
     the same shards ({} when it did not run)."""
     import pickle
 
+    from edtalk.apps.parity import state_dict_sha256
+
     path = job.out / PROBES_FILE
     if not path.is_file():
         return {}, {}
@@ -184,7 +177,9 @@ def cached_probes(job: Any, gens: dict[str, Any]) -> tuple[dict[str, Any], dict[
         return {}, {}
     entries = payload.get("entries", {})
     same = [
-        k for k, g in gens.items() if k in entries and entries[k]["fingerprint"] == generator_fingerprint(g)
+        k
+        for k, g in gens.items()
+        if k in entries and entries[k]["fingerprint"] == state_dict_sha256(g.state_dict())
     ]
     return {k: entries[k]["train"] for k in same}, {k: entries[k]["test"] for k in same}
 
