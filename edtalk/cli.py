@@ -288,6 +288,7 @@ ARGUMENTS: dict[tuple[str, str], Check] = {
     ("generate", "audio2pose"): input_file,
     ("generate", "audio2exp"): input_file,
     ("generate", "pose_temperature"): Above(0.0, inclusive=True),
+    ("generate", "emotion_strength"): Above(0.0, inclusive=True),
     ("generate", "chunk_size"): AtLeast(1),
     ("generate", "threads"): AtLeast(1),
     ("stream", "source"): input_file,

@@ -115,6 +115,20 @@ def test_audio_emotion_equals_per_frame(full: Generator, media: dict[str, Path])
     assert (batched - per_frame(full, source, alpha)).abs().max() < 1e-5
 
 
+@torch.no_grad()
+def test_emotion_strength_scales_the_emotion_weights(full: Generator, media: dict[str, Path]) -> None:
+    """`emotion_strength=K` renders what the weights K x the emotion's render, and differs from K = 1."""
+    pipe = Pipeline(full, device="cpu", chunk_size=4, crop=False, progress=False)
+    clip = media["source"], media["driver"]
+
+    def render(**kw: object) -> torch.Tensor:
+        return torch.cat(list(pipe.stream(Inputs(clip[0], pose=clip[1], **kw))))  # type: ignore[arg-type]
+
+    scaled = render(emotion="sad:0.5", emotion_strength=2.0)
+    assert (scaled - render(emotion=predefined("sad"))).abs().max() < 1e-5  # 2 x 0.5 sad = sad
+    assert (scaled - render(emotion="sad:0.5")).abs().max() > 1e-3
+
+
 def test_source_encoded_once(full: Generator, media: dict[str, Path]) -> None:
     calls: list[int] = []
     hook = full.encoder.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
@@ -203,6 +217,8 @@ def _pipe(gen: Generator, **kw: object) -> Pipeline:
         ({"emotion": "happy", "no_expression": True}, r"--no-expression contradicts"),
         ({"pose": "driver", "fix_pose": True}, r"--fix-pose contradicts --pose"),
         ({"emotion": "auto"}, r"--emotion auto needs --audio and an --audio2exp"),
+        ({"audio": "speech", "emotion_strength": 2.0}, r"--emotion-strength scales --emotion's weights"),
+        ({"audio": "speech", "emotion": "sad", "emotion_strength": -1.0}, r"--emotion-strength must be >= 0"),
         ({}, r"nothing sets the video length"),
     ],
 )

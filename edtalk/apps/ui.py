@@ -115,6 +115,7 @@ REQUEST_MAP: dict[str, tuple[str, ...] | str] = {
     "pose": ("pose",),
     "exp": ("exp",),
     "emotion": ("emotion", "intensity", "mix_with", "mix"),  # via emotion_spec
+    "emotion_strength": "not offered: the page's intensity scales the emotion in emotion_spec",
     "fix_pose": ("fix_pose",),
     "no_expression": ("emotion",),  # the NO_EXPRESSION choice
     "extend": "not offered: shorter driver videos ping-pong (the default)",

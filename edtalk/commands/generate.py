@@ -51,6 +51,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="angry|contempt|disgusted|fear|happy|neutral|sad|surprised, a mix 'happy:0.7,sad:0.3', "
         "'auto' (from the audio, needs --audio2exp) or a .npy file of weights",
     )
+    io.add_argument(
+        "--emotion-strength",
+        type=float,
+        default=1.0,
+        metavar="K",
+        help="multiply --emotion's weights by K (auto included; default 1: as given, 2: a stronger emotion)",
+    )
     io.add_argument("--out", type=Path, help="output .mp4 (required)")
     io.add_argument(
         "--write-samples",

@@ -102,7 +102,7 @@ class Pipeline:
             out: output .mp4 (H.264 + AAC when there is a soundtrack, 25 fps).
             legacy_normalize: map pixels with the original demos' per-clip min-max stretch instead
                 of the fixed [-1, 1] -> [0, 255] map (for comparisons with upstream outputs).
-            **drivers: audio, lip, pose, exp, emotion, fix_pose, no_expression, extend,
+            **drivers: audio, lip, pose, exp, emotion, emotion_strength, fix_pose, no_expression, extend,
                 pose_temperature, seed.
 
         Returns:

@@ -60,6 +60,8 @@ class Inputs:
         pose: video whose head pose is copied.
         exp: image or video whose expression is copied.
         emotion: predefined emotion name or mix ("happy:0.7,sad:0.3"), "auto" (Audio2Exp), or weights.
+        emotion_strength: multiplies the expression weights of `emotion` (names, mixes, weights and "auto"
+            alike); 1 = as given, 2 = twice as far from the neutral face.
         fix_pose: keep the source's pose (never take pose from audio).
         no_expression: render without the expression module (mouth and pose only).
         extend: how shorter driver videos fill the clip: "pingpong" or "hold".
@@ -73,6 +75,7 @@ class Inputs:
     pose: str | Path | None = None
     exp: str | Path | None = None
     emotion: str | torch.Tensor | None = None
+    emotion_strength: float = 1.0
     fix_pose: bool = False
     no_expression: bool = False
     extend: Extend = "pingpong"
@@ -164,6 +167,12 @@ def _check_expression(inputs: Inputs, can: Available) -> None:
         raise ModeError("--no-expression contradicts --emotion/--exp-driver; give one of them")
     if inputs.exp is not None and inputs.emotion is not None:
         raise ModeError("give either --exp-driver or --emotion, not both")
+    if inputs.emotion_strength != 1.0 and inputs.emotion is None:
+        raise ModeError(
+            "--emotion-strength scales --emotion's weights: give --emotion (a name, a mix or auto)"
+        )
+    if inputs.emotion_strength < 0:
+        raise ModeError(f"--emotion-strength must be >= 0, got {inputs.emotion_strength:g}")
     if is_auto(inputs.emotion):
         if not can.audio2exp or inputs.audio is None:
             raise ModeError("--emotion auto needs --audio and an --audio2exp checkpoint")

@@ -175,6 +175,9 @@ class MotionResolver:
         else:
             weights = emotion_vector(emotion, self.generator.cfg.exp_dim, self.name)
             sources["exp"] = f"emotion {emotion}" if isinstance(emotion, str) else "emotion weights"
+        if inputs.emotion_strength != 1.0:
+            weights = weights * inputs.emotion_strength
+            sources["exp"] += f" x {inputs.emotion_strength:g}"
         return weights.to(self.device).expand(length, -1)
 
     def driver(self, path: Path, length: int, extend: Extend, media: Media) -> dict[str, torch.Tensor]:
