@@ -509,3 +509,46 @@ def test_a_bad_early_task_is_refused(tmp_path: Path, entry: str, error: str) -> 
     path.write_text(f"budgets: {{visual: 1}}\nstages: [reconstruct]\ntasks: [{entry}, report]\n")
     with pytest.raises(ValueError, match=re.escape(error)):
         load_plan(path)
+
+
+def scaled(job: PlanRun, *, factor: float = 1.0) -> dict[str, Any]:
+    """A task with an option: where it ran and the factor it was given."""
+    import os
+
+    return {"learning": {"factor": factor, "pid": os.getpid()}}
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_task_options_reach_the_task_in_either_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parallel: bool
+) -> None:
+    """`options: {K: V}` are the task function's keyword arguments, in the main and in the second process."""
+    import os
+
+    monkeypatch.setattr(runner_mod, "second_core", lambda: parallel)
+    path = tmp_path / "plan.yaml"
+    path.write_text(
+        "data: null\nbudgets: {visual: 1}\nstages: [reconstruct]\n"
+        "tasks: [{name: 'tests.test_plan:scaled', options: {factor: 2.5}, beside: 'tests.test_plan:last'},\n"
+        "  'tests.test_plan:last']\n"
+    )
+    results = Recorder(load_plan(path), tmp_path, profile="", log=lambda s: None).run()
+    learning = results["learning"]
+    assert learning["factor"] == 2.5 and learning["last"] is True
+    assert (learning["pid"] != os.getpid()) == parallel
+
+
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [
+        ("{factr: 2}", "task 'tests.test_plan:scaled': unknown option(s) ['factr']; it takes ['factor']"),
+        ("[2]", "options must map names to values"),
+    ],
+)
+def test_a_task_option_it_does_not_take_is_refused(tmp_path: Path, options: str, error: str) -> None:
+    path = tmp_path / "plan.yaml"
+    path.write_text(
+        f"budgets: {{visual: 1}}\nstages: [reconstruct]\ntasks: [{{name: 'tests.test_plan:scaled', options: {options}}}]\n"
+    )
+    with pytest.raises(ValueError, match=re.escape(error)):
+        load_plan(path)

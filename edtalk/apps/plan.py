@@ -78,6 +78,7 @@ class TaskSpec:
     needs: tuple[str, ...] = ()
     beside: str | None = None
     early: bool = False
+    options: tuple[tuple[str, Any], ...] = ()  # keyword arguments of the task function (`options:`)
 
 
 @dataclass(frozen=True)
@@ -280,13 +281,18 @@ def _stage(path: Path, item: Any) -> StageSpec:
 
 def _task(path: Path, item: Any) -> TaskSpec:
     item = {"name": item} if isinstance(item, str) else dict(item)
-    unknown = sorted(set(item) - {"name", "needs", "beside", "early"})
+    unknown = sorted(set(item) - {"name", "needs", "beside", "early", "options"})
     if unknown or "name" not in item:
-        raise ValueError(f"{path}: task entry {item} needs `name` and may have needs, beside, early")
+        raise ValueError(f"{path}: task entry {item} needs `name` and may have needs, beside, early, options")
     early = item.get("early", False)
     if not isinstance(early, bool):
         raise ValueError(f"{path}: task {item['name']!r}: early must be true or false, got {early!r}")
-    return TaskSpec(str(item["name"]), tuple(item.get("needs") or ()), item.get("beside"), early)
+    options = item.get("options") or {}
+    if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
+        raise ValueError(f"{path}: task {item['name']!r}: options must map names to values, got {options!r}")
+    return TaskSpec(
+        str(item["name"]), tuple(item.get("needs") or ()), item.get("beside"), early, tuple(options.items())
+    )
 
 
 def check(plan: Plan) -> None:
@@ -358,6 +364,27 @@ def _check_experiments(plan: Plan) -> None:
                 raise ValueError(f"{plan.path}: stages: {spec.name!r}: {err}") from None
 
 
+def task_function(name: str) -> Any:
+    """The function of a task name (`TASKS` or `module:function`)."""
+    import importlib
+
+    module, _, func = TASKS.get(name, name).partition(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def _check_options(plan: Plan, task: TaskSpec) -> None:
+    """A task's `options:` are keyword arguments its function takes (checked before anything trains)."""
+    import inspect
+
+    params = inspect.signature(task_function(task.name)).parameters
+    takes = [n for n, p in params.items() if p.kind is p.KEYWORD_ONLY]
+    unknown = [k for k, _ in task.options if k not in takes]
+    if unknown:
+        raise ValueError(
+            f"{plan.path}: task {task.name!r}: unknown option(s) {unknown}; it takes {takes or 'none'}"
+        )
+
+
 def _check_tasks(plan: Plan, seen: set[str]) -> None:
     names = [t.name for t in plan.tasks]
     for i, task in enumerate(plan.tasks):
@@ -369,6 +396,8 @@ def _check_tasks(plan: Plan, seen: set[str]) -> None:
             raise ValueError(
                 f"{plan.path}: task {task.name!r} needs {list(task.needs)}, not all stages of the plan"
             )
+        if task.options:
+            _check_options(plan, task)
         if task.early and (task.beside is not None or not task.needs):
             raise ValueError(
                 f"{plan.path}: early task {task.name!r} needs the stages it reads (`needs`) and no `beside`: "

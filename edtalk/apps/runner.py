@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edtalk import runs
-from edtalk.apps.plan import EXTRACT, TASKS, Plan, TaskSpec
+from edtalk.apps.plan import EXTRACT, Plan, TaskSpec, task_function
 
 if TYPE_CHECKING:
     from edtalk.apps.side import ChainedSide, SideProcess
@@ -297,9 +297,10 @@ class PlanRun:
             merge_results(self.results, side[1].join())
 
     def task(self, name: str) -> dict[str, Any]:
-        """Run one task (a name of `TASKS` or `module:function`); returns what it adds to `results`."""
-        module, _, func = TASKS.get(name, name).partition(":")
-        result: dict[str, Any] = getattr(importlib.import_module(module), func)(self)
+        """Run one task (a name of `TASKS` or `module:function`) with its plan entry's `options`; returns what it
+        adds to `results`."""
+        options = next((dict(t.options) for t in self.plan.tasks if t.name == name), {})
+        result: dict[str, Any] = task_function(name)(self, **options)
         return result
 
 
