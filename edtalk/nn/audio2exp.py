@@ -37,6 +37,7 @@ from edtalk.nn.emotion import FrameAttentionPool, emotion_anchor_table
 # network config (`Audio2ExpConfig.from_dict` drops it).
 LOSS_KEYS = ("emotion_weight",)
 INPUTS = ("mel", "hubert")
+ANCHOR_PICKS = ("mix", "top")
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,9 @@ class Audio2ExpConfig(SerializableConfig):
         anchor: > 0 (ours): the expression weights are the emotion head's posterior mix of the emotions'
             anchors (`anchor` x the unit vector of each MEAD id, neutral zero; the expression stage's
             `model.exp_anchor`) and the network has no regression head; 0: the regression head's output.
+        anchor_pick: with `anchor`, what the weights are at inference: "mix" (the posterior's mix of the
+            anchors) or "top" (ours: the most probable emotion's anchor, as a clip of one emotion is drawn
+            from our emotion vectors; training mixes either way, so the loss and its gradients are the same).
 
     The loss weight is not architecture: it is an argument of `Audio2Exp.loss` (the training stage's
     `model.loss.emotion`). Files written before it moved hold `emotion_weight` here; `from_dict` reads
@@ -74,8 +78,13 @@ class Audio2ExpConfig(SerializableConfig):
     text_dim: int = 0
     modality_mask: float = 0.0
     anchor: float = 0.0
+    anchor_pick: str = "mix"
 
     def __post_init__(self) -> None:
+        if self.anchor_pick not in ANCHOR_PICKS:
+            raise ValueError(
+                f"Audio2ExpConfig.anchor_pick must be one of {ANCHOR_PICKS}, got {self.anchor_pick!r}"
+            )
         if self.input not in INPUTS:
             raise ValueError(f"Audio2ExpConfig.input must be one of {INPUTS}, got {self.input!r}")
         if not 0.0 <= self.modality_mask <= 0.5:
@@ -142,8 +151,13 @@ class Audio2Exp(nn.Module):
         feats = self.context(self.audio_in(self.audio(mel).transpose(1, 2)))  # -> B x H x T
         utterance = self.fuse(self.pool(feats.transpose(1, 2), mask), text)  # -> B x 2H
         logits = self.emotion_head(utterance)  # -> B x E
-        if self.exp_head is None:  # anchors: E x D, mixed by the posterior
-            return ExpPrediction(logits.softmax(-1) @ self.anchors.to(logits.dtype), logits)
+        if (
+            self.exp_head is None
+        ):  # anchors: E x D, mixed by the posterior (or its top emotion's, at inference)
+            post = logits.softmax(-1)
+            if self.cfg.anchor_pick == "top" and not self.training:
+                post = F.one_hot(post.argmax(-1), post.shape[-1]).to(post.dtype)
+            return ExpPrediction(post @ self.anchors.to(logits.dtype), logits)
         return ExpPrediction(self.exp_head(utterance), logits)
 
     def _check_input(self, x: torch.Tensor) -> None:

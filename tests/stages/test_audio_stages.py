@@ -537,6 +537,29 @@ def test_audio2exp_from_emotion_mixes_the_anchors_by_the_posterior() -> None:
         Audio2ExpConfig(exp_dim=4, anchor=3.0)
 
 
+def test_audio2exp_top_anchor_at_inference_mixes_in_training() -> None:
+    """`anchor_pick: top` (ours): in eval mode the weights are the most probable emotion's anchor exactly; in
+    training the posterior's mix, as with "mix" (same loss, same gradients); a bad name is refused."""
+    from dataclasses import replace
+
+    from edtalk.nn.audio2exp import Audio2Exp, Audio2ExpConfig
+    from edtalk.nn.emotion import emotion_anchor_table
+
+    stage = anchored_audio2exp(3.0, from_emotion=True)
+    top = Audio2Exp(replace(stage.net.cfg, anchor_pick="top"))
+    top.load_state_dict(stage.net.state_dict())
+    table = emotion_anchor_table(top.cfg.exp_dim, 3.0)
+    mel = stage._audio(talking_batch(3, 12, seed=2))
+    with torch.no_grad():
+        picked = top.eval()(mel)
+        assert torch.equal(picked.exp, table[picked.logits.argmax(-1)])
+        mixed = stage.net.eval()(mel).exp
+        assert (picked.exp - mixed).abs().max() > 1e-3  # a random network is unsure: the mix is no anchor
+        assert torch.allclose(top.train()(mel).exp, stage.net.train()(mel).exp, atol=1e-6)
+    with pytest.raises(ValueError, match=r"anchor_pick must be one of \('mix', 'top'\), got 'max'"):
+        Audio2ExpConfig(anchor=3.0, anchor_pick="max")
+
+
 @pytest.mark.learns
 def test_audio2exp_from_emotion_learns_the_anchors(tmp_path: Path) -> None:
     """Trained on the anchors with `model.exp_from_emotion`, the expression error falls as the emotion head
