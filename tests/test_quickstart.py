@@ -84,6 +84,7 @@ def test_quickstart_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str
     renders = summary["emotion_renders"]  # 4 emotions x 2 held-out speakers x (our vectors, --emotion auto)
     assert len(renders) == 16 and {r["path"] for r in renders} == {"generated", "audio"}
     assert all(Path(r["video"]).is_file() for r in renders) and (out / "plots" / "emotion_grid.png").is_file()
+    assert {r["strength"] for r in renders} == {"2.0"}  # the plan's options: {strength: 2.0}
 
 
 LEARNING_KEYS = {

@@ -38,8 +38,12 @@ def emotion_clips(raw: Path, speaker: str, emotion: str) -> list[Path]:
     return sorted(raw.glob(f"{speaker}/video/front/{emotion}/*/*.mp4"))
 
 
-def emotion_renders(job: Any) -> dict[str, Any]:
-    """Render and judge every (held-out speaker, emotion, path); adds `acc_emo_*` to the learning row."""
+def emotion_renders(job: Any, *, strength: float = 1.0) -> dict[str, Any]:
+    """Render and judge every (held-out speaker, emotion, path); adds `acc_emo_*` to the learning row.
+
+    `strength` multiplies the expression weights of both paths (`Inputs.emotion_strength`; the plan's
+    `options: {strength: K}`): the demo's expression decoder draws an anchor's emotion on a new face weaker
+    than on the faces it trained on (experiments/demo/README.md, "Emotion strength")."""
     from PIL import Image
 
     from datamodules.synthetic import BUILTIN_EMOTIONS, TEST_SPEAKERS
@@ -64,7 +68,8 @@ def emotion_renders(job: Any) -> dict[str, Any]:
     raw, out = job.shards.parent / "raw", job.out / "emotion_renders"
     job.step(
         "emotion renders",
-        f"{len(BUILTIN_EMOTIONS)} emotions x {len(TEST_SPEAKERS)} held-out speakers x {PATHS}",
+        f"{len(BUILTIN_EMOTIONS)} emotions x {len(TEST_SPEAKERS)} held-out speakers x {PATHS}, "
+        f"strength {strength:g}",
     )
     rows: list[dict[str, Any]] = []
     for speaker in TEST_SPEAKERS:
@@ -90,12 +95,13 @@ def emotion_renders(job: Any) -> dict[str, Any]:
                     source,
                     out=out / speaker / f"{emotion}_{path}.mp4",
                     fix_pose=True,
+                    emotion_strength=strength,
                     seed=job.seed,
                     **kwargs,
                 ).path
                 pred = judge_prediction(judge, video)
                 rows.append({"speaker": speaker, "emotion": emotion, "path": path, "video": video,
-                             "predicted": EMOTIONS[pred], "floor": EMOTIONS[floor]})  # fmt: skip
+                             "predicted": EMOTIONS[pred], "floor": EMOTIONS[floor], "strength": strength})  # fmt: skip
     acc = {p: float(np.mean([r["predicted"] == r["emotion"] for r in rows if r["path"] == p])) for p in PATHS}
     floor_acc = float(np.mean([r["floor"] == r["emotion"] for r in rows if r["path"] == PATHS[0]]))
     learning = dict(job.results.get("learning") or {})
@@ -103,7 +109,7 @@ def emotion_renders(job: Any) -> dict[str, Any]:
     learning["floor"] = {**learning.get("floor", {}), **{f"acc_emo_{p}": floor_acc for p in PATHS}}
     grid = emotion_grid(rows, job.out / "plots" / "emotion_grid.png")
     job.step("emotion renders", "done " + ", ".join(f"acc_emo_{p}={acc[p]:.2f}" for p in PATHS))
-    return {"learning": learning, "emotion_renders": {"rows": rows, "grid": grid}}
+    return {"learning": learning, "emotion_renders": {"rows": rows, "grid": grid, "strength": strength}}
 
 
 def emotion_grid(rows: list[dict[str, Any]], path: Path) -> Path:
