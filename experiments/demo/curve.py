@@ -96,6 +96,7 @@ def main() -> None:
     p.add_argument("--every", type=int, default=100)
     p.add_argument("--clips", type=int, default=2)
     p.add_argument("--profile", default="demo")
+    p.add_argument("--seed", type=int, default=0, help="the job's seed (`quickstart --seed`: stage and data order)")
     args = p.parse_intermixed_args()
     torch.set_num_threads(1)
     from datamodules.synthetic import ensure_builtin
@@ -104,7 +105,7 @@ def main() -> None:
     snaps = Snapshots(args.every, args.out / "snapshots")
     original = train_mod.build_callbacks
     train_mod.build_callbacks = lambda cfg, run_dir: [*original(cfg, run_dir), snaps]
-    job = main_job(args.out, log=print, profile=args.profile)
+    job = main_job(args.out, log=print, profile=args.profile, seed=args.seed)
     run = job.train(args.stage, args.steps, args.overrides)
     train_mod.build_callbacks = original
     saved = load_snapshots(snaps.folder)  # a rerun of a finished stage measures its snapshots again
