@@ -151,9 +151,7 @@ class Audio2Exp(nn.Module):
         feats = self.context(self.audio_in(self.audio(mel).transpose(1, 2)))  # -> B x H x T
         utterance = self.fuse(self.pool(feats.transpose(1, 2), mask), text)  # -> B x 2H
         logits = self.emotion_head(utterance)  # -> B x E
-        if (
-            self.exp_head is None
-        ):  # anchors: E x D, mixed by the posterior (or its top emotion's, at inference)
+        if self.exp_head is None:  # anchors E x D, mixed by the posterior (top: its argmax's, at inference)
             post = logits.softmax(-1)
             if self.cfg.anchor_pick == "top" and not self.training:
                 post = F.one_hot(post.argmax(-1), post.shape[-1]).to(post.dtype)
