@@ -109,7 +109,7 @@ def emotion_renders(job: Any, *, strength: float = 1.0) -> dict[str, Any]:
     learning["floor"] = {**learning.get("floor", {}), **{f"acc_emo_{p}": floor_acc for p in PATHS}}
     grid = emotion_grid(rows, job.out / "plots" / "emotion_grid.png")
     job.step("emotion renders", "done " + ", ".join(f"acc_emo_{p}={acc[p]:.2f}" for p in PATHS))
-    return {"learning": learning, "emotion_renders": {"rows": rows, "grid": grid, "strength": strength}}
+    return {"learning": learning, "emotion_renders": {"rows": rows, "grid": grid}}
 
 
 def emotion_grid(rows: list[dict[str, Any]], path: Path) -> Path:

@@ -55,10 +55,15 @@ KEYS = (
 
 def floor_generator(gen: Any, seed: int = 0) -> Any:
     """A freshly initialised generator of `gen`'s architecture (the floor), seeded, in eval mode."""
+    return floor_from_config(gen.cfg, seed)
+
+
+def floor_from_config(cfg: Any, seed: int = 0) -> Any:
+    """The floor of a `GeneratorConfig` (before any generator of it exists: `learning_probes`)."""
     from edtalk.nn.generator import Generator
 
     torch.manual_seed(seed)
-    return Generator(gen.cfg).eval()
+    return Generator(cfg).eval()
 
 
 def floor_audio2lip(path: Path, seed: int = 0) -> torch.nn.Module:

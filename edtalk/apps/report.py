@@ -147,7 +147,7 @@ def _emotion_lines(renders: dict[str, Any], learning: dict[str, Any], out: Path)
         f"acc_emo_generated {_cell(learning.get('acc_emo_generated'))}, acc_emo_audio "
         f"{_cell(learning.get('acc_emo_audio'))} (the judge on the unedited source: "
         f"{_cell(floor.get('acc_emo_generated'))}; chance 0.25; emotion strength "
-        f"{renders.get('strength', 1.0):g}). Grid: rows emotions (in the order below), columns "
+        f"{renders['rows'][0].get('strength', 1.0):g}). Grid: rows emotions (in the order below), columns "
         "path x speaker; green border: the judge read the intended emotion.",
         "",
         f"![emotion grid]({Path(renders['grid']).relative_to(out)})",

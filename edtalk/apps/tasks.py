@@ -126,16 +126,15 @@ def learning_probes(job: Any) -> dict[str, Any]:
     the random-init floor of its architecture (composed from its config, seeded as `floor_generator`) — in
     `PROBES_FILE` for `learning`, which takes an entry only where the weights' sha256 and the shards
     match and collects the rest itself. Returns no results (an early task writes files only)."""
-    import torch
-
-    from edtalk.nn.generator import Generator
+    from edtalk.apps.learning import floor_from_config
     from edtalk.stages.builders import generator_config
     from metrics.disentanglement import collect
 
     last = job.plan.generator
     gens = {k: g for k, g in stage_generators(job)[0].items() if k != last}
-    torch.manual_seed(job.seed)  # as `floor_generator` builds it from the finished generator's config
-    gens["floor"] = Generator(generator_config(job.stage_config(last, job.stage_steps(last)))).eval()
+    gens["floor"] = floor_from_config(
+        generator_config(job.stage_config(last, job.stage_steps(last))), job.seed
+    )
     job.step("learning_probes", f"probe data of {', '.join(gens)} for the learning table")
     train, test = collect(gens, job.shards, "train"), collect(gens, job.shards, "test")
     save_probes(job.out / PROBES_FILE, job.shards, gens, train, test)
