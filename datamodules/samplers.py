@@ -82,6 +82,17 @@ class _Base:
         return torch.from_numpy(clip.bbox[index] * (self.image_size / stored_width)).float()
 
 
+RIGID = slice(17, 48)  # brows, nose, eyes of the 68-point layout: they move with the head, not the mouth
+
+
+def rigid_motion(lmk: np.ndarray, index: int, width: int) -> torch.Tensor:
+    """How frame `index`'s rigid landmarks (`RIGID`) lie from their clip mean: T x 68 x 2 pixel landmarks of a
+    `width`-wide clip -> 62 numbers in units of half the width (the head's motion within the clip, not the
+    speaker's face)."""
+    rigid = np.asarray(lmk[:, RIGID], np.float64)
+    return torch.from_numpy(((rigid[index] - rigid.mean(0)) * (2.0 / width)).astype(np.float32).reshape(-1))
+
+
 def is_labelled(clip: Any) -> bool:
     """The clip has an emotion label (MEAD, the built-in data); HDTF and plain folders have none."""
     return int(clip.meta.get("emotion_id", -1)) >= 0
@@ -290,12 +301,15 @@ class CrossPairSampler(_Base):
     "box_b": the targets' mouth boxes (pixels of the sample). With ``neutral_only`` (ours, off) emotional
     clips are skipped: pairs come from neutral and unlabelled clips only, as the released lip-pose model was
     trained on HDTF only (SPEC 5.2, upstream issue #47), so an emotion's mouth corners never differ between
-    the two sides of a swap."""
+    the two sides of a swap. With ``rigid_landmarks`` (ours, off) also "rigid_a", "rigid_b": where the targets'
+    brow, nose and eye landmarks (17-47, no jaw or mouth) lie from their clip's mean (`rigid_motion`): the
+    head's motion, which mouth_pose's `model.loss.leak` keeps out of the mouth weights (swap_ab shows a's)."""
 
     pool_size: int = 4
     margin: float = 5.0
     align_mouth: bool = True
     neutral_only: bool = False
+    rigid_landmarks: bool = False
 
     def _partner(self, clip: Clip, pool: deque[Clip], rng: np.random.Generator) -> Clip | None:
         others = [c for c in pool if c.meta.get("speaker") != clip.meta.get("speaker")]
@@ -326,6 +340,11 @@ class CrossPairSampler(_Base):
         t = self.image(images)  # -> 6 x 3 x S x S
         names = ("source_a", "target_a", "source_b", "target_b", "swap_ab", "swap_ba")
         boxes = {"box_a": self.box(a, ta, frame_a.shape[1]), "box_b": self.box(b, tb, frame_b.shape[1])}
+        if self.rigid_landmarks:
+            boxes |= {
+                "rigid_a": rigid_motion(a.lmk, ta, frame_a.shape[1]),
+                "rigid_b": rigid_motion(b.lmk, tb, frame_b.shape[1]),
+            }
         return dict(zip(names, t.unbind(0))) | boxes
 
 

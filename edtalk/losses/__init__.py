@@ -6,6 +6,7 @@ from edtalk.losses.latent import (
     coefficient_invariance,
     decorrelation,
     latent_consistency,
+    linear_leak,
     random_similarity,
     standardised_invariance,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "emotion_cross_entropy",
     "g_nonsaturating",
     "latent_consistency",
+    "linear_leak",
     "pixel_emotion_terms",
     "r1_penalty",
     "random_similarity",

@@ -93,3 +93,29 @@ def random_similarity(
     grid = F.affine_grid(theta, list(frames.shape), align_corners=False)
     warped = F.grid_sample(frames, grid, mode="bilinear", padding_mode="border", align_corners=False)
     return warped, torch.cat([angle[:, None], s, t], 1)
+
+
+def linear_leak(codes: torch.Tensor, nuisance: torch.Tensor, ridge: float = 0.1) -> torch.Tensor:
+    """How much of a nuisance a ridge read-out of the codes explains within the batch (ours, not in the paper).
+
+    A linear probe reads a factor from a group's weights however small its share of them, as long as it is
+    consistent; ratios like `coefficient_invariance` shrink that share but do not remove it. This is the
+    multivariate R² of the nuisance on the codes, with the codes' covariance ridge-regularised in proportion to
+    its own diagonal (so it is unchanged by rescaling any code dimension, as a probe that standardises them):
+    trace(S_nc (S_cc + ridge diag S_cc)^-1 S_cn) / trace(S_nn), batch-centred, with gradient through every
+    term, so it falls only when the codes stop predicting the nuisance (shrinking them, or cancelling a fixed
+    read-out, does not pay; an online adversary with a queue did both, experiments/demo/README.md). Works below
+    B = D thanks to the ridge. codes: B x D, nuisance: B x K (no gradient needed). In [0, 1).
+    """
+    if codes.shape[0] != nuisance.shape[0]:
+        raise ValueError(f"linear_leak: {codes.shape[0]} codes vs {nuisance.shape[0]} nuisance rows")
+    if codes.shape[0] < 2:
+        return codes.new_zeros(())
+    c = codes - codes.mean(0)
+    c = c / (c.pow(2).mean(0).sqrt() + 1e-12)  # unit variance per dimension: ridge on the correlations
+    n = (nuisance - nuisance.mean(0)).to(c.dtype).flatten(1)
+    rows = c.shape[0]
+    scc, scn = c.t() @ c / rows, c.t() @ n / rows
+    eye = torch.eye(c.shape[1], dtype=c.dtype, device=c.device)
+    explained = torch.trace(scn.t() @ torch.linalg.solve(scc + ridge * eye, scn))
+    return explained / (n.pow(2).sum() / rows + 1e-12)

@@ -44,6 +44,7 @@ from edtalk.losses import (
     coefficient_invariance,
     decorrelation,
     latent_consistency,
+    linear_leak,
     random_similarity,
     standardised_invariance,
 )
@@ -59,12 +60,18 @@ class MouthPoseLoss(LossWeights):
     step's 4B drivers (`edtalk.losses.decorrelation`). invariance: `edtalk.losses.coefficient_invariance` of
     the mouth weights of swap_ba vs t_a (and swap_ab vs t_b: same mouth, other pose and identity) plus the
     pose weights of swap_ab vs t_a (and swap_ba vs t_b: same pose, other mouth). warp_invariance: the same
-    ratio of the mouth weights of t_a, t_b vs those frames warped (`MouthPoseConfig.warp`)."""
+    ratio of the mouth weights of t_a, t_b vs those frames warped (`MouthPoseConfig.warp`). leak:
+    `edtalk.losses.linear_leak` of the 4B drivers' mouth weights against the motion of their brow, nose and
+    eye landmarks in their clip (`data.rigid_landmarks: true`; ridge `MouthPoseConfig.leak_ridge`): what a
+    ridge read-out of the mouth weights explains of the head's motion within the batch. pose_read: 1 minus the same
+    R² for the pose weights (the pose group reads the head's motion; same landmarks and ridge)."""
 
     latent: float = 1.0
     decorrelation: float = 0.0
     invariance: float = 0.0
     warp_invariance: float = 0.0
+    leak: float = 0.0
+    pose_read: float = 0.0
 
 
 @dataclass
@@ -95,10 +102,15 @@ class MouthPoseConfig(GANStageConfig):
         pair_losses: "sum" (upstream: VGG and L1 summed over the four pairs' means) or "mean".
         fresh_heads: from a stage-1 (`reconstruct`) checkpoint, re-initialise the mouth/pose heads and
             bank (upstream) instead of inheriting them.
+        leak_ridge: ridge of `loss.leak`'s read-out, a fraction of each weight's own variance.
+        leak_head_only: `loss.leak` trains the mouth head (`lip_fc`) alone: the encoder and the shared motion
+            MLP, which the pose head reads, get no gradient from it.
     """
 
     loss: MouthPoseLoss = field(default_factory=MouthPoseLoss)
     warp: WarpConfig = field(default_factory=WarpConfig)
+    leak_ridge: float = 0.1
+    leak_head_only: bool = False
     pair_losses: str = "sum"
     fresh_heads: bool = True
 
@@ -119,11 +131,13 @@ def cross_reconstruct(gen: Generator, batch: dict[str, torch.Tensor]) -> dict[st
 
     Returns: "out" 4B x 3 x H x W ordered [self_a, self_b, cross_a, cross_b], "target" 4B x 3 x H x W,
     "mouth"/"pose" 4B x S component latents in the same order, "alpha_mouth"/"alpha_pose" the weights of
-    the 4B drivers [t_a, t_b, swap_ab, swap_ba].
+    the 4B drivers [t_a, t_b, swap_ab, swap_ba], "w_drivers" their encoder latents.
     """
     sa, sb, ta, tb = batch["source_a"], batch["source_b"], batch["target_a"], batch["target_b"]
     enc = gen.encode(torch.cat([sa, sb]))  # -> 2B
-    coef = gen.coefficients(torch.cat([ta, tb, batch["swap_ab"], batch["swap_ba"]]))  # -> 4B
+    drivers = torch.cat([ta, tb, batch["swap_ab"], batch["swap_ba"]])
+    w_drivers, _ = gen.encoder(drivers, with_features=False)
+    coef = gen.heads(w_drivers, drivers)  # -> 4B (= gen.coefficients(drivers))
     m_ta, m_tb, m_ab, m_ba = coef["mouth"].chunk(4)
     p_ta, p_tb, p_ab, p_ba = coef["pose"].chunk(4)
     alpha = {"mouth": torch.cat([m_ta, m_tb, m_ba, m_ab]), "pose": torch.cat([p_ta, p_tb, p_ab, p_ba])}
@@ -139,6 +153,7 @@ def cross_reconstruct(gen: Generator, batch: dict[str, torch.Tensor]) -> dict[st
         "pose": comp["pose"],
         "alpha_mouth": coef["mouth"],
         "alpha_pose": coef["pose"],
+        "w_drivers": w_drivers,
     }
 
 
@@ -192,6 +207,8 @@ class MouthPoseStage(GANStage):
             else:
                 m_warped = self.generator.coefficients(warped)["mouth"]
                 losses["warp_invariance"] = ratio(m_warped, r["alpha_mouth"][:half])
+        if self.cfg.loss.leak > 0 or self.cfg.loss.pose_read > 0:
+            losses |= self.motion_terms(batch, r)
         with torch.no_grad():
             self.log("train/cross_l1", (out[half:] - target[half:]).abs().mean(), batch_size=half)
         b = half // 2
@@ -204,6 +221,30 @@ class MouthPoseStage(GANStage):
         ]
         real = target[half:]
         return StepOutput(losses, fake=out, real=real, d_fake=out[half:], samples=samples)
+
+    def motion_terms(
+        self, batch: dict[str, torch.Tensor], r: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """`loss.leak` and `loss.pose_read` (those with weight > 0): the drivers' mouth and pose weights against
+        the head's motion in the targets' rigid landmarks (`data.rigid_landmarks`)."""
+        assert isinstance(self.cfg, MouthPoseConfig) and isinstance(self.cfg.loss, MouthPoseLoss)
+        if "rigid_a" not in batch or "rigid_b" not in batch:
+            raise ValueError(
+                "model.loss.leak / pose_read > 0 read the targets' rigid landmarks: set data.rigid_landmarks: true"
+            )
+        rigid = torch.cat([batch["rigid_a"], batch["rigid_b"]]).repeat(2, 1)  # [t_a, t_b, swap_ab, swap_ba]
+        terms = {}
+        if self.cfg.loss.leak > 0:
+            mouth = r["alpha_mouth"]
+            if (
+                self.cfg.leak_head_only
+            ):  # the mouth head alone learns from it, not the trunk the pose head reads
+                nav = self.generator.navigator
+                mouth = nav.lip_fc(nav.fc(r["w_drivers"]).detach())
+            terms["leak"] = linear_leak(mouth, rigid, self.cfg.leak_ridge)
+        if self.cfg.loss.pose_read > 0:
+            terms["pose_read"] = 1 - linear_leak(r["alpha_pose"], rigid, self.cfg.leak_ridge)
+        return terms
 
     def validation_pairs(
         self, generator: Generator, batch: dict[str, torch.Tensor]

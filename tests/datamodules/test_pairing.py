@@ -217,3 +217,25 @@ def test_mouth_pose_neutral_only_pairs_neutral_clips_of_two_speakers(builtin: Pa
         assert speaker(s["a"]) != speaker(s["b"]), s
     every = draw(builtin, _PairKeys(image_size=S), 24)
     assert any(emotion(s["a"]) != "neutral" for s in every)
+
+
+def test_mouth_pose_rigid_landmarks_are_the_head_motion_within_the_clip(builtin: Path) -> None:
+    """`data.rigid_landmarks` (ours, for mouth_pose's `model.loss.leak`): 62 numbers per target, the brow, nose and
+    eye landmarks' offsets from their clip's mean in half-widths; over a clip's frames they average to zero."""
+    import numpy as np
+    import torch
+
+    from datamodules.samplers import RIGID, rigid_motion
+
+    batch = draw(builtin, CrossPairSampler(image_size=S, rigid_landmarks=True), 4)
+    for sample in batch:
+        for side in ("rigid_a", "rigid_b"):
+            assert sample[side].shape == (62,) and sample[side].dtype == torch.float32
+            assert 0 < float(sample[side].abs().max()) < 0.5  # a head moves a few pixels, not half the frame
+    assert "rigid_a" not in draw(builtin, CrossPairSampler(image_size=S), 1)[0]
+    rng = np.random.default_rng(0)
+    lmk = rng.uniform(0, 64, (10, 68, 2))
+    motion = torch.stack([rigid_motion(lmk, i, 64) for i in range(10)])
+    assert torch.allclose(motion.mean(0), torch.zeros(62), atol=1e-5)
+    expected = (lmk[3, RIGID] - lmk[:, RIGID].mean(0)) / 32
+    assert np.allclose(motion[3].numpy(), expected.reshape(-1), atol=1e-5)

@@ -257,6 +257,56 @@ def test_mouth_pose_warp_invariance_pairs_each_target_with_its_warped_copy() -> 
     assert "warp_invariance" not in module.generator_step(batch).losses
 
 
+def test_mouth_pose_leak_term_reads_the_rigid_landmarks_of_every_driver() -> None:
+    """`model.loss.leak`: refused with a one-line fix without the landmarks; with them it is the in-batch
+    `linear_leak` of the 4B drivers' mouth weights against [rigid_a, rigid_b, rigid_a, rigid_b] (swap_ab shows
+    a's head), its gradient reaches the mouth head and not the pose head (with `leak_head_only` nothing but the
+    mouth head); weight 0 skips it. `loss.pose_read` is 1 minus the same R² of the pose weights."""
+    from edtalk.losses import linear_leak
+    from tests.stages.helpers import make_batch, make_stage
+
+    module = make_stage("mouth_pose", with_d=False, **{"loss.leak": 1.0, "loss.vgg": 0.0})
+    batch = make_batch("mouth_pose", batch=4)
+    with pytest.raises(ValueError, match=r"data\.rigid_landmarks: true"):
+        module.generator_step(batch)
+    gen = torch.Generator().manual_seed(0)
+    batch |= {"rigid_a": torch.randn(4, 62, generator=gen), "rigid_b": torch.randn(4, 62, generator=gen)}
+    value = module.generator_step(batch).losses["leak"]
+    with torch.no_grad():
+        frames = torch.cat([batch["target_a"], batch["target_b"], batch["swap_ab"], batch["swap_ba"]])
+        mouth = module.generator.coefficients(frames)["mouth"]
+        rigid = torch.cat([batch["rigid_a"], batch["rigid_b"]]).repeat(2, 1)
+    assert float(value.detach()) == pytest.approx(
+        float(linear_leak(mouth, rigid, module.cfg.leak_ridge)), rel=1e-4
+    )
+    module.generator.zero_grad()
+    value.backward()
+    for head, moved in (("lip_fc", True), ("pose_fc", False)):
+        grads = [p.grad for name, p in module.generator.named_parameters() if f"{head}." in name]
+        assert any(g is not None and g.abs().sum() > 0 for g in grads) == moved, head
+    module.cfg.leak_head_only = True  # the mouth head alone: nothing before it gets the term's gradient
+    module.generator.zero_grad()
+    module.generator_step(batch).losses["leak"].backward()
+    for name, p in module.generator.named_parameters():
+        moved = p.grad is not None and bool(p.grad.abs().sum() > 0)
+        assert moved == name.startswith("navigator.lip_fc."), name
+    module.cfg.loss.leak = 0.0
+    assert "leak" not in module.generator_step(batch).losses
+    module.cfg.loss.pose_read = (
+        1.0  # 1 - the same R² for the pose weights: its gradient reaches the pose head
+    )
+    value = module.generator_step(batch).losses["pose_read"]
+    with torch.no_grad():
+        pose = module.generator.coefficients(frames)["pose"]
+    assert float(value.detach()) == pytest.approx(
+        1 - float(linear_leak(pose, rigid, module.cfg.leak_ridge)), rel=1e-4
+    )
+    module.generator.zero_grad()
+    value.backward()
+    grads = [p.grad for name, p in module.generator.named_parameters() if "pose_fc." in name]
+    assert any(g is not None and g.abs().sum() > 0 for g in grads)
+
+
 def test_expression_invariance_term_pairs_two_frames_of_the_target_clip() -> None:
     """0 when the second frame equals the target, equal to the by-hand ratio otherwise, its gradient
     reaches the expression head only; a batch without "target2" names the data option to set."""
