@@ -47,8 +47,8 @@ def test_it_reads_a_small_share_at_any_scale_and_little_from_independent_codes()
 def test_as_a_loss_it_takes_the_nuisance_out_of_an_encoder() -> None:
     """A small MLP encoder of [signal, nuisance (3), other (16)] into 20 codes, trained to keep the signal in its
     first code, batches of 16 (the mouth stage's drivers at batch 4): with the term a probe on fresh data reads the
-    nuisance at R² < 0.35, without it > 0.7 (the encoder has no reason to drop it; 0.87-0.96 / 0.05-0.25 measured
-    over seeds 0-2 and ridge 0.1-1); the signal stays (R² > 0.95)."""
+    nuisance at R² < 0.35, without it > 0.7 (the encoder has no reason to drop it; 0.85-0.95 / 0.13-0.23 measured
+    with this setup over torch seeds 0-7); the signal stays (R² > 0.98 measured, > 0.95 asked)."""
     r2 = {}
     for weight in (0.0, 1.0):
         torch.manual_seed(0)
