@@ -100,9 +100,9 @@ def linear_leak(codes: torch.Tensor, nuisance: torch.Tensor, ridge: float = 0.1)
 
     A linear probe reads a factor from a group's weights however small its share of them, as long as it is
     consistent; ratios like `coefficient_invariance` shrink that share but do not remove it. This is the
-    multivariate R² of the nuisance on the codes, with the codes' covariance ridge-regularised in proportion to
-    its own diagonal (so it is unchanged by rescaling any code dimension, as a probe that standardises them):
-    trace(S_nc (S_cc + ridge diag S_cc)^-1 S_cn) / trace(S_nn), batch-centred, with gradient through every
+    multivariate R² of the nuisance on the codes standardised per dimension (so it is unchanged by rescaling any
+    code dimension, as a probe that standardises them), their correlations ridge-regularised:
+    trace(S_nc (R_cc + ridge I)^-1 S_cn) / trace(S_nn), batch-centred, with gradient through every
     term, so it falls only when the codes stop predicting the nuisance (shrinking them, or cancelling a fixed
     read-out, does not pay; an online adversary with a queue did both, experiments/demo/README.md). Works below
     B = D thanks to the ridge. codes: B x D, nuisance: B x K (no gradient needed). In [0, 1).

@@ -236,9 +236,8 @@ class MouthPoseStage(GANStage):
         terms = {}
         if self.cfg.loss.leak > 0:
             mouth = r["alpha_mouth"]
-            if (
-                self.cfg.leak_head_only
-            ):  # the mouth head alone learns from it, not the trunk the pose head reads
+            # with leak_head_only the mouth head alone learns from it, not the trunk the pose head reads
+            if self.cfg.leak_head_only:
                 nav = self.generator.navigator
                 mouth = nav.lip_fc(nav.fc(r["w_drivers"]).detach())
             terms["leak"] = linear_leak(mouth, rigid, self.cfg.leak_ridge)
