@@ -560,6 +560,7 @@ RANGES: tuple[tuple[str, Accepts], ...] = (
     ("model.warp.roll", at_least(0, words="an amplitude >= 0 (0 = no warp along it)")),
     ("model.warp.scale", at_least(0, words="an amplitude >= 0 (0 = no warp along it)")),
     ("model.warp.shift", at_least(0, words="an amplitude >= 0 (0 = no warp along it)")),
+    ("model.leak_ridge", above(0)),
     ("*.r1_weight", at_least(0, words="a loss weight >= 0")),
     ("*.samples_num", at_least(0)),
     ("*.ema_decay", fraction()),
