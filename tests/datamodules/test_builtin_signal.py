@@ -21,10 +21,13 @@ def _frames(root: Path, every: int = 5) -> dict[str, np.ndarray]:
 
     from datamodules.shards import iter_clips
 
-    rows: dict[str, list] = {k: [] for k in ("x", "speaker", "test", "emotion", "mouth_open", "ypr")}
+    rows: dict[str, list] = {
+        k: [] for k in ("x", "speaker", "test", "emotion", "mouth_open", "ypr", "clip_ypr")
+    }
     for split in ("train", "test"):
         for clip in iter_clips(root, split):
             f = clip.meta["factors"]
+            mean_ypr = [float(np.mean(f[k])) for k in ("yaw", "pitch", "roll")]
             for i in range(0, clip.num_frames, every):
                 img = Image.fromarray(clip.frame(i)).resize((SIZE, SIZE), Image.BILINEAR)
                 rows["x"].append(np.asarray(img, np.float32).ravel() / 255)
@@ -33,6 +36,7 @@ def _frames(root: Path, every: int = 5) -> dict[str, np.ndarray]:
                 rows["emotion"].append(f["emotion_id"])
                 rows["mouth_open"].append(f["mouth_open"][i])
                 rows["ypr"].append([f["yaw"][i], f["pitch"][i], f["roll"][i]])
+                rows["clip_ypr"].append(mean_ypr)
     return {k: np.asarray(v) for k, v in rows.items()}
 
 
@@ -56,9 +60,12 @@ def pixel_probes(root: Path) -> dict[str, float]:
     z = pca.transform(x)
     emo = LogisticRegression(C=1.0, max_iter=2000).fit(z[tr], d["emotion"][tr])
     out = {"emotion_acc": float((emo.predict(z[te]) == d["emotion"][te]).mean())}
-    for name, y in (("mouth_open_r2", d["mouth_open"]), ("ypr_r2", d["ypr"])):
+    ypr, in_clip = d["ypr"], d["ypr"] - d["clip_ypr"]
+    factors = {"mouth_open": d["mouth_open"], "yaw": ypr[:, 0], "pitch": ypr[:, 1], "roll": ypr[:, 2]}
+    factors["pitch_in_clip"] = in_clip[:, 1]  # relative to its clip's mean
+    for name, y in factors.items():
         ridge = Ridge(alpha=1.0).fit(z[tr], y[tr])
-        out[name] = float(r2_score(y[te], ridge.predict(z[te])))
+        out[f"{name}_r2"] = float(r2_score(y[te], ridge.predict(z[te])))
     return out
 
 
@@ -89,7 +96,12 @@ def test_emotion_mouth_and_pose_are_readable_from_pixels(builtin: Path) -> None:
     probes = pixel_probes(builtin)
     assert probes["emotion_acc"] >= 0.9, probes
     assert probes["mouth_open_r2"] >= 0.6, probes
-    assert probes["ypr_r2"] >= 0.8, probes
+    # each angle on its own (measured 0.90 / 0.59 / 0.98 at 32²): the whole picture moves with the head and
+    # the clip's tube crop follows the face, so a clip's mean yaw and pitch (shifts) are cropped away; pitch,
+    # the smaller shift, shows mostly relative to its clip (0.83), which bounds the learning table's
+    # pose -> pitch (experiments/demo/README.md, "Where pitch shows", session 20)
+    assert min(probes["yaw_r2"], probes["roll_r2"]) >= 0.8, probes
+    assert probes["pitch_r2"] >= 0.45 and probes["pitch_in_clip_r2"] >= 0.7, probes
 
 
 @pytest.mark.slow
