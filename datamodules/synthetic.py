@@ -532,7 +532,7 @@ def build_raw(raw_root: Path, workers: int = 2, clips_per_pair: int = 2) -> list
     specs = clip_specs(clips_per_pair)
     if workers <= 1:
         return [make_raw_clip(s, raw_root) for s in specs]
-    with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:  # not fork: see preprocess
         return list(pool.map(make_raw_clip, specs, [raw_root] * len(specs)))
 
 

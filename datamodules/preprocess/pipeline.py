@@ -310,7 +310,9 @@ def _run_jobs(
             process_job(job, cfg, out, done)
             bar.update()
     else:
-        with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
+        # spawn, not fork: a worker forked from a process whose thread pools (OpenCV's, OpenMP's) have run can
+        # wait forever on a lock copied mid-use (a CI run hung here, its two workers idle for 30 minutes)
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
             futures: list[Future[list[dict[str, str]]]] = [
                 pool.submit(process_job, j, cfg, out, done) for j in jobs
             ]
