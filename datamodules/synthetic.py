@@ -183,13 +183,18 @@ def synthetic_vowels(seconds: float, seed: int = 0, f0: float | None = None) -> 
     return (0.5 * wav / (np.abs(wav).max() + 1e-9)).astype(np.float32)
 
 
-def mouth_opening(wav: np.ndarray, num_frames: int) -> np.ndarray:
-    """Per-frame loudness (RMS of each 640-sample frame), 3-tap smoothed, scaled to [0, 1]."""
+def frame_loudness(wav: np.ndarray, num_frames: int) -> np.ndarray:
+    """Per-frame loudness: RMS of each 640-sample frame (zero-padded to `num_frames`), 3-tap smoothed."""
     frames = np.pad(wav, (0, max(0, num_frames * 640 - len(wav))))[: num_frames * 640].reshape(
         num_frames, 640
     )
     rms = np.sqrt((frames**2).mean(1))
-    rms = np.convolve(np.pad(rms, 1, mode="edge"), [0.25, 0.5, 0.25], mode="valid")
+    return np.convolve(np.pad(rms, 1, mode="edge"), [0.25, 0.5, 0.25], mode="valid")
+
+
+def mouth_opening(wav: np.ndarray, num_frames: int) -> np.ndarray:
+    """`frame_loudness` scaled to [0, 1] per clip (by its 95th percentile)."""
+    rms = frame_loudness(wav, num_frames)
     return np.clip(rms / (np.percentile(rms, 95) + 1e-6), 0, 1).astype(np.float32)
 
 

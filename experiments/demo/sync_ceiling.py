@@ -25,25 +25,22 @@ Used for experiments/demo/README.md, section "The lip-sync expert's ceiling on t
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from edtalk.mel import FPS, MEL_FRAMES_PER_SECOND
+
 SEGMENT, WINDOW, MIN_SHIFT = 15, 5, 5  # the demo syncnet's clip_frames, window and model.min_shift
-SAMPLES_PER_FRAME = 640
-
-
-def loudness(wav: np.ndarray, frames: int) -> np.ndarray:
-    """Per-frame RMS, 3-tap smoothed: `datamodules.synthetic.mouth_opening` before its per-clip scaling."""
-    x = np.pad(wav, (0, max(0, frames * SAMPLES_PER_FRAME - len(wav))))[: frames * SAMPLES_PER_FRAME]
-    rms = np.sqrt((x.reshape(frames, SAMPLES_PER_FRAME).astype(np.float64) ** 2).mean(1))
-    return np.convolve(np.pad(rms, 1, mode="edge"), [0.25, 0.5, 0.25], mode="valid")
+COLUMNS_PER_FRAME = MEL_FRAMES_PER_SECOND / FPS  # 3.2 mel columns under each video frame
 
 
 def load(shards: Path, split: str) -> list[dict[str, object]]:
     """Per clip: speaker, opening T, waveform loudness T, mel windows T x 80 x 16."""
     from datamodules.samplers import mel_windows_of
     from datamodules.shards import iter_clips
+    from datamodules.synthetic import frame_loudness  # the loudness the built-in opening is made from
 
     out = []
     for clip in iter_clips(shards, split):
@@ -54,7 +51,7 @@ def load(shards: Path, split: str) -> list[dict[str, object]]:
             {
                 "speaker": clip.meta["speaker"],
                 "opening": opening[:t],
-                "loud": loudness(clip.wav(), t),
+                "loud": frame_loudness(clip.wav().astype(np.float64), t),
                 "mel": mel[:t],
             }
         )
@@ -76,8 +73,8 @@ def pairs(clips: list[dict[str, object]], n: int, seed: int) -> list[tuple[dict[
 
 def residual(opening: np.ndarray, loud: np.ndarray) -> float:
     """Mean |opening - min(k loudness, 1)| at the best scale k (the clip's scale is not known from a window)."""
-    ks = np.geomspace(1e-1, 1e3, 400) / (loud.max() + 1e-9)
-    return float(min(np.abs(opening - np.minimum(k * loud, 1.0)).mean() for k in ks))
+    ks = np.geomspace(1e-1, 1e3, 400)[:, None] / (loud.max() + 1e-9)  # -> 400 x 1
+    return float(np.abs(opening - np.minimum(ks * loud, 1.0)).mean(1).min())
 
 
 def waveform_reader(train: list, test: list) -> tuple[float, float]:
@@ -98,51 +95,41 @@ def waveform_reader(train: list, test: list) -> tuple[float, float]:
     return float(((r_tr < cut) == y_tr).mean()), float(((r_te < cut) == y_te).mean())
 
 
-def mel_features(draws: list) -> tuple[np.ndarray, np.ndarray]:
-    """[opening 5, the window's per-column mel loudness (16, centred), its mean and spread] per pair."""
-    x, label = [], []
-    for clip, s, s2 in draws:
-        o = clip["opening"][s : s + WINDOW]
-        for start, y in ((s, 1), (s2, 0)):
-            col = clip["mel"][start + WINDOW // 2].mean(0)  # window start+2 covers frames start..start+4
-            x.append(np.concatenate([o, col - col.mean(), [col.mean(), col.std()]]))
-            label.append(y)
-    return np.asarray(x), np.asarray(label)
-
-
-def mel_reader(train: list, test: list) -> tuple[float, float]:
-    from sklearn.ensemble import HistGradientBoostingClassifier
-
-    x_tr, y_tr = mel_features(train)
-    x_te, y_te = mel_features(test)
-    clf = HistGradientBoostingClassifier(max_iter=400, random_state=0).fit(x_tr, y_tr)
-    return float(clf.score(x_tr, y_tr)), float(clf.score(x_te, y_te))
-
-
 def frame_columns(window: np.ndarray) -> np.ndarray:
     """80 x 16 mel window -> 5 x 80: the mean of the ~3 columns under each of its 5 frames."""
-    centres = (round(3.2 * j + 1.6) for j in range(WINDOW))
+    centres = (round(COLUMNS_PER_FRAME * (j + 0.5)) for j in range(WINDOW))
     return np.stack([window[:, max(0, c - 1) : c + 2].mean(1) for c in centres])
 
 
-def linear_mel_reader(train: list, test: list, clips: list) -> tuple[float, float]:
-    """The classifier on [opening, ridge-read log loudness per frame (centred), its mean]."""
-    from sklearn.ensemble import HistGradientBoostingClassifier
+def column_loudness(window: np.ndarray) -> np.ndarray:
+    """The window's 16 columns' mean over the mel bins."""
+    return window.mean(0)
+
+
+def ridge_loudness(clips: list) -> Callable[[np.ndarray], np.ndarray]:
+    """A ridge read-out of each frame's log loudness from its 80 mel bins, fitted on `clips`' frames."""
     from sklearn.linear_model import RidgeCV
 
     x = np.stack([frame_columns(c["mel"][t])[WINDOW // 2] for c in clips for t in range(len(c["opening"]))])
     y = np.concatenate([np.log(c["loud"] + 1e-4) for c in clips])
     reg = RidgeCV(alphas=np.geomspace(1e-3, 1e3, 13)).fit(x, y)
+    return lambda window: reg.predict(frame_columns(window))
+
+
+def mel_reader(train: list, test: list, contour: Callable[[np.ndarray], np.ndarray]) -> tuple[float, float]:
+    """(train, test) accuracy of a gradient-boosted classifier on [opening 5, the mel window's loudness
+    contour (centred), its mean and spread]; `contour` reads the contour from an 80 x 16 window."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
 
     def features(draws: list) -> tuple[np.ndarray, np.ndarray]:
-        out, label = [], []
+        x, label = [], []
         for clip, s, s2 in draws:
             o = clip["opening"][s : s + WINDOW]
-            for start, lab in ((s, 1), (s2, 0)):
-                loud = reg.predict(frame_columns(clip["mel"][start + WINDOW // 2]))
-                out.append(np.concatenate([o, loud - loud.mean(), [loud.mean()]]))
-                label.append(lab)
-        return np.asarray(out), np.asarray(label)
+            for start, y in ((s, 1), (s2, 0)):
+                loud = contour(clip["mel"][start + WINDOW // 2])  # window start+2: frames start..start+4
+                x.append(np.concatenate([o, loud - loud.mean(), [loud.mean(), loud.std()]]))
+                label.append(y)
+        return np.asarray(x), np.asarray(label)
 
     x_tr, y_tr = features(train)
     x_te, y_te = features(test)
@@ -168,15 +155,19 @@ def main() -> None:
     print(f"{len(train)} training clips ({len(speakers)} speakers), {len(test)} held-out ({', '.join(held)})")
     test_draws = pairs(test, 2000, 1)
     rows = [("waveform, scale-free", waveform_reader(pairs(train, 3000, 2), test_draws))]
+    train_draws = pairs(train, args.pairs, 0)
     rows.append(
-        (f"mel, learned ({len(speakers)} voices)", mel_reader(pairs(train, args.pairs, 0), test_draws))
+        (f"mel, learned ({len(speakers)} voices)", mel_reader(train_draws, test_draws, column_loudness))
     )
-    rows.append(
-        ("mel, linear loudness, learned", linear_mel_reader(pairs(train, args.pairs, 0), test_draws, train))
-    )
+    rows.append(("mel, linear loudness, learned", mel_reader(train_draws, test_draws, ridge_loudness(train))))
     for k in args.voices:
         keep = [c for c in train if c["speaker"] in speakers[:k]]
-        rows.append((f"mel, learned ({k} voices)", mel_reader(pairs(keep, args.pairs, 0), test_draws)))
+        rows.append(
+            (
+                f"mel, learned ({k} voices)",
+                mel_reader(pairs(keep, args.pairs, 0), test_draws, column_loudness),
+            )
+        )
     print(f"{'reader (told the exact opening)':<34} {'train':>6} {'held-out':>9}")
     for name, (acc_tr, acc_te) in rows:
         print(f"{name:<34} {acc_tr:6.3f} {acc_te:9.3f}")
