@@ -583,9 +583,10 @@ def build_fingerprint() -> str:
 
 
 def is_built(root: Path) -> bool:
-    """Whether `root` holds the built-in dataset as today's code makes it (`build.json`'s version and code)."""
+    """Whether `root` holds the built-in dataset as today's code makes it (`build.json`'s version and code,
+    and the shard index it describes)."""
     stamp = root / "build.json"
-    if not stamp.is_file():
+    if not stamp.is_file() or not (root / "shards" / "index.json").is_file():
         return False
     made = json.loads(stamp.read_text())
     return bool(made.get("version") == BUILD_VERSION and made.get("code") == build_fingerprint())
@@ -595,6 +596,7 @@ def build(root: Path, workers: int = 2, progress: bool = False) -> Path:
     """Build raw clips and shards under `root` (``raw/``, ``shards/``); returns the shard directory."""
     from datamodules.preprocess.pipeline import PreprocessConfig, preprocess
 
+    (root / "build.json").unlink(missing_ok=True)  # the stamp goes first: an interrupted build is no build
     for name in ("raw", "shards", ".shards-build"):
         shutil.rmtree(root / name, ignore_errors=True)
     build_raw(root / "raw", workers)

@@ -168,3 +168,28 @@ def test_a_dataset_built_by_other_code_is_stale(
     today = synthetic.build_fingerprint()
     monkeypatch.setattr(synthetic, "BUILD_SOURCES", synthetic.BUILD_SOURCES[:-1])
     assert synthetic.build_fingerprint() != today  # each source counts
+
+
+def test_a_stamp_without_its_shards_is_not_built(
+    builtin: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A build interrupted after it removed the old shards (a killed job) left today's stamp beside no shards,
+    and `ensure_builtin` returned a folder without an index: the stamp now goes first and counts only
+    beside the shard index it describes."""
+    import shutil
+
+    from datamodules import synthetic
+
+    shutil.copy(builtin.parent / "build.json", tmp_path / "build.json")
+    assert not synthetic.is_built(tmp_path)  # today's stamp, no shards
+    (tmp_path / "shards").mkdir()
+    shutil.copy(builtin / "index.json", tmp_path / "shards" / "index.json")
+    assert synthetic.is_built(tmp_path)
+
+    def killed(root: Path, workers: int) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(synthetic, "build_raw", killed)
+    with pytest.raises(KeyboardInterrupt):
+        synthetic.build(tmp_path)
+    assert not (tmp_path / "build.json").exists() and not synthetic.is_built(tmp_path)
