@@ -14,6 +14,8 @@ fitted on the training speakers' pairs and scored on the held-out ones:
   training voices.
 * ``mel, linear loudness``: the same classifier on the loudness contour a ridge regression reads from each
   frame's 80 mel bins (fitted on the training speakers' frames against the waveform's log loudness).
+* ``mel, summed power``: the same classifier on each column's log power summed over the 80 bins (the
+  features' dB normalisation undone), a fixed formula with nothing fitted to the voices.
 * ``--voices K``: the same learned reader fitted on the first K training speakers only (the trend says
   what more voices would give).
 
@@ -106,6 +108,14 @@ def column_loudness(window: np.ndarray) -> np.ndarray:
     return window.mean(0)
 
 
+def mel_energy(window: np.ndarray) -> np.ndarray:
+    """The window's 16 columns' log power summed over the 80 bins (the Wav2Lip normalisation undone)."""
+    from edtalk.mel import MAX_ABS_VALUE, MIN_LEVEL_DB, REF_LEVEL_DB
+
+    db = (window + MAX_ABS_VALUE) / (2 * MAX_ABS_VALUE) * -MIN_LEVEL_DB + MIN_LEVEL_DB + REF_LEVEL_DB
+    return np.log((10.0 ** (db / 10.0)).sum(0))
+
+
 def ridge_loudness(clips: list) -> Callable[[np.ndarray], np.ndarray]:
     """A ridge read-out of each frame's log loudness from its 80 mel bins, fitted on `clips`' frames."""
     from sklearn.linear_model import RidgeCV
@@ -160,6 +170,7 @@ def main() -> None:
         (f"mel, learned ({len(speakers)} voices)", mel_reader(train_draws, test_draws, column_loudness))
     )
     rows.append(("mel, linear loudness, learned", mel_reader(train_draws, test_draws, ridge_loudness(train))))
+    rows.append(("mel, summed power, learned", mel_reader(train_draws, test_draws, mel_energy)))
     for k in args.voices:
         keep = [c for c in train if c["speaker"] in speakers[:k]]
         rows.append(
