@@ -93,6 +93,22 @@ def rigid_motion(lmk: np.ndarray, index: int, width: int) -> torch.Tensor:
     return torch.from_numpy(((rigid[index] - rigid.mean(0)) * (2.0 / width)).astype(np.float32).reshape(-1))
 
 
+# Landmark pairs of the 68-point layout whose distances describe the mouth: inner-lip gaps (61-67, 62-66, 63-65),
+# outer-lip gaps (50-58, 51-57, 52-56), outer and inner width (48-54, 60-64).
+MOUTH_PAIRS = ((61, 67), (62, 66), (63, 65), (50, 58), (51, 57), (52, 56), (48, 54), (60, 64))
+
+
+def mouth_motion(lmk: np.ndarray, index: int) -> torch.Tensor:
+    """How frame `index`'s mouth shape differs from its clip mean: T x 68 x 2 landmarks -> the 8 `MOUTH_PAIRS`
+    distances over the frame's outer-eye-corner distance (36-45), less their clip mean (how the mouth moves
+    within the clip: not the speaker's mouth size, not the head's position or in-plane turn)."""
+    lmk = np.asarray(lmk, np.float64)
+    a, b = (np.asarray(side) for side in zip(*MOUTH_PAIRS))
+    eyes = np.linalg.norm(lmk[:, 36] - lmk[:, 45], axis=-1, keepdims=True)  # -> T x 1
+    shape = np.linalg.norm(lmk[:, a] - lmk[:, b], axis=-1) / np.maximum(eyes, 1e-6)  # -> T x 8
+    return torch.from_numpy((shape[index] - shape.mean(0)).astype(np.float32))
+
+
 def is_labelled(clip: Any) -> bool:
     """The clip has an emotion label (MEAD, the built-in data); HDTF and plain folders have none."""
     return int(clip.meta.get("emotion_id", -1)) >= 0
@@ -303,13 +319,17 @@ class CrossPairSampler(_Base):
     trained on HDTF only (SPEC 5.2, upstream issue #47), so an emotion's mouth corners never differ between
     the two sides of a swap. With ``rigid_landmarks`` (ours, off) also "rigid_a", "rigid_b": where the targets'
     brow, nose and eye landmarks (17-47, no jaw or mouth) lie from their clip's mean (`rigid_motion`): the
-    head's motion, which mouth_pose's `model.loss.leak` keeps out of the mouth weights (swap_ab shows a's)."""
+    head's motion, which mouth_pose's `model.loss.leak` keeps out of the mouth weights (swap_ab shows a's).
+    With ``mouth_landmarks`` (ours, off) also "mouth_a", "mouth_b": the targets' mouth shape from their lip
+    landmarks, less its clip mean (`mouth_motion`), which mouth_pose's `model.loss.mouth_read` asks the mouth
+    weights to hold (swap_ab shows b's mouth)."""
 
     pool_size: int = 4
     margin: float = 5.0
     align_mouth: bool = True
     neutral_only: bool = False
     rigid_landmarks: bool = False
+    mouth_landmarks: bool = False
 
     def _partner(self, clip: Clip, pool: deque[Clip], rng: np.random.Generator) -> Clip | None:
         others = [c for c in pool if c.meta.get("speaker") != clip.meta.get("speaker")]
@@ -345,6 +365,8 @@ class CrossPairSampler(_Base):
                 "rigid_a": rigid_motion(a.lmk, ta, frame_a.shape[1]),
                 "rigid_b": rigid_motion(b.lmk, tb, frame_b.shape[1]),
             }
+        if self.mouth_landmarks:
+            boxes |= {"mouth_a": mouth_motion(a.lmk, ta), "mouth_b": mouth_motion(b.lmk, tb)}
         return dict(zip(names, t.unbind(0))) | boxes
 
 

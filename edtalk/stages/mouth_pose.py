@@ -64,7 +64,9 @@ class MouthPoseLoss(LossWeights):
     `edtalk.losses.linear_leak` of the 4B drivers' mouth weights against the motion of their brow, nose and
     eye landmarks in their clip (`data.rigid_landmarks: true`; ridge `MouthPoseConfig.leak_ridge`): what a
     ridge read-out of the mouth weights explains of the head's motion within the batch. pose_read: 1 minus the same
-    R² for the pose weights (the pose group reads the head's motion; same landmarks and ridge)."""
+    R² for the pose weights (the pose group reads the head's motion; same landmarks and ridge). mouth_read: 1
+    minus the same R² of the mouth weights against the targets' mouth shape from their lip landmarks, less its
+    clip mean (`data.mouth_landmarks: true`): the mouth group reads how the mouth moves."""
 
     latent: float = 1.0
     decorrelation: float = 0.0
@@ -72,6 +74,7 @@ class MouthPoseLoss(LossWeights):
     warp_invariance: float = 0.0
     leak: float = 0.0
     pose_read: float = 0.0
+    mouth_read: float = 0.0
 
 
 @dataclass
@@ -209,6 +212,14 @@ class MouthPoseStage(GANStage):
                 losses["warp_invariance"] = ratio(m_warped, r["alpha_mouth"][:half])
         if self.cfg.loss.leak > 0 or self.cfg.loss.pose_read > 0:
             losses |= self.motion_terms(batch, r)
+        if self.cfg.loss.mouth_read > 0:
+            if "mouth_a" not in batch or "mouth_b" not in batch:
+                raise ValueError(
+                    "model.loss.mouth_read > 0 reads the targets' lip landmarks: set data.mouth_landmarks: true"
+                )
+            m_a, m_b = batch["mouth_a"], batch["mouth_b"]
+            shape = torch.cat([m_a, m_b, m_b, m_a])  # [t_a, t_b, swap_ab (b's mouth), swap_ba (a's mouth)]
+            losses["mouth_read"] = 1.0 - linear_leak(r["alpha_mouth"], shape, self.cfg.leak_ridge)
         with torch.no_grad():
             self.log("train/cross_l1", (out[half:] - target[half:]).abs().mean(), batch_size=half)
         b = half // 2

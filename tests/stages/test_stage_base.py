@@ -307,6 +307,37 @@ def test_mouth_pose_leak_term_reads_the_rigid_landmarks_of_every_driver() -> Non
     assert any(g is not None and g.abs().sum() > 0 for g in grads)
 
 
+def test_mouth_pose_mouth_read_term_asks_the_mouth_weights_for_the_lip_landmarks() -> None:
+    """`model.loss.mouth_read`: refused with a one-line fix without the lip landmarks; with them it is 1 minus the
+    in-batch `linear_leak` of the 4B drivers' mouth weights against [mouth_a, mouth_b, mouth_b, mouth_a] (swap_ab
+    shows b's mouth), and its gradient reaches the mouth head, not the pose head."""
+    from edtalk.losses import linear_leak
+    from tests.stages.helpers import make_batch, make_stage
+
+    module = make_stage("mouth_pose", with_d=False, **{"loss.mouth_read": 1.0, "loss.vgg": 0.0})
+    batch = make_batch("mouth_pose", batch=4)
+    with pytest.raises(ValueError, match=r"data\.mouth_landmarks: true"):
+        module.generator_step(batch)
+    gen = torch.Generator().manual_seed(0)
+    batch |= {"mouth_a": torch.randn(4, 8, generator=gen), "mouth_b": torch.randn(4, 8, generator=gen)}
+    value = module.generator_step(batch).losses["mouth_read"]
+    with torch.no_grad():
+        frames = torch.cat([batch["target_a"], batch["target_b"], batch["swap_ab"], batch["swap_ba"]])
+        mouth = module.generator.coefficients(frames)["mouth"]
+        shape = torch.cat([batch["mouth_a"], batch["mouth_b"], batch["mouth_b"], batch["mouth_a"]])
+    assert float(value.detach()) == pytest.approx(
+        1 - float(linear_leak(mouth, shape, module.cfg.leak_ridge)), rel=1e-4
+    )
+    assert 0 < float(value.detach()) <= 1
+    module.generator.zero_grad()
+    value.backward()
+    for head, moved in (("lip_fc", True), ("pose_fc", False)):
+        grads = [p.grad for name, p in module.generator.named_parameters() if f"{head}." in name]
+        assert any(g is not None and g.abs().sum() > 0 for g in grads) == moved, head
+    module.cfg.loss.mouth_read = 0.0
+    assert "mouth_read" not in module.generator_step(batch).losses
+
+
 def test_expression_invariance_term_pairs_two_frames_of_the_target_clip() -> None:
     """0 when the second frame equals the target, equal to the by-hand ratio otherwise, its gradient
     reaches the expression head only; a batch without "target2" names the data option to set."""
