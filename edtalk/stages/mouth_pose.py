@@ -210,16 +210,7 @@ class MouthPoseStage(GANStage):
             else:
                 m_warped = self.generator.coefficients(warped)["mouth"]
                 losses["warp_invariance"] = ratio(m_warped, r["alpha_mouth"][:half])
-        if self.cfg.loss.leak > 0 or self.cfg.loss.pose_read > 0:
-            losses |= self.motion_terms(batch, r)
-        if self.cfg.loss.mouth_read > 0:
-            if "mouth_a" not in batch or "mouth_b" not in batch:
-                raise ValueError(
-                    "model.loss.mouth_read > 0 reads the targets' lip landmarks: set data.mouth_landmarks: true"
-                )
-            m_a, m_b = batch["mouth_a"], batch["mouth_b"]
-            shape = torch.cat([m_a, m_b, m_b, m_a])  # [t_a, t_b, swap_ab (b's mouth), swap_ba (a's mouth)]
-            losses["mouth_read"] = 1.0 - linear_leak(r["alpha_mouth"], shape, self.cfg.leak_ridge)
+        losses |= self.motion_terms(batch, r)
         with torch.no_grad():
             self.log("train/cross_l1", (out[half:] - target[half:]).abs().mean(), batch_size=half)
         b = half // 2
@@ -236,24 +227,36 @@ class MouthPoseStage(GANStage):
     def motion_terms(
         self, batch: dict[str, torch.Tensor], r: dict[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
-        """`loss.leak` and `loss.pose_read` (those with weight > 0): the drivers' mouth and pose weights against
-        the head's motion in the targets' rigid landmarks (`data.rigid_landmarks`)."""
+        """`loss.leak`, `loss.pose_read` and `loss.mouth_read` (those with weight > 0): the drivers' mouth and pose
+        weights against the head's motion in the targets' rigid landmarks (`data.rigid_landmarks`) and the mouth
+        weights against the lips' motion (`data.mouth_landmarks`)."""
         assert isinstance(self.cfg, MouthPoseConfig) and isinstance(self.cfg.loss, MouthPoseLoss)
-        if "rigid_a" not in batch or "rigid_b" not in batch:
-            raise ValueError(
-                "model.loss.leak / pose_read > 0 read the targets' rigid landmarks: set data.rigid_landmarks: true"
-            )
-        rigid = torch.cat([batch["rigid_a"], batch["rigid_b"]]).repeat(2, 1)  # [t_a, t_b, swap_ab, swap_ba]
-        terms = {}
-        if self.cfg.loss.leak > 0:
-            mouth = r["alpha_mouth"]
-            # with leak_head_only the mouth head alone learns from it, not the trunk the pose head reads
-            if self.cfg.leak_head_only:
-                nav = self.generator.navigator
-                mouth = nav.lip_fc(nav.fc(r["w_drivers"]).detach())
-            terms["leak"] = linear_leak(mouth, rigid, self.cfg.leak_ridge)
-        if self.cfg.loss.pose_read > 0:
-            terms["pose_read"] = 1 - linear_leak(r["alpha_pose"], rigid, self.cfg.leak_ridge)
+        terms: dict[str, torch.Tensor] = {}
+        if self.cfg.loss.leak > 0 or self.cfg.loss.pose_read > 0:
+            if "rigid_a" not in batch or "rigid_b" not in batch:
+                raise ValueError(
+                    "model.loss.leak / pose_read > 0 read the targets' rigid landmarks: set data.rigid_landmarks: true"
+                )
+            rigid = torch.cat([batch["rigid_a"], batch["rigid_b"]]).repeat(
+                2, 1
+            )  # [t_a, t_b, swap_ab, swap_ba]
+            if self.cfg.loss.leak > 0:
+                mouth = r["alpha_mouth"]
+                # with leak_head_only the mouth head alone learns from it, not the trunk the pose head reads
+                if self.cfg.leak_head_only:
+                    nav = self.generator.navigator
+                    mouth = nav.lip_fc(nav.fc(r["w_drivers"]).detach())
+                terms["leak"] = linear_leak(mouth, rigid, self.cfg.leak_ridge)
+            if self.cfg.loss.pose_read > 0:
+                terms["pose_read"] = 1 - linear_leak(r["alpha_pose"], rigid, self.cfg.leak_ridge)
+        if self.cfg.loss.mouth_read > 0:
+            if "mouth_a" not in batch or "mouth_b" not in batch:
+                raise ValueError(
+                    "model.loss.mouth_read > 0 reads the targets' lip landmarks: set data.mouth_landmarks: true"
+                )
+            m_a, m_b = batch["mouth_a"], batch["mouth_b"]
+            shape = torch.cat([m_a, m_b, m_b, m_a])  # [t_a, t_b, swap_ab (b's mouth), swap_ba (a's mouth)]
+            terms["mouth_read"] = 1.0 - linear_leak(r["alpha_mouth"], shape, self.cfg.leak_ridge)
         return terms
 
     def validation_pairs(

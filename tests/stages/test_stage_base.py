@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -257,20 +258,28 @@ def test_mouth_pose_warp_invariance_pairs_each_target_with_its_warped_copy() -> 
     assert "warp_invariance" not in module.generator_step(batch).losses
 
 
+def _landmark_term_stage(term: str, landmarks: str, width: int) -> tuple[Any, dict[str, torch.Tensor]]:
+    """A mouth_pose stage with `loss.<term>` at 1 and a batch: first checked to refuse the step without
+    `data.<landmarks>_landmarks`, then given random "<landmarks>_a" / "_b" of `width` numbers per target."""
+    from tests.stages.helpers import make_batch, make_stage
+
+    module = make_stage("mouth_pose", with_d=False, **{f"loss.{term}": 1.0, "loss.vgg": 0.0})
+    batch = make_batch("mouth_pose", batch=4)
+    with pytest.raises(ValueError, match=rf"data\.{landmarks}_landmarks: true"):
+        module.generator_step(batch)
+    gen = torch.Generator().manual_seed(0)
+    batch |= {f"{landmarks}_{side}": torch.randn(4, width, generator=gen) for side in "ab"}
+    return module, batch
+
+
 def test_mouth_pose_leak_term_reads_the_rigid_landmarks_of_every_driver() -> None:
     """`model.loss.leak`: refused with a one-line fix without the landmarks; with them it is the in-batch
     `linear_leak` of the 4B drivers' mouth weights against [rigid_a, rigid_b, rigid_a, rigid_b] (swap_ab shows
     a's head), its gradient reaches the mouth head and not the pose head (with `leak_head_only` nothing but the
     mouth head); weight 0 skips it. `loss.pose_read` is 1 minus the same R² of the pose weights."""
     from edtalk.losses import linear_leak
-    from tests.stages.helpers import make_batch, make_stage
 
-    module = make_stage("mouth_pose", with_d=False, **{"loss.leak": 1.0, "loss.vgg": 0.0})
-    batch = make_batch("mouth_pose", batch=4)
-    with pytest.raises(ValueError, match=r"data\.rigid_landmarks: true"):
-        module.generator_step(batch)
-    gen = torch.Generator().manual_seed(0)
-    batch |= {"rigid_a": torch.randn(4, 62, generator=gen), "rigid_b": torch.randn(4, 62, generator=gen)}
+    module, batch = _landmark_term_stage("leak", "rigid", 62)
     value = module.generator_step(batch).losses["leak"]
     with torch.no_grad():
         frames = torch.cat([batch["target_a"], batch["target_b"], batch["swap_ab"], batch["swap_ba"]])
@@ -312,14 +321,8 @@ def test_mouth_pose_mouth_read_term_asks_the_mouth_weights_for_the_lip_landmarks
     in-batch `linear_leak` of the 4B drivers' mouth weights against [mouth_a, mouth_b, mouth_b, mouth_a] (swap_ab
     shows b's mouth), and its gradient reaches the mouth head, not the pose head."""
     from edtalk.losses import linear_leak
-    from tests.stages.helpers import make_batch, make_stage
 
-    module = make_stage("mouth_pose", with_d=False, **{"loss.mouth_read": 1.0, "loss.vgg": 0.0})
-    batch = make_batch("mouth_pose", batch=4)
-    with pytest.raises(ValueError, match=r"data\.mouth_landmarks: true"):
-        module.generator_step(batch)
-    gen = torch.Generator().manual_seed(0)
-    batch |= {"mouth_a": torch.randn(4, 8, generator=gen), "mouth_b": torch.randn(4, 8, generator=gen)}
+    module, batch = _landmark_term_stage("mouth_read", "mouth", 8)
     value = module.generator_step(batch).losses["mouth_read"]
     with torch.no_grad():
         frames = torch.cat([batch["target_a"], batch["target_b"], batch["swap_ab"], batch["swap_ba"]])
