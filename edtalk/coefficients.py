@@ -131,3 +131,28 @@ def emotion_vectors(
         for name in EMOTIONS
         if name in sums
     }
+
+
+def part_rows(urls: Sequence[str], part: str = "mouth") -> np.ndarray:
+    """Every frame's `part` weights ("mouth" | "pose" | "exp") in the sidecars of `urls`: N x dim float64."""
+    fix = "extract coefficients first (`edtalk extract`)"
+    rows = []
+    for url in urls:
+        side = open_sidecar(url, fix)
+        rows += [side.parts(clip)[part] for clip in side.clip_ids]
+    if not rows:
+        raise ValueError(f"no clips in the sidecars of {len(urls)} shard(s) ({', '.join(urls[:2])} ...)")
+    return np.concatenate(rows).astype(np.float64)
+
+
+def principal_subspace(rows: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """(mean D, basis D x k): the k leading principal directions of `rows` (N x D), the fewest that hold
+    at least `fraction` of the variance (1.0: all D)."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"principal_subspace: fraction={fraction}, expected a number in (0, 1]")
+    mean = rows.mean(0)
+    variance, vectors = np.linalg.eigh(np.cov(rows - mean, rowvar=False))
+    variance, vectors = variance[::-1].clip(min=0), vectors[:, ::-1]  # -> decreasing
+    held = np.cumsum(variance) / max(float(variance.sum()), 1e-30)
+    k = len(variance) if fraction >= 1 else int(np.searchsorted(held, fraction) + 1)
+    return mean, np.ascontiguousarray(vectors[:, : min(k, len(variance))])

@@ -561,6 +561,7 @@ RANGES: tuple[tuple[str, Accepts], ...] = (
     ("model.warp.scale", at_least(0, words="an amplitude >= 0 (0 = no warp along it)")),
     ("model.warp.shift", at_least(0, words="an amplitude >= 0 (0 = no warp along it)")),
     ("model.leak_ridge", above(0)),
+    ("model.subspace", Accepts(lambda v: v is None or (_number(v) and 0 < v <= 1), "a fraction of variance in (0, 1], or null (off)")),
     ("*.r1_weight", at_least(0, words="a loss weight >= 0")),
     ("*.samples_num", at_least(0)),
     ("*.ema_decay", fraction()),

@@ -38,6 +38,7 @@ MEL_FRAMES_PER_SECOND = SAMPLE_RATE / HOP  # 80
 WINDOW_FRAMES = 16  # mel frames per video-frame window (200 ms)
 # Normalised Gaussian (k=3, sigma=1) of the demos' `conv_feat`, rounded to float32 as upstream.
 SMOOTHING_KERNEL = (0.27406862, 0.45186276, 0.27406862)
+SMOOTHING_PADDINGS = ("zero", "replicate")  # `smooth_coefficients(padding=)`: upstream's, ours
 
 FloatArray = npt.NDArray[np.floating]
 
@@ -166,22 +167,30 @@ def mel_windows(
     return windows
 
 
-def smooth_coefficients(x: torch.Tensor) -> torch.Tensor:
-    """Smooth coefficient sequences over time (the demos' `conv_feat`, k=3, sigma=1, zero padding 1).
+def smooth_coefficients(x: torch.Tensor, padding: str = "zero") -> torch.Tensor:
+    """Smooth coefficient sequences over time (the demos' `conv_feat`, k=3, sigma=1, padding 1).
 
     Args:
         x: T x C or B x T x C.
+        padding: "zero" (upstream: the first and last frames are attenuated, i.e. pulled towards the
+            all-zero weights) or "replicate" (each end frame repeated: every output is a weighted mean
+            of frames, so a constant sequence stays constant and no frame leaves the weights' range;
+            what our measurements use, `metrics.render.reconstruct_from_audio`).
 
     Returns:
-        Same shape and dtype; the first and last frames are attenuated (zero padding), as upstream.
+        Same shape and dtype.
     """
     if x.ndim not in (2, 3):
         raise ValueError(f"smooth_coefficients expects T x C or B x T x C, got shape {tuple(x.shape)}")
+    if padding not in SMOOTHING_PADDINGS:
+        raise ValueError(f"smooth_coefficients: padding={padding!r}, expected one of {SMOOTHING_PADDINGS}")
     seq = x[None] if x.ndim == 2 else x
     b, t, c = seq.shape
     kernel = torch.tensor(SMOOTHING_KERNEL, dtype=torch.float32).to(device=x.device, dtype=x.dtype)
     # -> (B*C) x 1 x T: one independent channel per coefficient
     flat = seq.permute(0, 2, 1).reshape(b * c, 1, t)
-    out = F.conv1d(flat, kernel.view(1, 1, 3), padding=1)
+    if padding == "replicate":
+        flat = torch.cat([flat[..., :1], flat, flat[..., -1:]], -1)
+    out = F.conv1d(flat, kernel.view(1, 1, 3), padding=1 if padding == "zero" else 0)
     out = out.reshape(b, c, t).permute(0, 2, 1)  # -> B x T x C
     return out[0] if x.ndim == 2 else out

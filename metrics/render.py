@@ -50,7 +50,7 @@ def reconstruct_from_audio(
 
     windows = torch.from_numpy(mel_windows(wav)).to(frames.device)  # -> T' x 1 x 80 x 16
     t = min(len(windows), len(frames))
-    mouth = smooth_coefficients(audio2lip(windows[:t]).float())  # -> T' x 20
+    mouth = smooth_coefficients(audio2lip(windows[:t]).float(), padding="replicate")  # -> T' x 20
     renderer = Renderer(gen, chunk_size=batch, channels_last=False)
     motion = dict.fromkeys(renderer.components) | {"mouth": mouth}
     return renderer(frames[:1], motion, drivers=frames[:t])[0]

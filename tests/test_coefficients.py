@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from datamodules.samplers import CoefficientCache
-from edtalk.coefficients import SUFFIX, open_sidecar, sidecar_path, write_sidecar
+from edtalk.coefficients import (
+    SUFFIX,
+    open_sidecar,
+    part_rows,
+    principal_subspace,
+    sidecar_path,
+    write_sidecar,
+)
 
 
 def _arrays(dims: tuple[int, int, int], rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -49,3 +56,26 @@ def test_the_sampler_cache_reads_through_the_owner(tmp_path: Path) -> None:
         cache.get(SimpleNamespace(url=f"file:{shard}", key="z#9"))
     with pytest.raises(FileNotFoundError, match=r"other-000000\.tar\.coeffs\.npz missing: extract"):
         cache.get(SimpleNamespace(url=str(tmp_path / "other-000000.tar"), key="a#2"))
+
+
+def test_principal_subspace_keeps_the_fewest_directions_holding_the_fraction(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    rotation, _ = np.linalg.qr(rng.normal(size=(20, 20)))
+    scales = np.array([10.0, 3.0] + [0.01] * 18)  # variances 100, 9, 1e-4 x 18
+    latent = rng.normal(size=(4000, 20)) * scales
+    rows = latent @ rotation.T + 5.0  # an offset, as trained weights have
+    shards = [tmp_path / f"train-00000{i}.tar" for i in range(2)]
+    for shard, part in zip(shards, np.array_split(rows, 2)):
+        write_sidecar(shard, (20, 6, 0), {"a#1": np.concatenate([part, np.zeros((len(part), 6))], 1)})
+    read = part_rows([str(s) for s in shards], "mouth")
+    assert read.shape == (4000, 20) and np.allclose(read, rows, atol=1e-5)  # float32 on disk
+    for fraction, k in ((0.5, 1), (0.95, 2), (0.9999, 2), (1.0, 20)):  # 2 hold 109 of 109.0018
+        mean, basis = principal_subspace(read, fraction)
+        assert basis.shape == (20, k) and np.allclose(basis.T @ basis, np.eye(k), atol=1e-9)
+        assert np.allclose(mean, rows.mean(0), atol=1e-5)
+    _, two = principal_subspace(read, 0.95)
+    assert np.allclose(np.abs(two.T @ rotation[:, :2]), np.eye(2), atol=0.01)  # the two large directions
+    with pytest.raises(ValueError, match="fraction=0"):
+        principal_subspace(read, 0.0)
+    with pytest.raises(FileNotFoundError, match="edtalk extract"):
+        part_rows([str(tmp_path / "train-000009.tar")])

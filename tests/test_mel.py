@@ -103,3 +103,18 @@ def test_smoothing_kernel_edges_and_batches() -> None:
     assert ones[2, 0].item() == pytest.approx(1.0, abs=1e-6)
     with pytest.raises(ValueError, match="T x C or B x T x C"):
         melspec.smooth_coefficients(torch.ones(5))
+
+
+def test_replicate_smoothing_keeps_the_ends_inside_the_weights_range() -> None:
+    x = 0.1 * torch.randn(2, 9, 3, dtype=torch.float64) + 5.0  # far from zero, as trained weights can be
+    zero, rep = (melspec.smooth_coefficients(x, padding=p) for p in ("zero", "replicate"))
+    assert torch.equal(rep[:, 1:-1], zero[:, 1:-1])  # the same kernel inside
+    k = melspec.SMOOTHING_KERNEL
+    assert torch.allclose(rep[:, 0], (k[0] + k[1]) * x[:, 0] + k[2] * x[:, 1])
+    assert torch.allclose(rep[:, -1], k[0] * x[:, -2] + (k[1] + k[2]) * x[:, -1])
+    assert (rep >= x.amin(1, keepdim=True) - 1e-9).all() and (rep <= x.amax(1, keepdim=True) + 1e-9).all()
+    assert (zero[:, 0] < x.amin(1)).all()  # zero padding pulls the first frame towards 0, out of range
+    ones = melspec.smooth_coefficients(torch.ones(5, 2), padding="replicate")
+    assert torch.allclose(ones, torch.ones(5, 2))
+    with pytest.raises(ValueError, match="padding='reflect'"):
+        melspec.smooth_coefficients(x, padding="reflect")

@@ -104,7 +104,7 @@ def clip_psnrs(
         from_audio = reconstruct_from_audio(gen, audio2lip, frames, gt.wav)
         audio.append(psnr(from_audio, frames[: len(from_audio)]))
         windows = torch.from_numpy(mel_windows(gt.wav))
-        mouth = smooth_coefficients(audio2lip(windows).float()).numpy()  # -> T' x 20
+        mouth = smooth_coefficients(audio2lip(windows).float(), padding="replicate").numpy()  # -> T' x 20
         opening = np.asarray(gt.meta["factors"]["mouth_open"], np.float64)
         t = min(len(mouth), len(opening))
         mouths.append((mouth[:t], opening[:t]))

@@ -23,6 +23,15 @@ keep updating, as in the original; only `mapping` (512 -> 20) is trained, with A
 and lr 0.0016. `model.audio_trainable` None means exactly that when an encoder file is given
 (`audio_encoder_init` or `init`), and everything (with a warning) when the encoder starts at random.
 
+Ours, off by default (`model.subspace`, the demo profile: 0.99): the predictions stay in the principal
+subspace of the training targets that holds that fraction of their variance, at the targets' mean in the
+other directions. On the demo's generators the mouth weights vary along one direction (> 99.9 %); left
+free, the other 19 carry the network's noise at ~15x the targets' spread there, which the learning
+table's linear read-out of the opening weighs heavily (`mouth_open_corr_audio` -0.15 vs +0.78 on the
+same predictions' leading direction, seed 3; experiments/demo/README.md, "The audio mouth off the
+weights' subspace"). `mapping` is projected onto it at the start and after every optimiser step, so the
+network is a plain Audio2Lip (same keys, nothing to undo at export).
+
 The generator is frozen (its bytes are verified unchanged at the end) unless `model.trainable` lists
 globs, e.g. `'model.trainable=[synthesis.*]'` to fine-tune the decoder; the SyncNet expert is always
 frozen (eval mode).
@@ -103,6 +112,8 @@ class Audio2MouthConfig(StageConfig):
             "mouth" (lower half of a mouth-box square), for the sync and mouth_l1 terms.
         crop_scale: mouth crop side over the mouth-box width (`sync_crop=mouth` only).
         verify_frozen: check bit-exactly that frozen generator parameters did not change.
+        subspace: ours: keep the predictions in the training targets' principal subspace holding this
+            fraction of their variance (read from the training shards' sidecars); None: unconstrained.
     """
 
     network: Audio2LipConfig = field(default_factory=Audio2LipConfig)
@@ -115,6 +126,7 @@ class Audio2MouthConfig(StageConfig):
     sync_crop: str = "face"
     crop_scale: float = 2.0
     verify_frozen: bool = True
+    subspace: float | None = None
 
     def __post_init__(self) -> None:
         check_sync_crop(self.sync_crop)
@@ -238,6 +250,7 @@ class Audio2MouthStage(SupervisedStage):
         if discriminator is not None:
             discriminator.requires_grad_(False)
         self.freeze_except(generator, cfg.trainable, cfg.verify_frozen, what="generator parameters")
+        self.mouth_space: tuple[torch.Tensor, torch.Tensor] | None = None  # (mean, basis): on_fit_start
 
     @classmethod
     def build(cls, cfg: Any, resume: bool = False) -> Audio2MouthStage:
@@ -282,6 +295,44 @@ class Audio2MouthStage(SupervisedStage):
     def trainable_parameters(self) -> list[nn.Parameter]:
         own = [p for p in self.net.parameters() if p.requires_grad]
         return own + [p for p in self.generator.parameters() if p.requires_grad]
+
+    # -- the subspace constraint (model.subspace) ---------------------------------------------------
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        if self.cfg.subspace is not None:
+            self.mouth_space = self.target_subspace(self.cfg.subspace)
+            self.project_mapping()
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        super().on_train_batch_end(outputs, batch, batch_idx)
+        if self.mouth_space is not None:
+            self.project_mapping()
+
+    def target_subspace(self, fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, basis 20 x k) of the training shards' mouth weights (`principal_subspace`)."""
+        from datamodules.shards import is_url, shard_urls
+        from edtalk.coefficients import part_rows, principal_subspace
+
+        root = self.trainer.datamodule.shard_root()  # type: ignore[attr-defined]
+        if is_url(root):
+            raise ValueError(
+                f"model.subspace reads the training mouth weights from local sidecars; {root} is a URL: "
+                "copy the shards and their .coeffs.npz locally or set model.subspace=null"
+            )
+        rows = part_rows(shard_urls(root, "train"), "mouth")
+        mean, basis = principal_subspace(rows, fraction)
+        return torch.from_numpy(mean).float(), torch.from_numpy(basis).float()
+
+    @torch.no_grad()
+    def project_mapping(self) -> None:
+        """`mapping`'s outputs onto mean + span(basis): W <- B B^T W, b <- mean + B B^T (b - mean)."""
+        assert self.mouth_space is not None
+        lin = self.net.mapping
+        assert isinstance(lin, nn.Linear)
+        mean, basis = (x.to(lin.weight) for x in self.mouth_space)
+        keep = basis @ basis.T
+        lin.weight.copy_(keep @ lin.weight)
+        lin.bias.copy_(mean + keep @ (lin.bias - mean))
 
     # -- the objective -----------------------------------------------------------------------------
     def render(self, batch: dict[str, torch.Tensor], mouth: torch.Tensor) -> torch.Tensor:
