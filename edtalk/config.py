@@ -561,6 +561,8 @@ RANGES: tuple[tuple[str, Accepts], ...] = (
     ("model.warp.scale", at_least(0, words="an amplitude >= 0 (0 = no warp along it)")),
     ("model.warp.shift", at_least(0, words="an amplitude >= 0 (0 = no warp along it)")),
     ("model.leak_ridge", above(0)),
+    ("model.mouth_subspace", Accepts(lambda v: v is None or (_number(v) and 0 < v <= 1), "a fraction of variance in (0, 1], or null (off)")),
+    ("model.subspace_batches", COUNT),
     ("model.subspace", Accepts(lambda v: v is None or (_number(v) and 0 < v <= 1), "a fraction of variance in (0, 1], or null (off)")),
     ("*.r1_weight", at_least(0, words="a loss weight >= 0")),
     ("*.samples_num", at_least(0)),

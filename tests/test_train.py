@@ -130,3 +130,31 @@ def test_fit_closes_its_wandb_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         ids.append((run / "wandb_id.txt").read_text())
         assert any((run / "wandb").glob(f"*{ids[-1]}*")), f"{run}/wandb holds no run {ids[-1]}"
     assert ids[0] != ids[1]
+
+
+def test_fit_with_mouth_subspace_saves_the_folded_mouth_head(tmp_path: Path) -> None:
+    """`model.mouth_subspace`: the last checkpoint holds the folded head, so every frame's mouth weights (here
+    frames the fold never read) lie in a subspace of fewer than 20 directions; the pose head is untouched."""
+    from edtalk.stages.mouth_pose import fold_mouth_subspace
+    from edtalk.weights import load_generator
+
+    args = [f"run.root={tmp_path}", "trainer.val_check_interval=2", "model.subspace_batches=3"]
+    ckpts = tmp_path / "mouth_pose" / "debug" / "checkpoints"
+    assert (
+        cli(["fit", "mouth_pose", "--debug", "trainer.max_steps=2", "model.mouth_subspace=0.9", *args]) == 0
+    )
+    gen = load_generator(ckpts / "last.ckpt").eval()
+    torch.manual_seed(0)
+    frames = torch.rand(40, 3, gen.cfg.size, gen.cfg.size) * 2 - 1
+    with torch.no_grad():
+        mouth = gen.coefficients(frames)["mouth"].double()
+    s = torch.linalg.svdvals(mouth - mouth.mean(0))
+    kept = int((s > 1e-4 * s[0]).sum())
+    assert 1 <= kept < 20, s
+    # the same fold again is a no-op: the saved head already maps into its subspace
+    _, _, vh = torch.linalg.svd(mouth - mouth.mean(0), full_matrices=False)
+    basis = vh[:kept].T.float()
+    again = load_generator(ckpts / "last.ckpt").eval()
+    fold_mouth_subspace(again, mouth.mean(0).float(), basis)
+    with torch.no_grad():
+        assert torch.allclose(again.coefficients(frames)["mouth"], mouth.float(), atol=1e-4)

@@ -36,10 +36,12 @@ A mouth_pose checkpoint or an official file as `init_from` always keeps everythi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import ClassVar
 
 import torch
 
+from edtalk.coefficients import principal_subspace
 from edtalk.losses import (
     coefficient_invariance,
     decorrelation,
@@ -49,6 +51,7 @@ from edtalk.losses import (
     standardised_invariance,
 )
 from edtalk.nn.generator import Generator, SourceEncoding
+from edtalk.nn.layers import EqualLinear
 from edtalk.stages.base import GANStage, GANStageConfig, LossWeights, StepOutput
 from edtalk.weights.handoff import MOUTH_POSE_HEADS
 
@@ -108,6 +111,11 @@ class MouthPoseConfig(GANStageConfig):
         leak_ridge: ridge of `loss.leak`'s read-out, a fraction of each weight's own variance.
         leak_head_only: `loss.leak` trains the mouth head (`lip_fc`) alone: the encoder and the shared motion
             MLP, which the pose head reads, get no gradient from it.
+        mouth_subspace: ours (None: off): when training ends, the mouth weights are confined to the principal
+            subspace that holds this fraction of their variance on `subspace_batches` training batches (drivers
+            a and b; gathered over the ranks), at their mean in the other directions: folded into the mouth
+            head's last layer (same keys; EMA copy too), and last.ckpt written again.
+        subspace_batches: training batches read for `mouth_subspace`.
     """
 
     loss: MouthPoseLoss = field(default_factory=MouthPoseLoss)
@@ -116,10 +124,25 @@ class MouthPoseConfig(GANStageConfig):
     leak_head_only: bool = False
     pair_losses: str = "sum"
     fresh_heads: bool = True
+    mouth_subspace: float | None = None
+    subspace_batches: int = 32
 
     def __post_init__(self) -> None:
         if self.pair_losses not in ("sum", "mean"):
             raise ValueError(f"model.pair_losses={self.pair_losses!r}: use 'sum' (upstream) or 'mean'")
+
+
+@torch.no_grad()
+def fold_mouth_subspace(gen: Generator, mean: torch.Tensor, basis: torch.Tensor) -> None:
+    """Confine `gen`'s mouth weights to mean + span(basis) (20 x k, orthonormal): the mouth head's last layer
+    W <- B B^T W and (its effective bias) b <- mean + B B^T (b - mean); the state-dict keys stay."""
+    last = gen.navigator.lip_fc[-1]
+    assert isinstance(last, EqualLinear) and last.bias is not None
+    keep = (basis @ basis.T).to(last.weight)
+    mean = mean.to(last.weight)
+    last.weight.copy_(keep @ last.weight)
+    bias = last.bias * last.lr_mul
+    last.bias.copy_((mean + keep @ (bias - mean)) / last.lr_mul)
 
 
 def _repeat(enc: SourceEncoding, n: int) -> SourceEncoding:
@@ -170,6 +193,38 @@ class MouthPoseStage(GANStage):
     def fresh_at_handoff(cls, cfg: GANStageConfig) -> tuple[str, ...]:
         assert isinstance(cfg, MouthPoseConfig)
         return MOUTH_POSE_HEADS if cfg.fresh_heads else ()
+
+    # -- model.mouth_subspace: the mouth weights confined to their principal subspace at the end ------------
+    def on_train_end(self) -> None:
+        super().on_train_end()
+        assert isinstance(self.cfg, MouthPoseConfig)
+        if self.cfg.mouth_subspace is None:
+            return
+        rows = self.mouth_rows(self.cfg.subspace_batches)
+        mean, basis = principal_subspace(rows.double().cpu().numpy(), self.cfg.mouth_subspace)
+        for gen in (self.generator, self.generator_ema):
+            if gen is not None:
+                fold_mouth_subspace(gen, torch.from_numpy(mean), torch.from_numpy(basis))
+        from edtalk.train import FinalCheckpoint
+
+        for callback in self.trainer.callbacks:  # type: ignore[attr-defined]
+            if isinstance(callback, FinalCheckpoint):  # it wrote last.ckpt before this hook: again, folded
+                callback.on_train_end(self.trainer, self)
+
+    @torch.no_grad()
+    def mouth_rows(self, batches: int) -> torch.Tensor:
+        """The mouth weights of the drivers a and b of `batches` training batches, every rank's: N x 20."""
+        gen = self.generator_ema if self.generator_ema is not None else self.generator
+        loader = self.trainer.datamodule.train_dataloader()  # type: ignore[attr-defined]
+        rows = []
+        for raw in islice(loader, batches):
+            batch = self.on_after_batch_transfer(self.transfer_batch_to_device(raw, self.device, 0), 0)
+            drivers = torch.cat([batch["target_a"], batch["target_b"]])
+            rows.append(gen.coefficients(drivers)["mouth"].float())
+        local = torch.cat(rows)
+        gathered = self.all_gather(local)  # -> world x N x 20 (N x 20 on one process)
+        assert isinstance(gathered, torch.Tensor)
+        return gathered.reshape(-1, local.shape[1])
 
     def generator_step(self, batch: dict[str, torch.Tensor]) -> StepOutput:
         r = cross_reconstruct(self.generator, batch)

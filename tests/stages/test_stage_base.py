@@ -368,3 +368,29 @@ def test_expression_invariance_term_pairs_two_frames_of_the_target_clip() -> Non
         module.generator_step(batch)
     module.cfg.loss.invariance = 0.0
     assert "invariance" not in module.generator_step(batch).losses
+
+
+def test_fold_mouth_subspace_confines_the_mouth_weights_and_leaves_the_rest() -> None:
+    """`model.mouth_subspace`'s fold: the mouth head's last layer maps into mean + span(basis); pose, keys and
+    every other parameter stay."""
+    from edtalk.stages.mouth_pose import fold_mouth_subspace
+    from tests.stages.helpers import make_batch, make_stage
+
+    seed_torch(3)
+    gen = make_stage("mouth_pose", with_d=False).generator.eval()
+    frames = make_batch("mouth_pose", batch=4)["target_a"]
+    frames = torch.cat([frames, frames.flip(-1)])
+    before = {k: v.clone() for k, v in gen.state_dict().items()}
+    coef = gen.coefficients(frames)
+    basis, _ = torch.linalg.qr(torch.randn(20, 3))
+    mean = torch.randn(20)
+    fold_mouth_subspace(gen, mean, basis)
+    after = gen.coefficients(frames)
+    assert torch.allclose(after["pose"], coef["pose"])
+    off = (after["mouth"] - mean) - (after["mouth"] - mean) @ basis @ basis.T
+    assert off.abs().max() < 1e-4 * (after["mouth"] - mean).abs().max()
+    inside = mean + (coef["mouth"] - mean) @ basis @ basis.T  # the projection of the old weights
+    assert torch.allclose(after["mouth"], inside, atol=1e-4)
+    changed = [k for k, v in gen.state_dict().items() if not torch.equal(v, before[k])]
+    assert set(gen.state_dict()) == set(before) and changed
+    assert all(k.startswith("navigator.lip_fc.") for k in changed)
