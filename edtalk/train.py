@@ -663,7 +663,8 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
 
 
 class FinalCheckpoint(Callback):
-    """Write `last.ckpt` when training ends, whatever step that is (ModelCheckpoint saves every N steps).
+    """Write `last.ckpt` when training ends, whatever step that is (ModelCheckpoint saves every N steps), after
+    the stage's `before_final_checkpoint`.
 
     Not after a pre-emption stop: `Preemption` wrote it inside the epoch, where a resume continues the
     epoch's data; written again here, after Lightning has closed the stopped epoch, a resume would start
@@ -676,6 +677,9 @@ class FinalCheckpoint(Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.preemption is not None and self.preemption.stopped:
             return
+        finish = getattr(pl_module, "before_final_checkpoint", None)
+        if callable(finish):
+            finish()
         trainer.save_checkpoint(self.path)
 
 

@@ -114,7 +114,7 @@ class MouthPoseConfig(GANStageConfig):
         mouth_subspace: ours (None: off): when training ends, the mouth weights are confined to the principal
             subspace that holds this fraction of their variance on `subspace_batches` training batches (drivers
             a and b; gathered over the ranks), at their mean in the other directions: folded into the mouth
-            head's last layer (same keys; EMA copy too), and last.ckpt written again.
+            head's last layer (same keys; EMA copy too) before last.ckpt is written (`before_final_checkpoint`).
         subspace_batches: training batches read for `mouth_subspace`.
     """
 
@@ -195,8 +195,7 @@ class MouthPoseStage(GANStage):
         return MOUTH_POSE_HEADS if cfg.fresh_heads else ()
 
     # -- model.mouth_subspace: the mouth weights confined to their principal subspace at the end ------------
-    def on_train_end(self) -> None:
-        super().on_train_end()
+    def before_final_checkpoint(self) -> None:
         assert isinstance(self.cfg, MouthPoseConfig)
         if self.cfg.mouth_subspace is None:
             return
@@ -205,11 +204,6 @@ class MouthPoseStage(GANStage):
         for gen in (self.generator, self.generator_ema):
             if gen is not None:
                 fold_mouth_subspace(gen, torch.from_numpy(mean), torch.from_numpy(basis))
-        from edtalk.train import FinalCheckpoint
-
-        for callback in self.trainer.callbacks:  # type: ignore[attr-defined]
-            if isinstance(callback, FinalCheckpoint):  # it wrote last.ckpt before this hook: again, folded
-                callback.on_train_end(self.trainer, self)
 
     @torch.no_grad()
     def mouth_rows(self, batches: int) -> torch.Tensor:

@@ -152,6 +152,10 @@ class EDTalkStage(L.LightningModule):
     def on_train_end(self) -> None:
         self.verify_frozen()
 
+    def before_final_checkpoint(self) -> None:
+        """Called once training has ended, just before the final last.ckpt is written (`edtalk.train.FinalCheckpoint`;
+        not after a pre-emption stop): a stage's last change to its weights (mouth_pose's `model.mouth_subspace`)."""
+
     def verify_frozen(self) -> None:
         """Raise if any frozen parameter changed (bit-exact) since training started."""
         if not self._frozen_prints or self._guarded is None:
