@@ -156,3 +156,15 @@ def principal_subspace(rows: np.ndarray, fraction: float) -> tuple[np.ndarray, n
     held = np.cumsum(variance) / max(float(variance.sum()), 1e-30)
     k = len(variance) if fraction >= 1 else int(np.searchsorted(held, fraction) + 1)
     return mean, np.ascontiguousarray(vectors[:, : min(k, len(variance))])
+
+
+@torch.no_grad()
+def confine_linear_(
+    weight: torch.Tensor, bias: torch.Tensor, mean: torch.Tensor, basis: torch.Tensor, bias_scale: float = 1.0
+) -> None:
+    """In place: a linear layer's outputs onto mean + span(basis) (D x k, orthonormal columns):
+    W <- B B^T W and the effective bias (`bias` x `bias_scale`) b <- mean + B B^T (b - mean)."""
+    keep = (basis @ basis.T).to(weight)
+    mean = mean.to(weight)
+    weight.copy_(keep @ weight)
+    bias.copy_((mean + keep @ (bias * bias_scale - mean)) / bias_scale)

@@ -323,16 +323,14 @@ class Audio2MouthStage(SupervisedStage):
         mean, basis = principal_subspace(rows, fraction)
         return torch.from_numpy(mean).float(), torch.from_numpy(basis).float()
 
-    @torch.no_grad()
     def project_mapping(self) -> None:
-        """`mapping`'s outputs onto mean + span(basis): W <- B B^T W, b <- mean + B B^T (b - mean)."""
+        """`mapping`'s outputs onto mean + span(basis) (`edtalk.coefficients.confine_linear_`)."""
+        from edtalk.coefficients import confine_linear_
+
         assert self.mouth_space is not None
         lin = self.net.mapping
         assert isinstance(lin, nn.Linear)
-        mean, basis = (x.to(lin.weight) for x in self.mouth_space)
-        keep = basis @ basis.T
-        lin.weight.copy_(keep @ lin.weight)
-        lin.bias.copy_(mean + keep @ (lin.bias - mean))
+        confine_linear_(lin.weight, lin.bias, *self.mouth_space)
 
     # -- the objective -----------------------------------------------------------------------------
     def render(self, batch: dict[str, torch.Tensor], mouth: torch.Tensor) -> torch.Tensor:

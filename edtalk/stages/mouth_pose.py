@@ -41,7 +41,7 @@ from typing import ClassVar
 
 import torch
 
-from edtalk.coefficients import principal_subspace
+from edtalk.coefficients import confine_linear_, principal_subspace
 from edtalk.losses import (
     coefficient_invariance,
     decorrelation,
@@ -132,17 +132,12 @@ class MouthPoseConfig(GANStageConfig):
             raise ValueError(f"model.pair_losses={self.pair_losses!r}: use 'sum' (upstream) or 'mean'")
 
 
-@torch.no_grad()
 def fold_mouth_subspace(gen: Generator, mean: torch.Tensor, basis: torch.Tensor) -> None:
-    """Confine `gen`'s mouth weights to mean + span(basis) (20 x k, orthonormal): the mouth head's last layer
-    W <- B B^T W and (its effective bias) b <- mean + B B^T (b - mean); the state-dict keys stay."""
+    """Confine `gen`'s mouth weights to mean + span(basis) (20 x k, orthonormal) in the mouth head's last layer
+    (`edtalk.coefficients.confine_linear_`, its bias scaled by `lr_mul`); the state-dict keys stay."""
     last = gen.navigator.lip_fc[-1]
     assert isinstance(last, EqualLinear) and last.bias is not None
-    keep = (basis @ basis.T).to(last.weight)
-    mean = mean.to(last.weight)
-    last.weight.copy_(keep @ last.weight)
-    bias = last.bias * last.lr_mul
-    last.bias.copy_((mean + keep @ (bias - mean)) / last.lr_mul)
+    confine_linear_(last.weight, last.bias, mean, basis, last.lr_mul)
 
 
 def _repeat(enc: SourceEncoding, n: int) -> SourceEncoding:
